@@ -1,0 +1,239 @@
+"""Admin for every annotation model: filters, search and rating counts."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.db.models import Count, Q
+from django.utils.html import format_html
+
+from annotation import protocol
+from annotation.models import Claim, Rater, Rating, Session, Stimulus, Study
+
+
+@admin.register(Study)
+class StudyAdmin(admin.ModelAdmin):
+    list_display = (
+        "slug",
+        "title",
+        "owner",
+        "status",
+        "protocol",
+        "scale",
+        "ratings_per_stimulus",
+        "n_stimuli",
+        "n_raters",
+        "n_ratings",
+        "created_at",
+    )
+    list_filter = ("status", "protocol", "scale", "created_at")
+    search_fields = ("slug", "title", "owner__username")
+    prepopulated_fields = {"slug": ("title",)}
+    filter_horizontal = ("shared_with",)
+    readonly_fields = ("created_at", "updated_at", "rater_link")
+    actions = ("open_studies", "pause_studies", "close_studies")
+    fieldsets = (
+        (None, {"fields": ("slug", "title", "owner", "shared_with", "status", "rater_link")}),
+        ("What is rated", {"fields": ("protocol", "scale", "instructions", "consent_text")}),
+        (
+            "Assignment",
+            {
+                "fields": (
+                    "ratings_per_stimulus",
+                    "session_size",
+                    "max_items_per_rater",
+                    "gold_rate",
+                    "gold_fail_limit",
+                    "repeat_check",
+                    "claim_ttl_seconds",
+                )
+            },
+        ),
+        ("Rating page", {"fields": ("min_view_seconds", "break_every")}),
+        ("Completion", {"fields": ("completion_code", "completion_url")}),
+        ("Dates", {"fields": ("created_at", "updated_at")}),
+    )
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                _n_stimuli=Count("stimuli", distinct=True),
+                _n_raters=Count("raters", distinct=True),
+                _n_ratings=Count("stimuli__ratings", distinct=True),
+            )
+        )
+
+    @admin.display(ordering="_n_stimuli", description="stimuli")
+    def n_stimuli(self, obj):
+        return obj._n_stimuli
+
+    @admin.display(ordering="_n_raters", description="raters")
+    def n_raters(self, obj):
+        return obj._n_raters
+
+    @admin.display(ordering="_n_ratings", description="ratings")
+    def n_ratings(self, obj):
+        return obj._n_ratings
+
+    @admin.display(description="rater link")
+    def rater_link(self, obj):
+        if not obj.pk:
+            return "-"
+        return format_html('<a href="{0}">{0}</a>', obj.get_absolute_url())
+
+    def _set_status(self, request, queryset, status):
+        updated = queryset.update(status=status)
+        self.message_user(request, f"{updated} stud{'y' if updated == 1 else 'ies'} now {status}.")
+
+    @admin.action(description="Open the selected studies")
+    def open_studies(self, request, queryset):
+        self._set_status(request, queryset, Study.Status.OPEN)
+
+    @admin.action(description="Pause the selected studies")
+    def pause_studies(self, request, queryset):
+        self._set_status(request, queryset, Study.Status.PAUSED)
+
+    @admin.action(description="Close the selected studies")
+    def close_studies(self, request, queryset):
+        self._set_status(request, queryset, Study.Status.CLOSED)
+
+
+@admin.register(Stimulus)
+class StimulusAdmin(admin.ModelAdmin):
+    list_display = (
+        "thumbnail",
+        "original_name",
+        "study",
+        "role",
+        "generator",
+        "task",
+        "width",
+        "height",
+        "n_ratings",
+        "n_live_claims",
+    )
+    list_display_links = ("thumbnail", "original_name")
+    list_filter = ("role", "study", "generator", "task")
+    search_fields = ("original_name", "sha256", "prompt", "generator")
+    readonly_fields = ("sha256", "width", "height", "byte_size", "created_at", "preview")
+    list_select_related = ("study",)
+
+    def get_queryset(self, request):
+        from django.utils import timezone
+
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                _n_ratings=Count("ratings", distinct=True),
+                _n_live=Count(
+                    "claims", filter=Q(claims__expires_at__gt=timezone.now()), distinct=True
+                ),
+            )
+        )
+
+    @admin.display(ordering="_n_ratings", description="ratings")
+    def n_ratings(self, obj):
+        return obj._n_ratings
+
+    @admin.display(ordering="_n_live", description="live claims")
+    def n_live_claims(self, obj):
+        return obj._n_live
+
+    @admin.display(description="image")
+    def thumbnail(self, obj):
+        if not obj.image:
+            return "-"
+        return format_html(
+            '<img src="{}" alt="" style="max-height:48px;max-width:64px">', obj.image.url
+        )
+
+    @admin.display(description="preview")
+    def preview(self, obj):
+        if not obj.image:
+            return "-"
+        return format_html('<img src="{}" alt="" style="max-width:384px">', obj.image.url)
+
+
+class RatingInline(admin.TabularInline):
+    model = Rating
+    extra = 0
+    can_delete = False
+    fields = ("stimulus", "repetition", "overall", "viewing_seconds", "created_at")
+    readonly_fields = fields
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Rater)
+class RaterAdmin(admin.ModelAdmin):
+    list_display = (
+        "pseudonym",
+        "study",
+        "source",
+        "external_id",
+        "status",
+        "status_reason",
+        "gold_failures",
+        "n_ratings",
+        "created_at",
+    )
+    list_filter = ("status", "source", "study")
+    search_fields = ("pseudonym", "external_id", "status_reason")
+    readonly_fields = ("token", "pseudonym", "created_at", "consented_at", "training_done_at")
+    inlines = (RatingInline,)
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(_n_ratings=Count("ratings"))
+
+    @admin.display(ordering="_n_ratings", description="ratings")
+    def n_ratings(self, obj):
+        return obj._n_ratings
+
+
+@admin.register(Session)
+class SessionAdmin(admin.ModelAdmin):
+    list_display = ("id", "rater", "stage", "planned_items", "started_at", "finished_at")
+    list_filter = ("stage", "rater__study")
+    search_fields = ("rater__pseudonym", "rater__external_id", "platform_session_id")
+    list_select_related = ("rater",)
+
+
+@admin.register(Claim)
+class ClaimAdmin(admin.ModelAdmin):
+    list_display = ("stimulus", "rater", "repetition", "created_at", "expires_at", "is_live")
+    list_filter = ("stimulus__study",)
+    search_fields = ("rater__pseudonym", "stimulus__original_name")
+    list_select_related = ("stimulus", "rater")
+
+    @admin.display(boolean=True, description="live")
+    def is_live(self, obj):
+        return obj.is_live
+
+
+@admin.register(Rating)
+class RatingAdmin(admin.ModelAdmin):
+    list_display = (
+        "id",
+        "stimulus",
+        "rater",
+        "repetition",
+        "is_gold",
+        *[d.key for d in protocol.DIMENSIONS[:3]],
+        "viewing_seconds",
+        "created_at",
+    )
+    list_filter = ("stimulus__study", "is_gold", "repetition", "scale", "protocol")
+    search_fields = ("rater__pseudonym", "stimulus__original_name", "client_id")
+    list_select_related = ("stimulus", "rater")
+    date_hierarchy = "created_at"
+
+    def get_readonly_fields(self, request, obj=None):
+        # Ratings are evidence: they are read, never edited by hand.
+        return [f.name for f in self.model._meta.fields]
+
+    def has_add_permission(self, request):
+        return False

@@ -1,0 +1,367 @@
+"""Studies, stimuli, raters, sessions, claims and ratings.
+
+Invariants live in the database (constraints below), not only in Python:
+one rating per (rater, stimulus, repetition), a unique client id per rating,
+unique (study, sha256) per stimulus, and every score inside the scale and
+present exactly for the dimensions of the study's protocol preset.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import F, Q
+from django.urls import reverse
+from django.utils import timezone
+
+from annotation import protocol as proto
+
+
+def new_token() -> str:
+    """An unguessable rater token (256 bits)."""
+    return secrets.token_urlsafe(32)
+
+
+def new_completion_code() -> str:
+    return secrets.token_hex(4).upper()
+
+
+class Study(models.Model):
+    class Status(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        OPEN = "open", "Open"
+        PAUSED = "paused", "Paused"
+        CLOSED = "closed", "Closed"
+
+    slug = models.SlugField(max_length=64, unique=True)
+    title = models.CharField(max_length=200)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="owned_studies"
+    )
+    shared_with = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, blank=True, related_name="shared_studies"
+    )
+    instructions = models.TextField(blank=True, help_text="Shown to raters before training.")
+    consent_text = models.TextField(
+        blank=True, help_text="Shown on the consent page; a default text is used when empty."
+    )
+    protocol = models.CharField(
+        max_length=16,
+        choices=[(k, proto.PRESET_LABELS[k]) for k in proto.PRESETS],
+        default=proto.DEFAULT_PRESET,
+    )
+    scale = models.CharField(
+        max_length=16,
+        choices=[(k, s.label) for k, s in proto.SCALES.items()],
+        default=proto.DEFAULT_SCALE,
+    )
+    ratings_per_stimulus = models.PositiveSmallIntegerField(
+        "ratings per stimulus (K)", default=15, validators=[MinValueValidator(1)]
+    )
+    session_size = models.PositiveIntegerField(
+        default=50, validators=[MinValueValidator(1)], help_text="Test items per session."
+    )
+    max_items_per_rater = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Cap over all sessions of one rater; empty = no cap."
+    )
+    gold_rate = models.FloatField(
+        default=0.1,
+        validators=[MinValueValidator(0.0), MaxValueValidator(0.5)],
+        help_text="Share of gold items interleaved among test items.",
+    )
+    gold_fail_limit = models.PositiveSmallIntegerField(
+        default=2, help_text="Gold failures after which a rater is excluded (F)."
+    )
+    repeat_check = models.BooleanField(
+        default=False,
+        help_text="Show one already-rated stimulus again per session (intra-rater consistency).",
+    )
+    min_view_seconds = models.FloatField(default=3.0, validators=[MinValueValidator(0.0)])
+    break_every = models.PositiveIntegerField(
+        default=40, validators=[MinValueValidator(1)], help_text="A break screen every N items."
+    )
+    claim_ttl_seconds = models.PositiveIntegerField(
+        default=600, validators=[MinValueValidator(10)], help_text="How long a claim lives."
+    )
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.DRAFT)
+    completion_code = models.CharField(max_length=64, default=new_completion_code)
+    completion_url = models.URLField(
+        blank=True, help_text="Crowd platform URL raters are sent to at the end."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "studies"
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(ratings_per_stimulus__gte=1), name="study_k_positive"
+            ),
+            models.CheckConstraint(condition=Q(session_size__gte=1), name="study_session_size"),
+            models.CheckConstraint(
+                condition=Q(gold_rate__gte=0) & Q(gold_rate__lte=0.5), name="study_gold_rate"
+            ),
+            models.CheckConstraint(
+                condition=Q(protocol__in=list(proto.PRESETS)), name="study_protocol_known"
+            ),
+            models.CheckConstraint(
+                condition=Q(scale__in=list(proto.SCALES)), name="study_scale_known"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.title} ({self.slug})"
+
+    def get_absolute_url(self) -> str:
+        return reverse("annotation:study-entry", args=[self.slug])
+
+    @property
+    def dimensions(self) -> list[proto.Dimension]:
+        return proto.dimensions_for(self.protocol)
+
+    @property
+    def scale_def(self) -> proto.Scale:
+        return proto.get_scale(self.scale)
+
+    @property
+    def is_open(self) -> bool:
+        return self.status == self.Status.OPEN
+
+
+class Stimulus(models.Model):
+    class Role(models.TextChoices):
+        TEST = "test", "Test"
+        TRAINING = "training", "Training"
+        GOLD = "gold", "Gold"
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="stimuli")
+    image = models.ImageField(upload_to="stimuli/", width_field="width", height_field="height")
+    original_name = models.CharField(max_length=255, help_text="File name as imported.")
+    sha256 = models.CharField(max_length=64)
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    byte_size = models.PositiveBigIntegerField(default=0)
+    role = models.CharField(max_length=8, choices=Role.choices, default=Role.TEST)
+    generator = models.CharField(max_length=128, blank=True, db_index=True)
+    task = models.CharField(max_length=128, blank=True, db_index=True)
+    prompt = models.TextField(blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    # Researcher's expected range on the overall dimension, for gold and training items.
+    expected_low = models.FloatField(null=True, blank=True)
+    expected_high = models.FloatField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name_plural = "stimuli"
+        ordering = ["study", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["study", "sha256"], name="stimulus_unique_sha"),
+            models.CheckConstraint(
+                condition=Q(role__in=["test", "training", "gold"]), name="stimulus_role_known"
+            ),
+            models.CheckConstraint(
+                condition=Q(expected_low__isnull=True)
+                | Q(expected_high__isnull=True)
+                | Q(expected_low__lte=F("expected_high")),
+                name="stimulus_expected_range_ordered",
+            ),
+            # A gold question without an expected answer could never be checked.
+            models.CheckConstraint(
+                condition=~Q(role="gold")
+                | (Q(expected_low__isnull=False) & Q(expected_high__isnull=False)),
+                name="stimulus_gold_has_range",
+            ),
+        ]
+        indexes = [models.Index(fields=["study", "role"])]
+
+    def __str__(self) -> str:
+        return self.original_name
+
+    @property
+    def expected_center(self) -> float | None:
+        if self.expected_low is None or self.expected_high is None:
+            return None
+        return (self.expected_low + self.expected_high) / 2
+
+
+class Rater(models.Model):
+    class Source(models.TextChoices):
+        PROLIFIC = "prolific", "Prolific"
+        MTURK = "mturk", "MTurk"
+        ANONYMOUS = "anonymous", "Anonymous link"
+        SIMULATED = "simulated", "Simulated (demo)"
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        COMPLETED = "completed", "Completed"
+        EXCLUDED = "excluded", "Excluded"
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="raters")
+    external_id = models.CharField(max_length=128, blank=True)
+    source = models.CharField(max_length=16, choices=Source.choices, default=Source.ANONYMOUS)
+    token = models.CharField(max_length=64, unique=True, default=new_token, editable=False)
+    pseudonym = models.CharField(max_length=16, editable=False, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
+    status_reason = models.TextField(blank=True)
+    flags = models.JSONField(
+        default=dict, blank=True, help_text="Quality flags, e.g. straight-lining."
+    )
+    platform = models.JSONField(default=dict, blank=True, help_text="Crowd-platform parameters.")
+    gold_failures = models.PositiveSmallIntegerField(default=0)
+    consented_at = models.DateTimeField(null=True, blank=True)
+    training_done_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["study", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["study", "source", "external_id"],
+                condition=~Q(external_id=""),
+                name="rater_unique_external_id",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.pseudonym or f"rater {self.pk}"
+
+    def save(self, *args, **kwargs):
+        if not self.pseudonym:
+            # Exports carry the pseudonym, never the crowd-platform id.
+            self.pseudonym = "R" + secrets.token_hex(5).upper()
+        super().save(*args, **kwargs)
+
+
+class Session(models.Model):
+    class Stage(models.TextChoices):
+        CONSENT = "consent", "Consent"
+        INSTRUCTIONS = "instructions", "Instructions"
+        TRAINING = "training", "Training"
+        RATING = "rating", "Rating"
+        DONE = "done", "Done"
+        STOPPED = "stopped", "Stopped"
+
+    rater = models.ForeignKey(Rater, on_delete=models.CASCADE, related_name="sessions")
+    stage = models.CharField(max_length=16, choices=Stage.choices, default=Stage.CONSENT)
+    planned_items = models.PositiveIntegerField(default=0)
+    platform_session_id = models.CharField(max_length=128, blank=True)
+    user_agent = models.CharField(max_length=400, blank=True)
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+
+    def __str__(self) -> str:
+        return f"session {self.pk} of {self.rater}"
+
+
+def default_claim_expiry():
+    return timezone.now() + timedelta(minutes=10)
+
+
+class Claim(models.Model):
+    """A stimulus reserved for one rater until it is rated or the claim expires."""
+
+    stimulus = models.ForeignKey(Stimulus, on_delete=models.CASCADE, related_name="claims")
+    rater = models.ForeignKey(Rater, on_delete=models.CASCADE, related_name="claims")
+    session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="claims")
+    repetition = models.PositiveSmallIntegerField(default=1)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(default=default_claim_expiry, db_index=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["rater", "stimulus", "repetition"], name="claim_unique_per_rater"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"claim {self.stimulus_id} by {self.rater_id}"
+
+    @property
+    def is_live(self) -> bool:
+        return self.expires_at > timezone.now()
+
+
+def _score_checks() -> list[models.CheckConstraint]:
+    """Database checks generated from protocol.py: each score inside its scale, and
+    present exactly for the dimensions of the rating's preset."""
+    checks = []
+    for dim in proto.DIMENSION_KEYS:
+        in_scale = Q()
+        for scale in proto.SCALES.values():
+            bounds = Q(**{f"{dim}__gte": scale.minimum, f"{dim}__lte": scale.maximum})
+            if scale.integer:
+                bounds &= Q(**{f"{dim}__in": _integer_points(scale)})
+            in_scale |= Q(scale=scale.key) & bounds
+        checks.append(
+            models.CheckConstraint(
+                condition=Q(**{f"{dim}__isnull": True}) | in_scale, name=f"rating_{dim}_in_scale"
+            )
+        )
+    presence = Q()
+    for preset, keys in proto.PRESETS.items():
+        clause = Q(protocol=preset)
+        for dim in proto.DIMENSION_KEYS:
+            clause &= Q(**{f"{dim}__isnull": dim not in keys})
+        presence |= clause
+    checks.append(models.CheckConstraint(condition=presence, name="rating_dimensions_match_preset"))
+    return checks
+
+
+def _integer_points(scale: proto.Scale) -> list[float]:
+    return [float(v) for v in range(int(scale.minimum), int(scale.maximum) + 1)]
+
+
+class Rating(models.Model):
+    """One rater's scores for one stimulus: one column per protocol dimension."""
+
+    stimulus = models.ForeignKey(Stimulus, on_delete=models.PROTECT, related_name="ratings")
+    rater = models.ForeignKey(Rater, on_delete=models.PROTECT, related_name="ratings")
+    session = models.ForeignKey(Session, on_delete=models.PROTECT, related_name="ratings")
+    # Copied from the study at write time so the database can check the scores.
+    protocol = models.CharField(max_length=16)
+    scale = models.CharField(max_length=16)
+    repetition = models.PositiveSmallIntegerField(default=1)
+    is_gold = models.BooleanField(default=False)
+    viewing_seconds = models.FloatField(help_text="Time the image was shown before submit.")
+    client_id = models.UUIDField(unique=True, default=uuid.uuid4)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["rater", "stimulus", "repetition"], name="rating_once_per_repetition"
+            ),
+            models.CheckConstraint(condition=Q(repetition__in=[1, 2]), name="rating_repetition"),
+            models.CheckConstraint(
+                condition=Q(viewing_seconds__gte=0) & Q(viewing_seconds__lte=86400),
+                name="rating_viewing_time",
+            ),
+            *_score_checks(),
+        ]
+        indexes = [models.Index(fields=["stimulus", "repetition"])]
+
+    def __str__(self) -> str:
+        return f"rating {self.pk}: {self.rater_id} on {self.stimulus_id}"
+
+    def scores(self) -> dict[str, float]:
+        return {
+            key: getattr(self, key)
+            for key in proto.PRESETS.get(self.protocol, ())
+            if getattr(self, key) is not None
+        }
+
+
+for _dim in proto.DIMENSIONS:
+    Rating.add_to_class(_dim.key, models.FloatField(_dim.label, null=True, blank=True))

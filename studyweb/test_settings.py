@@ -1,0 +1,26 @@
+"""Settings for the test suite: PostgreSQL and Redis, Celery eager.
+
+The real broker and worker are exercised by the tests that exist to prove them
+(they start their own worker process against CELERY_BROKER_URL).
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")
+os.environ.setdefault("DEBUG", "0")
+os.environ.setdefault("SECRET_KEY", "test-secret-key-that-is-long-enough-for-checks-0123456789")
+os.environ.setdefault("MEDIA_ROOT", "/tmp/studyweb-test-media")
+
+from studyweb.settings import *  # noqa: F403
+
+TEST_BROKER_URL = os.environ.get("CELERY_BROKER_URL") or "redis://127.0.0.1:6379/15"
+# In-process tasks for ordinary tests; tests/test_celery_worker.py uses TEST_BROKER_URL.
+CELERY_TASK_ALWAYS_EAGER = True
+CELERY_BROKER_URL = TEST_BROKER_URL
+CELERY_RESULT_BACKEND = TEST_BROKER_URL
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+STORAGES["staticfiles"] = {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}  # noqa: F405
+SESSION_COOKIE_SECURE = False
+CSRF_COOKIE_SECURE = False
