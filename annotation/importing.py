@@ -1,0 +1,466 @@
+"""Stimuli from a folder or a zip archive, plus an optional metadata CSV.
+
+Every file is checked before anything is stored: size, a format Pillow can
+identify among PNG/JPEG/WebP, a pixel-count limit against decompression bombs
+(read from the header, before decoding) and a full decode (truncated files
+fail). Zip entries with absolute paths or ``..`` are refused (zip-slip).
+Duplicates (same sha256 in the study) are skipped. A malformed metadata CSV
+aborts the import before any file is stored, naming the line and column.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import math
+import re
+import warnings
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.db import IntegrityError, transaction
+from PIL import Image, UnidentifiedImageError
+
+from annotation.models import Stimulus, Study
+
+ALLOWED_FORMATS = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp"}
+KNOWN_COLUMNS = ("filename", "generator", "task", "prompt", "role", "expected_low", "expected_high")
+FILENAME_ALIASES = ("filename", "name", "image", "file")
+ROLES = {r.value for r in Stimulus.Role}
+
+
+class ImportAborted(Exception):
+    """The whole import was refused; nothing was stored."""
+
+
+class MetadataError(ImportAborted):
+    def __init__(self, line: int, column: str, message: str):
+        self.line, self.column = line, column
+        super().__init__(f"metadata CSV line {line}, column {column!r}: {message}")
+
+
+class Rejected(Exception):
+    """One file refused, with the reason shown in the report."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_bytes: int
+    max_pixels: int
+    max_archive_bytes: int
+    max_members: int
+
+    @classmethod
+    def from_settings(cls) -> Limits:
+        return cls(
+            max_bytes=settings.MAX_IMAGE_BYTES,
+            max_pixels=settings.MAX_IMAGE_PIXELS,
+            max_archive_bytes=settings.MAX_ARCHIVE_BYTES,
+            max_members=settings.MAX_ARCHIVE_MEMBERS,
+        )
+
+
+@dataclass
+class MetadataRow:
+    line: int
+    generator: str = ""
+    task: str = ""
+    prompt: str = ""
+    role: str | None = None
+    expected_low: float | None = None
+    expected_high: float | None = None
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class FileOutcome:
+    name: str
+    status: str  # "imported", "skipped" or "rejected"
+    reason: str = ""
+    stimulus_id: int | None = None
+
+
+@dataclass
+class ImportReport:
+    outcomes: list[FileOutcome] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def count(self, status: str) -> int:
+        return sum(1 for o in self.outcomes if o.status == status)
+
+    @property
+    def imported(self) -> int:
+        return self.count("imported")
+
+    @property
+    def skipped(self) -> int:
+        return self.count("skipped")
+
+    @property
+    def rejected(self) -> int:
+        return self.count("rejected")
+
+    def summary(self) -> str:
+        return f"{self.imported} imported, {self.skipped} skipped, {self.rejected} rejected"
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    format: str
+    extension: str
+    width: int
+    height: int
+
+
+# --- Metadata CSV -------------------------------------------------------------
+
+
+def _parse_float(text: str, line: int, column: str) -> float | None:
+    if text.strip() == "":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise MetadataError(line, column, f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise MetadataError(line, column, f"{text!r} is not a finite number")
+    return value
+
+
+def _json_value(text: str):
+    """Extra columns keep numbers as numbers (e.g. a degradation strength)."""
+    if re.fullmatch(r"[+-]?\d+", text.strip()):
+        return int(text)
+    try:
+        value = float(text)
+    except ValueError:
+        return text
+    return value if math.isfinite(value) else text
+
+
+def read_metadata_csv(data: bytes, *, study: Study | None = None) -> dict[str, MetadataRow]:
+    """Parse a metadata CSV into rows keyed by file name, or raise MetadataError.
+
+    Lines are counted as a spreadsheet shows them (the header is line 1; a quoted
+    prompt spanning lines counts each line).
+    """
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise MetadataError(line, "-", "not valid UTF-8 text") from None
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader, None)
+    except csv.Error as exc:
+        raise MetadataError(1, "-", f"unreadable CSV ({exc})") from None
+    if not header or all(not h.strip() for h in header):
+        raise MetadataError(1, "-", "the file is empty; expected a header with a 'filename' column")
+    header = [h.strip() for h in header]
+    lowered = [h.lower() for h in header]
+    for i, name in enumerate(lowered):
+        if not name:
+            raise MetadataError(1, f"#{i + 1}", "empty column name in the header")
+        if lowered.index(name) != i:
+            raise MetadataError(1, header[i], "duplicate column name")
+    name_col = next((lowered.index(a) for a in FILENAME_ALIASES if a in lowered), None)
+    if name_col is None:
+        raise MetadataError(1, "filename", "missing column (the file names go in 'filename')")
+    scale = study.scale_def if study is not None else None
+
+    rows: dict[str, MetadataRow] = {}
+    line = 1
+    while True:
+        try:
+            record = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            raise MetadataError(reader.line_num, "-", f"unreadable CSV ({exc})") from None
+        line = reader.line_num
+        if not record or all(not cell.strip() for cell in record):
+            continue  # blank lines are harmless
+        if len(record) != len(header):
+            raise MetadataError(
+                line, "-", f"expected {len(header)} fields like the header, found {len(record)}"
+            )
+        cells = dict(zip(lowered, record, strict=True))
+        filename = record[name_col].strip()
+        if not filename:
+            raise MetadataError(line, header[name_col], "empty file name")
+        key = PurePosixPath(filename.replace("\\", "/")).as_posix()
+        if key in rows:
+            raise MetadataError(
+                line, header[name_col], f"{filename!r} already listed on line {rows[key].line}"
+            )
+        row = MetadataRow(line=line)
+        row.generator = cells.get("generator", "").strip()
+        row.task = cells.get("task", "").strip()
+        row.prompt = cells.get("prompt", "").strip()
+        role = cells.get("role", "").strip().lower()
+        if role:
+            if role not in ROLES:
+                raise MetadataError(line, "role", f"{role!r} is not one of {sorted(ROLES)}")
+            row.role = role
+        row.expected_low = _parse_float(cells.get("expected_low", ""), line, "expected_low")
+        row.expected_high = _parse_float(cells.get("expected_high", ""), line, "expected_high")
+        if (row.expected_low is None) != (row.expected_high is None):
+            missing = "expected_high" if row.expected_high is None else "expected_low"
+            raise MetadataError(line, missing, "give both ends of the expected range or neither")
+        if row.expected_low is not None and row.expected_low > row.expected_high:
+            raise MetadataError(line, "expected_high", "is below expected_low")
+        if scale is not None and row.expected_low is not None:
+            for col, value in (
+                ("expected_low", row.expected_low),
+                ("expected_high", row.expected_high),
+            ):
+                if not scale.minimum <= value <= scale.maximum:
+                    raise MetadataError(
+                        line,
+                        col,
+                        f"{value:g} is outside the study's scale "
+                        f"{scale.minimum:g}-{scale.maximum:g}",
+                    )
+        row.extra = {
+            header[i]: _json_value(value)
+            for i, (name, value) in enumerate(zip(lowered, record, strict=True))
+            if i != name_col and name not in KNOWN_COLUMNS and value.strip() != ""
+        }
+        rows[key] = row
+    return rows
+
+
+# --- Image checks -------------------------------------------------------------
+
+
+def inspect_image(data: bytes, *, max_pixels: int) -> ImageInfo:
+    """Identify, size-check and fully decode an image, or raise Rejected."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as im:
+                fmt = im.format or "?"
+                if fmt not in ALLOWED_FORMATS:
+                    raise Rejected(f"unsupported format {fmt} (PNG, JPEG or WebP only)")
+                width, height = im.size
+                if width < 1 or height < 1:
+                    raise Rejected("the image has no pixels")
+                # Checked from the header, before a single pixel is decoded.
+                if width * height > max_pixels:
+                    raise Rejected(
+                        f"too many pixels ({width}x{height} = {width * height:,} > "
+                        f"{max_pixels:,}): possible decompression bomb"
+                    )
+                if getattr(im, "n_frames", 1) > 1:
+                    raise Rejected("animated images are not supported")
+                im.load()  # a truncated or corrupt file fails here
+    except Rejected:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise Rejected(f"too many pixels: possible decompression bomb ({exc})") from None
+    except UnidentifiedImageError:
+        raise Rejected("not an image (PNG, JPEG or WebP expected)") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise Rejected(f"truncated or corrupt image ({exc})") from None
+    return ImageInfo(fmt, ALLOWED_FORMATS[fmt], width, height)
+
+
+# --- Sources ------------------------------------------------------------------
+
+_UNSAFE_NAME = re.compile(r"^([A-Za-z]:|[\\/])")
+
+
+def _is_ignorable(parts: tuple[str, ...]) -> bool:
+    # Finder and Explorer litter: not stimuli, not worth a "rejected" line.
+    return any(p.startswith(".") or p == "__MACOSX" for p in parts) or parts[-1] in {
+        "Thumbs.db",
+        "desktop.ini",
+    }
+
+
+def _folder_entries(root: Path, limits: Limits, skip: set[Path]) -> Iterator[tuple[str, object]]:
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root)
+        if path.is_dir() or _is_ignorable(rel.parts) or path.resolve() in skip:
+            continue
+        name = rel.as_posix()
+        if path.is_symlink():
+            yield name, Rejected("symbolic links are not followed")
+            continue
+        size = path.stat().st_size
+        if size > limits.max_bytes:
+            yield name, Rejected(f"file too large ({size:,} bytes > {limits.max_bytes:,})")
+            continue
+        yield name, path.read_bytes
+
+
+def _zip_entries(archive: zipfile.ZipFile, limits: Limits) -> Iterator[tuple[str, object]]:
+    for info in archive.infolist():
+        raw = info.filename
+        if info.is_dir():
+            continue
+        parts = tuple(p for p in raw.replace("\\", "/").split("/") if p)
+        if _UNSAFE_NAME.match(raw) or ".." in parts or not parts:
+            yield raw, Rejected("unsafe path in archive (absolute or containing '..')")
+            continue
+        if _is_ignorable(parts):
+            continue
+        name = "/".join(parts)
+        if info.flag_bits & 0x1:
+            yield name, Rejected("encrypted archive entry")
+            continue
+        if info.file_size > limits.max_bytes:
+            yield (
+                name,
+                Rejected(f"file too large ({info.file_size:,} bytes > {limits.max_bytes:,})"),
+            )
+            continue
+
+        def read(info=info):
+            # Read at most one byte past the limit: the header's size may lie.
+            with archive.open(info) as handle:
+                data = handle.read(limits.max_bytes + 1)
+            if len(data) > limits.max_bytes:
+                raise Rejected(f"file too large (more than {limits.max_bytes:,} bytes)")
+            return data
+
+        yield name, read
+
+
+def open_archive(path: Path, limits: Limits) -> zipfile.ZipFile:
+    if path.stat().st_size > limits.max_archive_bytes:
+        raise ImportAborted(f"{path.name}: archive larger than {limits.max_archive_bytes:,} bytes")
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise ImportAborted(f"{path.name}: broken or unreadable zip archive ({exc})") from None
+    members = archive.infolist()
+    if len(members) > limits.max_members:
+        archive.close()
+        raise ImportAborted(f"{path.name}: {len(members):,} entries (limit {limits.max_members:,})")
+    expanded = sum(m.file_size for m in members)
+    if expanded > limits.max_archive_bytes:
+        archive.close()
+        raise ImportAborted(
+            f"{path.name}: expands to {expanded:,} bytes (limit {limits.max_archive_bytes:,})"
+        )
+    return archive
+
+
+# --- The import ---------------------------------------------------------------
+
+
+def stimuli_import(
+    *,
+    study: Study,
+    source: Path,
+    metadata_csv: Path | None = None,
+    role: str = Stimulus.Role.TEST,
+    limits: Limits | None = None,
+) -> ImportReport:
+    """Import every image of a folder or zip into ``study``; see the module docstring."""
+    limits = limits or Limits.from_settings()
+    if role not in ROLES:
+        raise ImportAborted(f"unknown role {role!r}; use one of {sorted(ROLES)}")
+    source = Path(source)
+    if not source.exists():
+        raise ImportAborted(f"{source}: no such file or folder")
+    metadata: dict[str, MetadataRow] = {}
+    skip: set[Path] = set()
+    if metadata_csv is not None:
+        metadata_csv = Path(metadata_csv)
+        try:
+            raw = metadata_csv.read_bytes()
+        except OSError as exc:
+            raise ImportAborted(f"cannot read metadata CSV {metadata_csv}: {exc}") from None
+        metadata = read_metadata_csv(raw, study=study)
+        skip.add(metadata_csv.resolve())
+
+    report = ImportReport()
+    if source.is_dir():
+        entries = _folder_entries(source, limits, skip)
+        _import_entries(study, entries, metadata, role, limits, report)
+    elif zipfile.is_zipfile(source) or source.suffix.lower() == ".zip":
+        with open_archive(source, limits) as archive:
+            _import_entries(study, _zip_entries(archive, limits), metadata, role, limits, report)
+    else:
+        raise ImportAborted(f"{source}: neither a folder nor a zip archive")
+
+    seen = {o.name for o in report.outcomes} | {PurePosixPath(o.name).name for o in report.outcomes}
+    for key, row in metadata.items():
+        if key not in seen:
+            report.warnings.append(f"metadata line {row.line}: no file named {key!r} in the source")
+    return report
+
+
+def _lookup(metadata: dict[str, MetadataRow], name: str) -> MetadataRow | None:
+    return metadata.get(name) or metadata.get(PurePosixPath(name).name)
+
+
+def _import_entries(study, entries, metadata, role, limits, report) -> None:
+    for name, reader in entries:
+        try:
+            if isinstance(reader, Rejected):
+                raise reader
+            try:
+                data = reader()
+            except (zipfile.BadZipFile, OSError, EOFError, zipfile.LargeZipFile) as exc:
+                raise Rejected(f"unreadable entry ({exc})") from None
+            outcome = _import_one(study, name, data, _lookup(metadata, name), role, limits)
+        except Rejected as exc:
+            outcome = FileOutcome(name, "rejected", str(exc))
+        report.outcomes.append(outcome)
+
+
+def _import_one(study, name, data, row, default_role, limits) -> FileOutcome:
+    if len(data) > limits.max_bytes:
+        raise Rejected(f"file too large ({len(data):,} bytes > {limits.max_bytes:,})")
+    if not data:
+        raise Rejected("empty file")
+    info = inspect_image(data, max_pixels=limits.max_pixels)
+    role = (row.role if row and row.role else None) or default_role
+    low = row.expected_low if row else None
+    high = row.expected_high if row else None
+    if role == Stimulus.Role.GOLD and low is None:
+        raise Rejected("gold items need expected_low and expected_high in the metadata CSV")
+    sha = hashlib.sha256(data).hexdigest()
+    existing = Stimulus.objects.filter(study=study, sha256=sha).values_list(
+        "original_name", flat=True
+    )
+    if existing:
+        return FileOutcome(name, "skipped", f"duplicate of {existing[0]} (same sha256)")
+    stimulus = Stimulus(
+        study=study,
+        original_name=name,
+        sha256=sha,
+        width=info.width,
+        height=info.height,
+        byte_size=len(data),
+        role=role,
+        generator=row.generator if row else "",
+        task=row.task if row else "",
+        prompt=row.prompt if row else "",
+        metadata=dict(row.extra) if row else {},
+        expected_low=low,
+        expected_high=high,
+    )
+    stored = f"{study.slug}/{sha[:2]}/{sha}.{info.extension}"
+    stimulus.image.save(stored, ContentFile(data), save=False)
+    try:
+        with transaction.atomic():
+            stimulus.save()
+    except IntegrityError:
+        # Another import of the same file won the race: keep one copy.
+        stimulus.image.delete(save=False)
+        return FileOutcome(name, "skipped", "duplicate (same sha256, imported concurrently)")
+    except BaseException:
+        stimulus.image.delete(save=False)
+        raise
+    return FileOutcome(
+        name, "imported", f"{info.width}x{info.height} {info.format}, {role}", stimulus.pk
+    )

@@ -1,0 +1,294 @@
+"""The writes of the annotation side. Views, the API, the demo seeder and the
+simulators all go through these functions, so a rating is written in exactly one
+place: ``rating_submit``.
+
+Functions are keyword-only, named ``<noun>_<verb>``, and atomic.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from dataclasses import dataclass
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from annotation import assignment, protocol, quality
+from annotation.models import Claim, Rater, Rating, Session, Stimulus, Study
+
+
+class SubmitRefused(Exception):
+    """A submission that was not written. ``status`` is the HTTP status to answer."""
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        status: int = 400,
+        field: str | None = None,
+        errors: dict[str, str] | None = None,
+    ):
+        self.code, self.message, self.status = code, message, status
+        self.field = field
+        self.errors = errors or ({field: message} if field else {})
+        super().__init__(message)
+
+    def as_dict(self) -> dict:
+        return {"error": self.code, "detail": self.message, "fields": self.errors}
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    rating: Rating
+    created: bool  # False for a replay of an already written submission
+
+
+# --- Raters and sessions -------------------------------------------------------
+
+
+def rater_enter(
+    *,
+    study: Study,
+    source: str = Rater.Source.ANONYMOUS,
+    external_id: str = "",
+    platform: dict | None = None,
+    token: str | None = None,
+) -> tuple[Rater, bool]:
+    """The rater behind a link: found again by external id or token cookie, else new.
+
+    Returns (rater, created). A token of another study is ignored, never reused.
+    """
+    external_id = (external_id or "").strip()[:128]
+    platform = platform or {}
+    if external_id:
+        rater, created = Rater.objects.get_or_create(
+            study=study, source=source, external_id=external_id, defaults={"platform": platform}
+        )
+        if not created and platform and platform != rater.platform:
+            rater.platform = {**rater.platform, **platform}
+            rater.save(update_fields=["platform"])
+        return rater, created
+    if token:
+        rater = Rater.objects.filter(study=study, token=token).first()
+        if rater is not None:
+            return rater, False
+    return Rater.objects.create(study=study, source=source, platform=platform), True
+
+
+def session_start(*, rater: Rater, user_agent: str = "", platform_session_id: str = "") -> Session:
+    """The rater's unfinished session (resumed), or a new one."""
+    with transaction.atomic():
+        Rater.objects.select_for_update().get(pk=rater.pk)  # one session at a time per rater
+        current = (
+            rater.sessions.filter(finished_at__isnull=True)
+            .exclude(stage__in=[Session.Stage.DONE, Session.Stage.STOPPED])
+            .order_by("-started_at")
+            .first()
+        )
+        if current is not None:
+            return current
+        stage = Session.Stage.CONSENT if rater.consented_at is None else Session.Stage.RATING
+        if stage == Session.Stage.RATING and rater.training_done_at is None:
+            stage = Session.Stage.INSTRUCTIONS
+        return Session.objects.create(
+            rater=rater,
+            stage=stage,
+            planned_items=assignment.plan_session_items(rater.study, rater),
+            user_agent=user_agent[:400],
+            platform_session_id=platform_session_id[:128],
+        )
+
+
+def session_advance(*, session: Session, stage: str) -> Session:
+    """Move a session forward through consent, instructions, training, rating."""
+    order = [s.value for s in Session.Stage]
+    if order.index(stage) < order.index(session.stage):
+        return session  # going back (e.g. a reload of an old page) changes nothing
+    now = timezone.now()
+    rater = session.rater
+    if stage != Session.Stage.CONSENT and rater.consented_at is None:
+        rater.consented_at = now
+        rater.save(update_fields=["consented_at"])
+    if stage == Session.Stage.RATING and rater.training_done_at is None:
+        rater.training_done_at = now
+        rater.save(update_fields=["training_done_at"])
+    session.stage = stage
+    fields = ["stage"]
+    if stage in (Session.Stage.DONE, Session.Stage.STOPPED):
+        session.finished_at = now
+        fields.append("finished_at")
+    session.save(update_fields=fields)
+    return session
+
+
+def session_finish(*, session: Session) -> Session:
+    session_advance(session=session, stage=Session.Stage.DONE)
+    rater = session.rater
+    if rater.status == Rater.Status.ACTIVE:
+        rater.status = Rater.Status.COMPLETED
+        rater.save(update_fields=["status"])
+    Claim.objects.filter(session=session).delete()  # give unrated claims back at once
+    return session
+
+
+# --- Ratings -------------------------------------------------------------------
+
+
+def _parse_client_id(client_id) -> uuid.UUID:
+    try:
+        return client_id if isinstance(client_id, uuid.UUID) else uuid.UUID(str(client_id))
+    except (ValueError, TypeError, AttributeError):
+        raise SubmitRefused(
+            "invalid_client_id", "client_id must be a UUID", field="client_id"
+        ) from None
+
+
+def _parse_viewing_seconds(value) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise SubmitRefused(
+            "invalid_viewing_time",
+            "viewing_seconds must be a finite number",
+            field="viewing_seconds",
+        )
+    if not 0 <= value <= 86400:
+        raise SubmitRefused(
+            "invalid_viewing_time",
+            "viewing_seconds must be between 0 and 86400",
+            field="viewing_seconds",
+        )
+    return float(value)
+
+
+def _replay(existing: Rating, rater: Rater, stimulus_id, scores: dict) -> SubmitResult:
+    if existing.rater_id != rater.pk:
+        raise SubmitRefused(
+            "client_id_taken",
+            "this client_id belongs to another submission",
+            status=409,
+            field="client_id",
+        )
+    if existing.stimulus_id != stimulus_id or existing.scores() != scores:
+        raise SubmitRefused(
+            "replay_mismatch",
+            "this client_id was already used for a different submission; nothing was changed",
+            status=409,
+            field="client_id",
+        )
+    return SubmitResult(existing, created=False)
+
+
+def rating_submit(
+    *,
+    rater: Rater,
+    stimulus_id: int,
+    scores: object,
+    client_id,
+    viewing_seconds,
+    now=None,
+) -> SubmitResult:
+    """Write one rating, or refuse it with a clear reason and change nothing.
+
+    The rater must hold a claim on the stimulus. A replay of the same client_id
+    with the same content returns the first result and writes nothing. A claim
+    that expired is still honoured if nobody else took the slot meanwhile.
+    """
+    now = now or timezone.now()
+    cid = _parse_client_id(client_id)
+    study = rater.study
+    try:
+        clean = protocol.validate_scores(study.protocol, study.scale, scores)
+    except protocol.ProtocolError as exc:
+        existing = Rating.objects.filter(client_id=cid).first()
+        if existing is not None:
+            raise SubmitRefused(
+                "replay_mismatch",
+                "this client_id was already used for a different submission",
+                status=409,
+                field="client_id",
+            ) from None
+        raise SubmitRefused(
+            "invalid_scores", f"the scores do not fit this study: {exc}", errors=exc.errors
+        ) from None
+    seconds = _parse_viewing_seconds(viewing_seconds)
+
+    existing = Rating.objects.filter(client_id=cid).first()
+    if existing is not None:
+        return _replay(existing, rater, stimulus_id, clean)
+
+    try:
+        with transaction.atomic():
+            result = _rating_write(rater, study, stimulus_id, clean, cid, seconds, now)
+    except IntegrityError:
+        # A concurrent retry with the same client_id won the race: answer as a replay.
+        existing = Rating.objects.filter(client_id=cid).first()
+        if existing is not None:
+            return _replay(existing, rater, stimulus_id, clean)
+        raise SubmitRefused(
+            "already_rated", "you have already rated this image", status=409
+        ) from None
+    quality.after_rating(rating=result.rating)
+    return result
+
+
+def _rating_write(rater, study, stimulus_id, clean, cid, seconds, now) -> SubmitResult:
+    if study.status == Study.Status.CLOSED:
+        raise SubmitRefused("study_closed", "this study is closed", status=409)
+    # Lock the stimulus row first, as assignment does, so counts are stable.
+    stimulus = (
+        Stimulus.objects.select_for_update().filter(pk=stimulus_id, study=study).first()
+        if isinstance(stimulus_id, int) and not isinstance(stimulus_id, bool)
+        else None
+    )
+    if stimulus is None:
+        raise SubmitRefused(
+            "unknown_stimulus", "no such image in this study", status=404, field="stimulus"
+        )
+    locked_rater = Rater.objects.select_for_update().get(pk=rater.pk)
+    if locked_rater.status == Rater.Status.EXCLUDED:
+        raise SubmitRefused("rater_excluded", "your participation has ended", status=403)
+    claim = (
+        Claim.objects.select_for_update()
+        .filter(rater=rater, stimulus=stimulus)
+        .order_by("-repetition")
+        .first()
+    )
+    if claim is None:
+        raise SubmitRefused(
+            "no_claim", "this image was not assigned to you", status=409, field="stimulus"
+        )
+    if claim.expires_at <= now and claim.repetition == 1 and stimulus.role == Stimulus.Role.TEST:
+        k = study.ratings_per_stimulus
+        if assignment.filled(stimulus.pk, now=now, exclude_rater=rater) >= k:
+            claim.delete()
+            raise SubmitRefused(
+                "claim_expired",
+                "your time on this image ran out and it was given to another rater; "
+                "please continue with the next image",
+                status=409,
+            )
+    if claim.repetition == 1 and stimulus.role == Stimulus.Role.TEST:
+        # The last guard in Python; the database constraint guards distinct raters.
+        if Rating.objects.filter(stimulus=stimulus, repetition=1).count() >= (
+            study.ratings_per_stimulus
+        ):
+            claim.delete()
+            raise SubmitRefused("stimulus_full", "this image has all its ratings", status=409)
+    rating = Rating(
+        stimulus=stimulus,
+        rater=rater,
+        session=claim.session,
+        protocol=study.protocol,
+        scale=study.scale,
+        repetition=claim.repetition,
+        is_gold=stimulus.role == Stimulus.Role.GOLD,
+        viewing_seconds=seconds,
+        client_id=cid,
+        created_at=now,
+    )
+    for key, value in clean.items():
+        setattr(rating, key, value)
+    rating.save(force_insert=True)
+    claim.delete()
+    return SubmitResult(rating, created=True)
