@@ -455,9 +455,11 @@ def _import_one(study, name, data, row, default_role, limits) -> FileOutcome:
         with transaction.atomic():
             stimulus.save()
     except IntegrityError:
-        # Another import of the same file won the race: keep one copy.
         stimulus.image.delete(save=False)
-        return FileOutcome(name, "skipped", "duplicate (same sha256, imported concurrently)")
+        if Stimulus.objects.filter(study=study, sha256=sha).exists():
+            # Another import of the same file won the race: keep one copy.
+            return FileOutcome(name, "skipped", "duplicate (same sha256, imported concurrently)")
+        raise
     except BaseException:
         stimulus.image.delete(save=False)
         raise

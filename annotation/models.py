@@ -141,7 +141,7 @@ class Stimulus(models.Model):
         GOLD = "gold", "Gold"
 
     study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="stimuli")
-    image = models.ImageField(upload_to="stimuli/", width_field="width", height_field="height")
+    image = models.ImageField(upload_to="stimuli/", max_length=255)
     original_name = models.CharField(max_length=255, help_text="File name as imported.")
     sha256 = models.CharField(max_length=64)
     width = models.PositiveIntegerField()

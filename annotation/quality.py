@@ -49,6 +49,8 @@ def _gold_failed(rating: Rating) -> None:
                 f"{rating.stimulus.expected_low:g}-{rating.stimulus.expected_high:g}"
             )
             fields += ["status", "status_reason"]
+            # Give the excluded rater's reserved images back to the pool at once.
+            rater.claims.all().delete()
         rater.save(update_fields=fields)
 
 
