@@ -174,6 +174,7 @@ def claim_next(*, session: Session, now=None) -> Claim | None:
     """The rater's current claim, or a new one; None when the session has nothing left."""
     now = now or timezone.now()
     rater = session.rater
+    rater.refresh_from_db(fields=["status"])  # quality checks may have excluded them meanwhile
     if rater.status != Rater.Status.ACTIVE:
         return None
     current = _live_claim(session, now)

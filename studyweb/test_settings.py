@@ -22,5 +22,8 @@ CELERY_BROKER_URL = TEST_BROKER_URL
 CELERY_RESULT_BACKEND = TEST_BROKER_URL
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 STORAGES["staticfiles"] = {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}  # noqa: F405
+WHITENOISE_USE_FINDERS = True
+STATIC_ROOT = BASE_DIR / "var" / "test-static"  # noqa: F405
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 SESSION_COOKIE_SECURE = False
 CSRF_COOKIE_SECURE = False

@@ -1,0 +1,71 @@
+# The README's commands. `make run` and `make test` set up everything they need.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+# `make run` is the embedded first look: SQLite and eager tasks unless overridden.
+RUN_DATABASE_URL ?= sqlite:///var/db.sqlite3
+SIMULATED_RATERS ?= 20
+
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: install run test lint format worker worker-gpu bench services browser clean
+
+# Reinstall only when the requirements change (the stamp is newer than both files).
+$(STAMP): requirements.txt requirements-dev.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements-dev.txt
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	DEBUG=1 DATABASE_URL=$(RUN_DATABASE_URL) CELERY_BROKER_URL= $(BIN)/python manage.py migrate --noinput
+	DEBUG=1 DATABASE_URL=$(RUN_DATABASE_URL) CELERY_BROKER_URL= $(BIN)/python manage.py seed_demo --simulate-raters $(SIMULATED_RATERS)
+	@echo ""
+	@echo "  Rater link:   http://$(HOST):$(PORT)/s/demo/"
+	@echo "  Prolific:     http://$(HOST):$(PORT)/s/demo/?PROLIFIC_PID=demo-pid&STUDY_ID=demo&SESSION_ID=s1"
+	@echo "  Admin:        http://$(HOST):$(PORT)/admin/   user admin / password admin"
+	@echo "  Researcher:   user researcher / password researcher"
+	@echo "  (SQLite in var/, Celery tasks run eagerly in the web process)"
+	@echo ""
+	DEBUG=1 DATABASE_URL=$(RUN_DATABASE_URL) CELERY_BROKER_URL= $(BIN)/python manage.py runserver $(HOST):$(PORT)
+
+# PostgreSQL and Redis: DATABASE_URL / CELERY_BROKER_URL when set, else the local defaults.
+services:
+	@$(PYTHON) scripts/check_services.py
+
+# Debian's Chromium for the browser tests (Playwright drives /usr/bin/chromium).
+browser:
+	@test -x /usr/bin/chromium || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	  else echo "Chromium is missing: run 'sudo apt-get install -y chromium' (browser tests need /usr/bin/chromium)"; exit 1; fi; }
+
+test: install services browser
+	$(BIN)/ruff check .
+	DJANGO_SETTINGS_MODULE=studyweb.test_settings $(BIN)/python manage.py makemigrations --check --dry-run
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+# Celery workers (need CELERY_BROKER_URL and a shared DATABASE_URL).
+worker: install
+	$(BIN)/celery -A studyweb worker -Q default -l INFO
+
+worker-gpu: install
+	$(BIN)/celery -A studyweb worker -Q gpu -c 1 -l INFO
+
+bench: install
+	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf var .pytest_cache .ruff_cache

@@ -1,0 +1,38 @@
+"""Shared fixtures: the named personas of every permission test, and media in tmp."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.factories import RaterFactory, StudyFactory, UserFactory
+
+
+@pytest.fixture(autouse=True)
+def _media_in_tmp(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+
+
+@pytest.fixture
+def admin_user(db):
+    return UserFactory(username="admin", is_staff=True, is_superuser=True)
+
+
+@pytest.fixture
+def researcher_a(db):
+    return UserFactory(username="researcher_a", is_staff=True)
+
+
+@pytest.fixture
+def researcher_b(db):
+    return UserFactory(username="researcher_b", is_staff=True)
+
+
+@pytest.fixture
+def study_a(researcher_a):
+    return StudyFactory(owner=researcher_a, slug="study-a", title="A's study")
+
+
+@pytest.fixture
+def rater_a(study_a):
+    """A rater of researcher A's study."""
+    return RaterFactory(study=study_a)

@@ -1,0 +1,42 @@
+"""A real Celery worker process, started by the test, through real Redis (not eager)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import redis
+from django.conf import settings
+
+from studyweb.celery import ping
+from tests.celery_worker import broker_mode, celery_worker
+
+pytestmark = pytest.mark.celery_worker
+
+
+@pytest.fixture
+def broker():
+    client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    try:
+        client.ping()
+    except redis.ConnectionError as exc:
+        pytest.fail(f"Redis is not reachable at {settings.CELERY_BROKER_URL}: {exc}")
+    client.flushdb()  # a private test database (redis db 15 by default)
+    return client
+
+
+def test_task_runs_in_a_separate_worker_process(broker):
+    with broker_mode(), celery_worker(queues="default") as worker:
+        result = ping.apply_async(kwargs={"value": "hello"}, queue="default")
+        reply = result.get(timeout=90)
+        assert worker.poll() is None
+    assert reply["value"] == "hello"
+    assert reply["pid"] != os.getpid()  # it really ran elsewhere
+
+
+def test_scoring_tasks_route_to_the_gpu_queue():
+    from studyweb.celery import app
+
+    router = app.amqp.router
+    assert router.route({}, "scoring.tasks.score_batch")["queue"].name == "gpu"
+    assert router.route({}, "scoring.tasks.run_analysis")["queue"].name == "default"
