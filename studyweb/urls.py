@@ -10,6 +10,7 @@ urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("", include("annotation.urls")),
+    path("", include("scoring.urls")),
 ]
 
 if settings.DEBUG:
