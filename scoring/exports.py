@@ -1,0 +1,367 @@
+"""Dataset exports, one registry of formats (after doccano): each format is a small
+class that streams bytes, so a large study never sits in memory.
+
+- ``agin-csv``: the MOS dataset in the AGIN column convention: ``filename,
+  MOS_nat, MOS_tech, MOS_rat``, one ``MOS_<dim>`` per sub-dimension, then std,
+  interval and n columns, then metadata (generator, task, prompt).
+- ``json``: the same dataset as a JSON document.
+- ``parquet``: the same dataset as Parquet.
+- ``ratings-csv`` / ``ratings-parquet``: the raw ratings, one row per rating and
+  dimension, with the rater's pseudonym (never the crowd-platform id).
+
+Text cells starting with ``=``, ``+``, ``-``, ``@`` (or a tab / carriage return)
+are prefixed with ``'`` in CSV against formula injection in spreadsheets.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import tempfile
+from collections.abc import Iterator
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from annotation import protocol
+from annotation.models import Rating, Stimulus, Study
+from scoring.models import Analysis, StimulusResult
+
+CHUNK_ROWS = 2000
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+# The AGIN authors' names for the three headline columns.
+AGIN_NAMES = {"overall": "nat", "technical": "tech", "rationality": "rat"}
+
+
+class ExportError(ValueError):
+    pass
+
+
+def escape_cell(value):
+    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
+        return "'" + value
+    return value
+
+
+def _csv_lines(header: list[str], rows: Iterator[list]) -> Iterator[bytes]:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    count = 0
+    for row in rows:
+        writer.writerow([escape_cell(v) for v in row])
+        count += 1
+        if count % 500 == 0:
+            yield buffer.getvalue().encode()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue().encode()
+
+
+def _num(value):
+    return (
+        None if value is None or (isinstance(value, float) and not math.isfinite(value)) else value
+    )
+
+
+# --- The MOS dataset -----------------------------------------------------------
+
+
+def dataset_columns(study: Study) -> list[str]:
+    dims = list(protocol.PRESETS[study.protocol])
+    heads = [f"MOS_{AGIN_NAMES[d]}" for d in ("overall", "technical", "rationality")]
+    subs = [f"MOS_{d}" for d in dims if d not in AGIN_NAMES]
+    spread = []
+    for d in dims:
+        tag = AGIN_NAMES.get(d, d)
+        spread += [f"std_{tag}", f"ci_low_{tag}", f"ci_high_{tag}", f"n_{tag}"]
+    return ["filename", *heads, *subs, *spread, "generator", "task", "prompt"]
+
+
+def latest_done_analysis(study: Study) -> Analysis:
+    analysis = study.analyses.filter(status=Analysis.Status.DONE).order_by("-finished_at").first()
+    if analysis is None:
+        raise ExportError(
+            f"study {study.slug!r} has no finished analysis: run one first "
+            "(manage.py run_analysis, the study page or the admin)"
+        )
+    return analysis
+
+
+def dataset_rows(analysis: Analysis) -> Iterator[dict]:
+    """One dict per stimulus, keys as :func:`dataset_columns`; streamed from the database."""
+    study = analysis.study
+    dims = list(protocol.PRESETS[study.protocol])
+    results = (
+        StimulusResult.objects.filter(analysis=analysis)
+        .order_by("stimulus_id", "dimension")
+        .values_list("stimulus_id", "dimension", "mos", "std", "ci_low", "ci_high", "n")
+        .iterator(chunk_size=CHUNK_ROWS * len(dims))
+    )
+    meta_cache: dict[int, tuple] = {}
+
+    def metadata(ids: list[int]) -> None:
+        meta_cache.clear()
+        for row in Stimulus.objects.filter(pk__in=ids).values_list(
+            "pk", "original_name", "generator", "task", "prompt"
+        ):
+            meta_cache[row[0]] = row[1:]
+
+    current, values, pending = None, {}, []
+
+    def finish(stimulus_id, values) -> dict:
+        name, generator, task, prompt = meta_cache[stimulus_id]
+        row = {"filename": name}
+        for d in ("overall", "technical", "rationality"):
+            row[f"MOS_{AGIN_NAMES[d]}"] = values.get(d, {}).get("mos")
+        for d in dims:
+            if d not in AGIN_NAMES:
+                row[f"MOS_{d}"] = values.get(d, {}).get("mos")
+        for d in dims:
+            tag, v = AGIN_NAMES.get(d, d), values.get(d, {})
+            row.update(
+                {
+                    f"std_{tag}": v.get("std"),
+                    f"ci_low_{tag}": v.get("ci_low"),
+                    f"ci_high_{tag}": v.get("ci_high"),
+                    f"n_{tag}": v.get("n"),
+                }
+            )
+        row.update({"generator": generator, "task": task, "prompt": prompt})
+        return row
+
+    for sid, dim, mos, std, lo, hi, n in results:
+        if sid != current:
+            if current is not None:
+                pending.append((current, values))
+            current, values = sid, {}
+            if len(pending) >= CHUNK_ROWS:
+                metadata([p[0] for p in pending])
+                yield from (finish(*p) for p in pending)
+                pending = []
+        values[dim] = {
+            "mos": _num(mos),
+            "std": _num(std),
+            "ci_low": _num(lo),
+            "ci_high": _num(hi),
+            "n": n,
+        }
+    if current is not None:
+        pending.append((current, values))
+    if pending:
+        metadata([p[0] for p in pending])
+        yield from (finish(*p) for p in pending)
+
+
+# --- Raw ratings ----------------------------------------------------------------
+
+RATING_COLUMNS = [
+    "rating_id",
+    "rater",
+    "session",
+    "stimulus_id",
+    "filename",
+    "role",
+    "dimension",
+    "score",
+    "repetition",
+    "is_gold",
+    "viewing_seconds",
+    "created_at",
+    "session_started_at",
+]
+
+
+def rating_rows(study: Study) -> Iterator[list]:
+    """One list per rating and dimension (long format), streamed with a server-side cursor."""
+    dims = list(protocol.PRESETS[study.protocol])
+    qs = (
+        Rating.objects.filter(stimulus__study=study)
+        .order_by("id")
+        .values_list(
+            "id",
+            "rater__pseudonym",
+            "session_id",
+            "stimulus_id",
+            "stimulus__original_name",
+            "stimulus__role",
+            "repetition",
+            "is_gold",
+            "viewing_seconds",
+            "created_at",
+            "session__started_at",
+            *dims,
+        )
+    )
+    for row in qs.iterator(chunk_size=CHUNK_ROWS):
+        rid, rater, session, sid, name, role, rep, gold, secs, created, started = row[:11]
+        for dim, score in zip(dims, row[11:], strict=True):
+            if score is None:
+                continue
+            yield [
+                rid,
+                rater,
+                session,
+                sid,
+                name,
+                role,
+                dim,
+                score,
+                rep,
+                gold,
+                secs,
+                created.isoformat(),
+                started.isoformat(),
+            ]
+
+
+# --- Formats ----------------------------------------------------------------------
+
+
+class ExportFormat:
+    name: str
+    label: str
+    extension: str
+    content_type: str
+    needs_analysis: bool = True
+
+    def stream(self, study: Study, analysis: Analysis | None) -> Iterator[bytes]:
+        raise NotImplementedError
+
+
+class AginCsv(ExportFormat):
+    name, label, extension, content_type = "agin-csv", "MOS dataset (AGIN CSV)", "csv", "text/csv"
+
+    def stream(self, study, analysis):
+        columns = dataset_columns(study)
+        rows = ([row.get(c) for c in columns] for row in dataset_rows(analysis))
+        return _csv_lines(columns, rows)
+
+
+class DatasetJson(ExportFormat):
+    name, label, extension, content_type = "json", "MOS dataset (JSON)", "json", "application/json"
+
+    def stream(self, study, analysis):
+        head = {
+            "study": study.slug,
+            "title": study.title,
+            "protocol": study.protocol,
+            "scale": study.scale,
+            "analysis": {
+                "id": analysis.pk,
+                "method": analysis.method,
+                "reject_on": analysis.reject_on,
+                "options": analysis.options,
+                "finished_at": analysis.finished_at.isoformat(),
+            },
+            "columns": dataset_columns(study),
+        }
+        yield json.dumps(head)[:-1].encode() + b', "stimuli": ['
+        first = True
+        for row in dataset_rows(analysis):
+            yield (b"" if first else b",\n") + json.dumps(row).encode()
+            first = False
+        yield b"]}\n"
+
+
+def _parquet_stream(schema: pa.Schema, batches: Iterator[list[list]]) -> Iterator[bytes]:
+    """Write row groups to a spooled temporary file, then stream it back."""
+    with tempfile.SpooledTemporaryFile(max_size=32 * 1024 * 1024) as spool:
+        writer = pq.ParquetWriter(spool, schema)
+        for rows in batches:
+            columns = list(zip(*rows, strict=True)) if rows else [[] for _ in schema.names]
+            writer.write_table(
+                pa.table(
+                    {
+                        n: pa.array(list(c), type=schema.field(n).type)
+                        for n, c in zip(schema.names, columns, strict=True)
+                    },
+                    schema=schema,
+                )
+            )
+        writer.close()
+        spool.seek(0)
+        while chunk := spool.read(1024 * 1024):
+            yield chunk
+
+
+def _batched(rows, size=CHUNK_ROWS * 5):
+    batch = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+class DatasetParquet(ExportFormat):
+    name, label, extension = "parquet", "MOS dataset (Parquet)", "parquet"
+    content_type = "application/vnd.apache.parquet"
+
+    def stream(self, study, analysis):
+        columns = dataset_columns(study)
+        types = {c: pa.float64() for c in columns}
+        types.update({c: pa.int64() for c in columns if c.startswith("n_")})
+        types.update({c: pa.string() for c in ("filename", "generator", "task", "prompt")})
+        schema = pa.schema([(c, types[c]) for c in columns])
+        rows = ([row.get(c) for c in columns] for row in dataset_rows(analysis))
+        return _parquet_stream(schema, _batched(rows))
+
+
+class RatingsCsv(ExportFormat):
+    name, label, extension, content_type = "ratings-csv", "Raw ratings (CSV)", "csv", "text/csv"
+    needs_analysis = False
+
+    def stream(self, study, analysis):
+        return _csv_lines(RATING_COLUMNS, rating_rows(study))
+
+
+class RatingsParquet(ExportFormat):
+    name, label, extension = "ratings-parquet", "Raw ratings (Parquet)", "parquet"
+    content_type = "application/vnd.apache.parquet"
+    needs_analysis = False
+    schema = pa.schema(
+        [
+            ("rating_id", pa.int64()),
+            ("rater", pa.string()),
+            ("session", pa.int64()),
+            ("stimulus_id", pa.int64()),
+            ("filename", pa.string()),
+            ("role", pa.string()),
+            ("dimension", pa.string()),
+            ("score", pa.float64()),
+            ("repetition", pa.int64()),
+            ("is_gold", pa.bool_()),
+            ("viewing_seconds", pa.float64()),
+            ("created_at", pa.string()),
+            ("session_started_at", pa.string()),
+        ]
+    )
+
+    def stream(self, study, analysis):
+        return _parquet_stream(self.schema, _batched(rating_rows(study)))
+
+
+FORMATS: dict[str, ExportFormat] = {
+    f.name: f for f in (AginCsv(), DatasetJson(), DatasetParquet(), RatingsCsv(), RatingsParquet())
+}
+
+
+def export_stream(
+    study: Study, fmt: str, *, analysis: Analysis | None = None
+) -> tuple[ExportFormat, Iterator[bytes]]:
+    """The format and its byte stream; the analysis defaults to the latest finished one."""
+    try:
+        exporter = FORMATS[fmt]
+    except KeyError:
+        raise ExportError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}") from None
+    if exporter.needs_analysis:
+        if analysis is None:
+            analysis = latest_done_analysis(study)
+        elif analysis.study_id != study.pk or analysis.status != Analysis.Status.DONE:
+            raise ExportError(f"analysis {analysis.pk} is not a finished analysis of this study")
+    return exporter, exporter.stream(study, analysis)
