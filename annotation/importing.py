@@ -411,13 +411,15 @@ def _import_entries(study, entries, metadata, role, limits, report) -> None:
                 data = reader()
             except (zipfile.BadZipFile, OSError, EOFError, zipfile.LargeZipFile) as exc:
                 raise Rejected(f"unreadable entry ({exc})") from None
-            outcome = _import_one(study, name, data, _lookup(metadata, name), role, limits)
+            outcome = stimulus_import_bytes(
+                study, name, data, _lookup(metadata, name), role, limits
+            )
         except Rejected as exc:
             outcome = FileOutcome(name, "rejected", str(exc))
         report.outcomes.append(outcome)
 
 
-def _import_one(study, name, data, row, default_role, limits) -> FileOutcome:
+def stimulus_import_bytes(study, name, data, row, default_role, limits) -> FileOutcome:
     if len(data) > limits.max_bytes:
         raise Rejected(f"file too large ({len(data):,} bytes > {limits.max_bytes:,})")
     if not data:

@@ -19,6 +19,7 @@ METHOD_CHOICES = [
     ("p913", "ITU-T P.913 bias removal + rejection"),
     ("p910", "ITU-T P.910 Annex E maximum likelihood"),
     ("correlation", "Correlation screening"),
+    ("imported", "Published MOS (imported dataset)"),
 ]
 
 
