@@ -106,7 +106,7 @@ def test_agin_csv_round_trip(tmp_path, researcher_a, settings):
     folder.mkdir()
     for s in demo.stimuli.filter(role="test"):
         (folder / s.original_name).write_bytes(s.image.read())
-    out = run(
+    run(
         "agin-copy",
         "--format",
         "agin-csv",
