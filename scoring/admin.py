@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 from django.db.models import Count, Q
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
 
+from scoring.exports import FORMATS
 from scoring.models import Analysis, RaterResult, StimulusResult
 from scoring.services import AnalysisError, analysis_create
 
@@ -74,6 +77,20 @@ class AnalysisAdmin(admin.ModelAdmin):
             "reliability",
             "info",
         )
+
+    @admin.display(description="downloads")
+    def downloads(self, obj):
+        if obj.status != Analysis.Status.DONE:
+            return "-"
+        links = [
+            (
+                reverse("scoring:export", args=[obj.study.slug, f.name])
+                + (f"?analysis={obj.pk}" if f.needs_analysis else ""),
+                f.label,
+            )
+            for f in FORMATS.values()
+        ]
+        return format_html_join(" · ", '<a href="{}">{}</a>', links) or format_html("-")
 
     def get_readonly_fields(self, request, obj=None):
         if obj is None:

@@ -151,3 +151,20 @@ def test_export_command_and_errors(study, tmp_path):
 )
 def test_escape_cell(value, expected):
     assert escape_cell(value) == expected
+
+
+def test_download_view_streams_for_the_owner_only(client, study, researcher_b):
+    from django.urls import reverse
+
+    analysis = _analysis(study)
+    url = reverse("scoring:export", args=["exp", "agin-csv"]) + f"?analysis={analysis.pk}"
+    client.force_login(researcher_b)
+    assert client.get(url).status_code == 403
+    client.force_login(study.owner)
+    response = client.get(url)
+    assert response.status_code == 200 and response.streaming
+    assert response["Content-Disposition"].endswith(f'exp-agin-csv-analysis{analysis.pk}.csv"')
+    body = b"".join(response.streaming_content).decode()
+    assert body.startswith("filename,MOS_nat,MOS_tech,MOS_rat,")
+    assert client.get(reverse("scoring:export", args=["exp", "xlsx"])).status_code == 302
+    assert client.get(url.replace(str(analysis.pk), "999999")).status_code == 404
