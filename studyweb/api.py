@@ -1,0 +1,23 @@
+"""The REST API under /api/v1/ and its OpenAPI schema."""
+
+from __future__ import annotations
+
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from rest_framework.routers import DefaultRouter
+
+from scoring import api as scoring_api
+
+router = DefaultRouter()
+router.register("analyses", scoring_api.AnalysisViewSet, basename="analysis")
+
+urlpatterns = [
+    path("v1/", include(router.urls)),
+    path("v1/exports/formats/", scoring_api.export_formats, name="export-formats"),
+    path(
+        "v1/studies/<slug:slug>/export/<str:fmt>/", scoring_api.export_download, name="api-export"
+    ),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("schema/swagger/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger"),
+    path("schema/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
+]
