@@ -108,7 +108,8 @@ def session_advance(*, session: Session, stage: str) -> Session:
         return session  # going back (e.g. a reload of an old page) changes nothing
     now = timezone.now()
     rater = session.rater
-    if stage != Session.Stage.CONSENT and rater.consented_at is None:
+    # Declining consent stops the session; it must never record consent.
+    if stage not in (Session.Stage.CONSENT, Session.Stage.STOPPED) and rater.consented_at is None:
         rater.consented_at = now
         rater.save(update_fields=["consented_at"])
     if stage == Session.Stage.RATING and rater.training_done_at is None:

@@ -5,13 +5,12 @@ from __future__ import annotations
 import pytest
 
 from annotation.models import Study
-from tests.browser import browser, page  # noqa: F401 - fixtures
 from tests.factories import StimulusFactory, StudyFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
-def test_paused_and_closed_studies_show_a_clear_page(live_server, page):  # noqa: F811
+def test_paused_and_closed_studies_show_a_clear_page(live_server, page):
     StudyFactory(slug="later", title="Later study", status=Study.Status.PAUSED)
     StudyFactory(slug="over", title="Finished study", status=Study.Status.CLOSED)
     StudyFactory(slug="soon", title="Draft study", status=Study.Status.DRAFT)
@@ -23,7 +22,7 @@ def test_paused_and_closed_studies_show_a_clear_page(live_server, page):  # noqa
     assert response.status == 404
 
 
-def test_admin_lists_stimuli_with_rating_counts(live_server, page, admin_user):  # noqa: F811
+def test_admin_lists_stimuli_with_rating_counts(live_server, page, admin_user):
     study = StudyFactory(slug="adm", title="Admin study")
     StimulusFactory(study=study, original_name="first.png")
     page.goto(f"{live_server.url}/admin/login/")

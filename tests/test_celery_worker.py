@@ -40,3 +40,27 @@ def test_scoring_tasks_route_to_the_gpu_queue():
     router = app.amqp.router
     assert router.route({}, "scoring.tasks.score_batch")["queue"].name == "gpu"
     assert router.route({}, "scoring.tasks.run_analysis")["queue"].name == "default"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_analysis_runs_on_a_real_worker(broker):
+    """An analysis queued on `default` is computed by the worker and stored in PostgreSQL."""
+    import io
+
+    from django.core.management import call_command
+
+    from annotation.models import Study
+    from scoring.models import Analysis
+    from scoring.services import analysis_create
+    from tests.celery_worker import wait_for
+
+    call_command("seed_demo", "--simulate-raters", "6", stdout=io.StringIO())
+    study = Study.objects.get(slug="demo")
+    with broker_mode(), celery_worker(queues="default", name="analysis"):
+        analysis = analysis_create(study=study, method="p910")  # on_commit: autocommit here
+        done = wait_for(
+            lambda: Analysis.objects.filter(pk=analysis.pk, status__in=["done", "failed"]).first(),
+            timeout=120,
+        )
+    assert done.status == "done", done.error
+    assert done.stimulus_results.filter(dimension="overall").count() == done.n_stimuli > 0

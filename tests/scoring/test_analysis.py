@@ -33,10 +33,18 @@ def test_ratings_frame_is_long_and_leaves_out_gold_and_excluded(demo_db):
     frame = ratings_frame(demo_db)
     assert list(frame.columns) == ["rater", "stimulus", "dimension", "score", "repetition"]
     assert set(frame["dimension"]) == {d.key for d in demo_db.dimensions}
+    assert len(set(frame["rater"])) >= 2
+    # Exclude one rater by hand: the frame must leave them out.
+    victim = Rater.objects.filter(study=demo_db, pk__in=set(frame["rater"])).first()
+    Rater.objects.filter(pk=victim.pk).update(status="excluded")
+    frame = ratings_frame(demo_db)
     excluded = set(
         Rater.objects.filter(study=demo_db, status="excluded").values_list("pk", flat=True)
     )
-    assert excluded and not excluded & set(frame["rater"])
+    assert victim.pk in excluded and not excluded & set(frame["rater"])
+
+    gold = set(demo_db.stimuli.exclude(role="test").values_list("pk", flat=True))
+    assert gold and not gold & set(frame["stimulus"])
     with_excluded = ratings_frame(demo_db, include_excluded=True)
     assert excluded <= set(with_excluded["rater"])
     assert len(frame) % 13 == 0
