@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 
 from annotation.models import Rater, Stimulus, Study
 
@@ -116,3 +116,116 @@ class RaterResult(models.Model):
     def __str__(self) -> str:
         verdict = "rejected" if self.rejected else "kept"
         return f"rater {self.rater_id} {verdict} in analysis {self.analysis_id}"
+
+
+class ModelVersion(models.Model):
+    """A model that can score images: a JOINT checkpoint, a TorchScript model, or a
+    weight-free baseline. The checkpoint's sha256 is verified when it is loaded."""
+
+    class Kind(models.TextChoices):
+        JOINT = "joint", "JOINT checkpoint"
+        BASELINE = "baseline", "Weight-free baseline"
+        TORCHSCRIPT = "torchscript", "TorchScript model"
+
+    name = models.SlugField(max_length=64, unique=True)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    description = models.TextField(blank=True)
+    checkpoint_path = models.CharField(
+        max_length=500, blank=True, help_text="A file readable by the GPU workers."
+    )
+    checkpoint_sha256 = models.CharField(max_length=64, blank=True)
+    baseline = models.CharField(
+        max_length=32, blank=True, help_text="For kind=baseline: which attribute scorer."
+    )
+    fusion_w_t = models.FloatField(default=0.145, help_text="Naturalness = w_t * T + w_r * R")
+    fusion_w_r = models.FloatField(default=0.769)
+    options = models.JSONField(
+        default=dict, blank=True, help_text="Preprocessing options (lfm_order, artifact_model...)."
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(kind="baseline") | ~Q(baseline=""), name="model_version_baseline_named"
+            ),
+            models.CheckConstraint(
+                condition=Q(kind="baseline") | ~Q(checkpoint_path=""),
+                name="model_version_checkpoint_given",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ScoringJob(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    ACTIVE = (Status.QUEUED, Status.RUNNING)
+
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="jobs")
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="scoring_jobs")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    total = models.PositiveIntegerField(default=0)
+    done = models.PositiveIntegerField(default=0)
+    batch_size = models.PositiveIntegerField(default=16)
+    force = models.BooleanField(default=False, help_text="Recompute existing predictions.")
+    error = models.TextField(blank=True)
+    worker_host = models.CharField(max_length=200, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            # One live job per model version and study: a second request joins the first.
+            models.UniqueConstraint(
+                fields=["model_version", "study"],
+                condition=Q(status__in=["queued", "running"]),
+                name="scoring_job_one_active",
+            ),
+            models.CheckConstraint(condition=Q(done__lte=F("total")), name="scoring_job_progress"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model_version} on {self.study.slug} ({self.status})"
+
+    @property
+    def percent(self) -> float:
+        return 100.0 * self.done / self.total if self.total else 0.0
+
+
+class Prediction(models.Model):
+    model_version = models.ForeignKey(
+        ModelVersion, on_delete=models.CASCADE, related_name="predictions"
+    )
+    stimulus = models.ForeignKey(Stimulus, on_delete=models.CASCADE, related_name="predictions")
+    technical = models.FloatField(null=True)
+    rationality = models.FloatField(null=True)
+    naturalness = models.FloatField(null=True)
+    artifact_map = models.CharField(max_length=200, blank=True)
+    job = models.ForeignKey(ScoringJob, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["model_version", "stimulus"]
+        constraints = [
+            models.UniqueConstraint(fields=["model_version", "stimulus"], name="prediction_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model_version} on stimulus {self.stimulus_id}"
