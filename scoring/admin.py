@@ -8,7 +8,15 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from scoring.exports import FORMATS
-from scoring.models import Analysis, RaterResult, StimulusResult
+from scoring.jobs import ScoringError, model_version_register, scoring_job_cancel
+from scoring.models import (
+    Analysis,
+    ModelVersion,
+    Prediction,
+    RaterResult,
+    ScoringJob,
+    StimulusResult,
+)
 from scoring.services import AnalysisError, analysis_create
 
 
@@ -152,3 +160,126 @@ class RaterResultAdmin(admin.ModelAdmin):
     list_filter = ("rejected", "analysis__study", "analysis")
     search_fields = ("rater__pseudonym", "reason")
     list_select_related = ("analysis", "rater")
+
+
+@admin.register(ModelVersion)
+class ModelVersionAdmin(admin.ModelAdmin):
+    list_display = (
+        "name",
+        "kind",
+        "baseline",
+        "short_sha",
+        "fusion_w_t",
+        "fusion_w_r",
+        "n_predictions",
+        "created_at",
+    )
+    list_filter = ("kind",)
+    search_fields = ("name", "description", "checkpoint_path")
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(_n=Count("predictions"))
+
+    @admin.display(ordering="_n", description="predictions")
+    def n_predictions(self, obj):
+        return obj._n
+
+    @admin.display(description="sha256")
+    def short_sha(self, obj):
+        return obj.checkpoint_sha256[:12]
+
+    def get_readonly_fields(self, request, obj=None):
+        # The digest is taken at registration; a changed file is a new version.
+        return ("checkpoint_sha256", "created_by", "created_at") + (
+            ("name", "kind", "checkpoint_path", "baseline") if obj else ()
+        )
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        try:
+            created = model_version_register(
+                name=obj.name,
+                kind=obj.kind,
+                checkpoint_path=obj.checkpoint_path,
+                baseline=obj.baseline,
+                fusion_w_t=obj.fusion_w_t,
+                fusion_w_r=obj.fusion_w_r,
+                options=obj.options,
+                description=obj.description,
+                user=request.user,
+            )
+        except ScoringError as exc:
+            self.message_user(request, f"not registered: {exc}", messages.ERROR)
+            return
+        obj.pk = created.pk
+        obj.refresh_from_db()
+
+
+@admin.register(ScoringJob)
+class ScoringJobAdmin(admin.ModelAdmin):
+    list_display = (
+        "id",
+        "model_version",
+        "study",
+        "status",
+        "progress",
+        "worker_host",
+        "created_at",
+        "finished_at",
+    )
+    list_filter = ("status", "model_version", "study")
+    search_fields = ("study__slug", "model_version__name", "error")
+    actions = ("cancel_jobs",)
+    readonly_fields = (
+        "model_version",
+        "study",
+        "status",
+        "total",
+        "done",
+        "force",
+        "error",
+        "worker_host",
+        "created_by",
+        "created_at",
+        "started_at",
+        "finished_at",
+    )
+
+    def has_add_permission(self, request):
+        return False  # jobs start from the dashboard, the API or `manage.py score_study`
+
+    @admin.display(description="progress")
+    def progress(self, obj):
+        return format_html(
+            '<progress max="{}" value="{}"></progress> {}/{}',
+            obj.total or 1,
+            obj.done,
+            obj.done,
+            obj.total,
+        )
+
+    @admin.action(description="Cancel the selected jobs")
+    def cancel_jobs(self, request, queryset):
+        n = 0
+        for job in queryset.filter(status__in=ScoringJob.ACTIVE):
+            scoring_job_cancel(job=job)
+            n += 1
+        self.message_user(request, f"{n} job(s) cancelled")
+
+
+@admin.register(Prediction)
+class PredictionAdmin(admin.ModelAdmin):
+    list_display = (
+        "model_version",
+        "stimulus",
+        "technical",
+        "rationality",
+        "naturalness",
+        "artifact_map",
+        "created_at",
+    )
+    list_filter = ("model_version", "stimulus__study")
+    search_fields = ("stimulus__original_name",)
+    list_select_related = ("model_version", "stimulus")

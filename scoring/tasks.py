@@ -1,8 +1,17 @@
-"""Celery tasks: ids in, a service call, nothing more."""
+"""Celery tasks: ids in, a service call, nothing more.
+
+Routing (settings.CELERY_TASK_ROUTES): ``score_*`` go to the ``gpu`` queue, the
+rest to ``default``. Scoring tasks acknowledge late, so a batch whose worker
+died is delivered again; its writes are idempotent upserts.
+"""
 
 from __future__ import annotations
 
 from celery import shared_task
+from django.db import InterfaceError, OperationalError
+
+# Errors worth retrying: the database or broker blinked, not a bug in the input.
+TRANSIENT = (OperationalError, InterfaceError, ConnectionError, TimeoutError)
 
 
 @shared_task(name="scoring.tasks.run_analysis", acks_late=True)
@@ -10,3 +19,51 @@ def run_analysis(analysis_id: int) -> str:
     from scoring.services import analysis_run
 
     return analysis_run(analysis_id=analysis_id).status
+
+
+@shared_task(
+    name="scoring.tasks.score_job",
+    acks_late=True,
+    autoretry_for=TRANSIENT,
+    retry_backoff=True,
+    max_retries=5,
+)
+def score_job(job_id: int) -> int:
+    from scoring.jobs import job_plan_batches
+
+    batches = job_plan_batches(job_id=job_id)
+    for ids in batches:
+        score_batch.delay(job_id, ids)
+    return len(batches)
+
+
+@shared_task(
+    bind=True,
+    name="scoring.tasks.score_batch",
+    acks_late=True,
+    autoretry_for=TRANSIENT,
+    retry_backoff=True,
+    retry_backoff_max=120,
+    max_retries=8,
+    soft_time_limit=900,
+    time_limit=1200,
+)
+def score_batch(self, job_id: int, stimulus_ids: list[int]) -> int:
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    from scoring.jobs import job_fail, score_batch_run
+    from scoring.runtime import ModelLoadError
+
+    try:
+        return score_batch_run(job_id=job_id, stimulus_ids=stimulus_ids)
+    except (ModelLoadError, SoftTimeLimitExceeded) as exc:
+        # Not transient: the same batch would fail again. The job says why.
+        job_fail(job_id=job_id, error=f"{type(exc).__name__}: {exc}")
+        raise
+    except TRANSIENT:
+        raise
+    except Exception as exc:
+        if self.request.retries >= 2:
+            job_fail(job_id=job_id, error=f"{type(exc).__name__}: {exc}")
+            raise
+        raise self.retry(exc=exc, countdown=5 * (self.request.retries + 1)) from exc

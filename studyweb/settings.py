@@ -161,6 +161,14 @@ CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_RESULT_EXPIRES = 24 * 3600
+# Redis redelivers a task that was taken but never acknowledged (its worker died)
+# after this many seconds; scoring batches are idempotent, so a late duplicate is harmless.
+# Workers sweep for such tasks every CELERY_RESTORE_SWEEP_SECONDS.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=5),
+    "unacked_restore_interval": env_int("CELERY_RESTORE_SWEEP_SECONDS", 60, minimum=1),
+    "unacked_restore_throttle": 1,
+}
 
 # --- REST framework ----------------------------------------------------------
 REST_FRAMEWORK = {

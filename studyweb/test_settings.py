@@ -13,11 +13,13 @@ os.environ.setdefault("DEBUG", "0")
 os.environ.setdefault("SECRET_KEY", "test-secret-key-that-is-long-enough-for-checks-0123456789")
 os.environ.setdefault("MEDIA_ROOT", "/tmp/studyweb-test-media")
 
+from studyweb.env import env_bool
 from studyweb.settings import *  # noqa: F403
 
 TEST_BROKER_URL = os.environ.get("CELERY_BROKER_URL") or "redis://127.0.0.1:6379/15"
-# In-process tasks for ordinary tests; tests/test_celery_worker.py uses TEST_BROKER_URL.
-CELERY_TASK_ALWAYS_EAGER = True
+# In-process tasks for ordinary tests; the worker processes that
+# tests/test_celery_worker.py starts set CELERY_EAGER=0 and use TEST_BROKER_URL.
+CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_EAGER", True)
 CELERY_BROKER_URL = TEST_BROKER_URL
 CELERY_RESULT_BACKEND = TEST_BROKER_URL
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -44,14 +44,18 @@ def worker_env() -> dict:
         CELERY_BROKER_URL=settings.CELERY_BROKER_URL,
         MEDIA_ROOT=str(settings.MEDIA_ROOT),
         PYTHONUNBUFFERED="1",
+        # A task whose worker died comes back after this many seconds (default 1 h).
+        CELERY_VISIBILITY_TIMEOUT="6",
+        CELERY_RESTORE_SWEEP_SECONDS="2",
+        CELERY_EAGER="0",  # tasks the worker enqueues go through the broker too
     )
     return env
 
 
 @contextlib.contextmanager
 def celery_worker(queues: str = "default,gpu", *, concurrency: int = 1, name: str = "w1"):
-    """A worker subprocess; yields the Popen. Killed (and reaped) on exit."""
-    log = open(Path(settings.MEDIA_ROOT).parent / f"worker-{name}.log", "w")
+    """A worker subprocess; yields the Popen. Stopped (and reaped) on exit."""
+    log = open(Path(settings.MEDIA_ROOT).parent / f"worker-{name}.log", "a")
     proc = subprocess.Popen(
         [
             sys.executable,

@@ -64,3 +64,36 @@ def test_analysis_runs_on_a_real_worker(broker):
         )
     assert done.status == "done", done.error
     assert done.stimulus_results.filter(dimension="overall").count() == done.n_stimuli > 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_scoring_job_survives_a_killed_worker(broker):
+    """SIGKILL the worker mid-job, start another: exactly one prediction per stimulus."""
+    import signal
+
+    from scoring.jobs import model_version_register, scoring_job_start
+    from scoring.models import Prediction, ScoringJob
+    from tests.celery_worker import wait_for
+    from tests.factories import StimulusFactory, StudyFactory
+
+    study = StudyFactory(slug="kill")
+    StimulusFactory.create_batch(60, study=study)
+    version = model_version_register(name="contrast", kind="baseline", baseline="contrast")
+    with broker_mode():
+        with celery_worker(queues="gpu", name="victim") as victim:
+            job, _ = scoring_job_start(model_version=version, study=study, batch_size=2)
+            wait_for(
+                lambda: ScoringJob.objects.get(pk=job.pk).done >= 20, timeout=120, interval=0.05
+            )
+            os.killpg(victim.pid, signal.SIGKILL)  # the whole worker, mid-batch
+            victim.wait(timeout=10)
+        partial = ScoringJob.objects.get(pk=job.pk)
+        assert partial.status == "running" and partial.done < partial.total
+        with celery_worker(queues="gpu", name="rescuer"):
+            finished = wait_for(
+                lambda: ScoringJob.objects.filter(pk=job.pk, status="done").first(),
+                timeout=180,
+            )
+    assert finished.done == finished.total == 60
+    counts = Prediction.objects.filter(model_version=version).values_list("stimulus_id", flat=True)
+    assert len(counts) == 60 and len(set(counts)) == 60

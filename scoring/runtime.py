@@ -1,0 +1,112 @@
+"""Load the scorer behind a ModelVersion, once per worker process.
+
+A GPU worker keeps one loaded model per (model version, checkpoint digest):
+loading JOINT costs seconds, a batch of images a fraction of that. The
+checkpoint's sha256 is verified against the one recorded at registration, so a
+file swapped on disk is refused instead of silently scoring with other weights.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from pathlib import Path
+
+from scoring.models import ModelVersion
+
+_CACHE: dict[tuple[int, str], object] = {}
+_LOCK = threading.Lock()
+
+
+class ModelLoadError(RuntimeError):
+    """The model version cannot be loaded (missing file, wrong digest, bad checkpoint)."""
+
+
+def file_sha256(path: Path, chunk: int = 4 * 1024 * 1024) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _checked_path(version: ModelVersion) -> Path:
+    path = Path(version.checkpoint_path)
+    if not path.is_file():
+        raise ModelLoadError(f"{version.name}: checkpoint {path} not found on this worker")
+    if version.checkpoint_sha256:
+        actual = file_sha256(path)
+        if actual != version.checkpoint_sha256:
+            raise ModelLoadError(
+                f"{version.name}: checkpoint {path} has sha256 {actual[:12]}..., registered "
+                f"{version.checkpoint_sha256[:12]}...; refusing to score with other weights"
+            )
+    return path
+
+
+def _build(version: ModelVersion, device: str | None):
+    from scoring import joint
+
+    if version.kind == ModelVersion.Kind.BASELINE:
+        try:
+            return joint.BASELINES[version.baseline]
+        except KeyError:
+            raise ModelLoadError(f"{version.name}: unknown baseline {version.baseline!r}") from None
+    fusion = joint.FusionWeights(version.fusion_w_t, version.fusion_w_r)
+    options = version.options or {}
+    if version.kind == ModelVersion.Kind.JOINT:
+        try:
+            model = joint.load_checkpoint(_checked_path(version), fusion=fusion)
+        except joint.CheckpointError as exc:
+            raise ModelLoadError(f"{version.name}: {exc}") from None
+    elif version.kind == ModelVersion.Kind.TORCHSCRIPT:
+        model = _scripted_model(_checked_path(version), fusion)
+    else:
+        raise ModelLoadError(f"{version.name}: unknown kind {version.kind!r}")
+    return joint.Predictor(
+        model,
+        device=device,
+        batch_size=int(options.get("batch_size", 16)),
+        artifact_model=options.get("artifact_model") or None,
+        lfm_order=options.get("lfm_order", "before_resize"),
+        seed=int(options.get("seed", 0)),
+    )
+
+
+def _scripted_model(path: Path, fusion):
+    """Wrap a TorchScript module taking (x_technical, x_rationality) and returning
+    (T, R) so it scores like JOINT, with the version's fusion weights."""
+    import torch
+    from torch import nn
+
+    try:
+        net = torch.jit.load(str(path), map_location="cpu")
+    except (RuntimeError, ValueError) as exc:
+        raise ModelLoadError(f"{path}: not a TorchScript model ({exc})") from None
+
+    class ScriptedJoint(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = net
+
+        def forward(self, xt, xr):
+            return self.net(xt, xr)
+
+        def naturalness(self, t, r):
+            return fusion.w_t * t + fusion.w_r * r
+
+    return ScriptedJoint().eval()
+
+
+def load_scorer(version: ModelVersion, *, device: str | None = None):
+    """The version's scorer (``predict(images) -> list[JointResult]``), cached."""
+    key = (version.pk, version.checkpoint_sha256 or version.baseline or "")
+    with _LOCK:
+        if key not in _CACHE:
+            _CACHE[key] = _build(version, device)
+        return _CACHE[key]
+
+
+def clear_cache() -> None:
+    with _LOCK:
+        _CACHE.clear()

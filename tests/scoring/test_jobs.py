@@ -1,0 +1,135 @@
+"""Scoring jobs in-process (eager): baselines, JOINT with random weights, failures."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from scoring import runtime
+from scoring.jobs import ScoringError, model_version_register, scoring_job_cancel, scoring_job_start
+from scoring.models import ModelVersion, Prediction, ScoringJob
+from tests.factories import StimulusFactory, StudyFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _fresh_model_cache():
+    runtime.clear_cache()
+    yield
+    runtime.clear_cache()
+
+
+@pytest.fixture
+def study():
+    study = StudyFactory(slug="score")
+    for i in range(5):
+        StimulusFactory(study=study, original_name=f"s{i}.png")
+    StimulusFactory(study=study, role="gold", expected_low=0, expected_high=100)
+    return study
+
+
+@pytest.fixture
+def sharpness():
+    return model_version_register(name="sharpness", kind="baseline", baseline="sharpness")
+
+
+def start(on_commit, **kw):
+    with on_commit(execute=True):
+        return scoring_job_start(**kw)
+
+
+def test_baseline_job_scores_every_test_stimulus_once(
+    study, sharpness, django_capture_on_commit_callbacks
+):
+    job, created = start(
+        django_capture_on_commit_callbacks, model_version=sharpness, study=study, batch_size=2
+    )
+    job.refresh_from_db()
+    assert created and job.status == "done" and (job.done, job.total) == (5, 5)
+    assert Prediction.objects.filter(model_version=sharpness).count() == 5
+    assert not Prediction.objects.filter(stimulus__role="gold").exists()
+    again, created = start(django_capture_on_commit_callbacks, model_version=sharpness, study=study)
+    assert not created and again.pk == job.pk  # finished: not recomputed
+    forced, created = start(
+        django_capture_on_commit_callbacks, model_version=sharpness, study=study, force=True
+    )
+    forced.refresh_from_db()
+    assert created and forced.status == "done" and forced.done == 5
+    assert Prediction.objects.filter(model_version=sharpness).count() == 5  # upserted
+
+
+def test_joint_with_random_weights(study, tmp_path, django_capture_on_commit_callbacks):
+    from scoring.joint import build_model, save_checkpoint
+
+    ckpt = tmp_path / "random.pth"
+    save_checkpoint(build_model(seed=0), ckpt)
+    version = model_version_register(name="joint-random", kind="joint", checkpoint_path=str(ckpt))
+    assert len(version.checkpoint_sha256) == 64
+    job, _ = start(
+        django_capture_on_commit_callbacks, model_version=version, study=study, batch_size=4
+    )
+    job.refresh_from_db()
+    assert job.status == "done", job.error
+    values = list(
+        Prediction.objects.filter(model_version=version).values_list(
+            "technical", "rationality", "naturalness", "artifact_map"
+        )
+    )
+    assert len(values) == 5
+    for t, r, n, artifact in values:
+        assert n == pytest.approx(0.145 * t + 0.769 * r, abs=1e-4)
+        assert artifact == "none"
+
+
+def test_swapped_checkpoint_fails_the_job(study, tmp_path, django_capture_on_commit_callbacks):
+    from scoring.joint import build_model, save_checkpoint
+
+    ckpt = tmp_path / "a.pth"
+    save_checkpoint(build_model(seed=1), ckpt)
+    version = model_version_register(name="joint-a", kind="joint", checkpoint_path=str(ckpt))
+    save_checkpoint(build_model(seed=2), ckpt)  # the file changes after registration
+    with pytest.raises(Exception, match="sha256"):
+        start(django_capture_on_commit_callbacks, model_version=version, study=study)
+    job = ScoringJob.objects.get(model_version=version)
+    assert job.status == "failed" and "refusing to score with other weights" in job.error
+    assert not Prediction.objects.filter(model_version=version).exists()
+
+
+def test_registration_errors(tmp_path):
+    with pytest.raises(ScoringError, match="unknown baseline"):
+        model_version_register(name="x", kind="baseline", baseline="beauty")
+    with pytest.raises(ScoringError, match="not found"):
+        model_version_register(name="y", kind="joint", checkpoint_path=str(tmp_path / "no.pth"))
+    (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
+    with pytest.raises(ScoringError):
+        model_version_register(name="z", kind="joint", checkpoint_path=str(tmp_path / "junk.pth"))
+    with pytest.raises(ScoringError, match="unknown kind"):
+        model_version_register(name="w", kind="onnx")
+    assert ModelVersion.objects.count() == 0
+
+
+def test_cancel_and_join(study, sharpness):
+    job, created = scoring_job_start(model_version=sharpness, study=study, enqueue=False)
+    joined, created_again = scoring_job_start(model_version=sharpness, study=study, enqueue=False)
+    assert created and not created_again and joined.pk == job.pk
+    scoring_job_cancel(job=job)
+    assert job.status == "cancelled"
+    with pytest.raises(ScoringError, match="only queued or running"):
+        scoring_job_cancel(job=job)
+    from scoring.jobs import score_batch_run
+
+    assert score_batch_run(job_id=job.pk, stimulus_ids=[s.pk for s in study.stimuli.all()]) == 0
+
+
+def test_score_study_command(study, sharpness, django_capture_on_commit_callbacks):
+    out = io.StringIO()
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command("score_study", "score", "--model-version", "sharpness", stdout=out)
+    assert "started: 5 images" in out.getvalue()
+    with pytest.raises(CommandError, match="no model version"):
+        call_command("score_study", "score", "--model-version", "nope", stdout=io.StringIO())
+    with pytest.raises(CommandError, match="no study"):
+        call_command("score_study", "nope", "--model-version", "sharpness", stdout=io.StringIO())
