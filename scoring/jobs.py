@@ -29,6 +29,10 @@ class ScoringError(ValueError):
     """A request that cannot be honoured (bad model version, nothing to score...)."""
 
 
+class BrokerUnavailable(RuntimeError):
+    """The task broker (Redis) did not take the job; it is kept and sent again later."""
+
+
 # --- Model versions -------------------------------------------------------------
 
 
@@ -152,9 +156,44 @@ def scoring_job_start(
 
 
 def job_enqueue(job: ScoringJob) -> None:
+    """Send the job to the ``gpu`` queue once the transaction commits.
+
+    If the broker is down the job is kept, marked as waiting, and
+    :func:`jobs_requeue_waiting` sends it again (the dashboard's progress poll
+    and ``score_study`` call it), so nothing is lost.
+    """
+    transaction.on_commit(lambda: _send(job.pk))
+
+
+def _send(job_id: int) -> None:
+    from kombu.exceptions import OperationalError as BrokerError
+
     from scoring.tasks import score_job
 
-    transaction.on_commit(lambda: score_job.delay(job.pk))
+    try:
+        score_job.delay(job_id)
+    except (BrokerError, ConnectionError, OSError) as exc:
+        ScoringJob.objects.filter(pk=job_id).update(waiting_for_broker=True)
+        logger.warning("job %s waits for the broker: %s", job_id, exc)
+        raise BrokerUnavailable(
+            f"job {job_id} is saved but the task broker is unreachable ({exc}); it will be "
+            "sent as soon as the broker is back"
+        ) from exc
+    ScoringJob.objects.filter(pk=job_id, waiting_for_broker=True).update(waiting_for_broker=False)
+
+
+def jobs_requeue_waiting() -> int:
+    """Send again the jobs that could not be queued; returns how many went through."""
+    sent = 0
+    for job_id in ScoringJob.objects.filter(
+        waiting_for_broker=True, status=ScoringJob.Status.QUEUED
+    ).values_list("pk", flat=True):
+        try:
+            _send(job_id)
+        except BrokerUnavailable:
+            break  # still down: try again at the next call
+        sent += 1
+    return sent
 
 
 def scoring_job_cancel(*, job: ScoringJob) -> ScoringJob:

@@ -180,6 +180,9 @@ class ScoringJob(models.Model):
     done = models.PositiveIntegerField(default=0)
     batch_size = models.PositiveIntegerField(default=16)
     force = models.BooleanField(default=False, help_text="Recompute existing predictions.")
+    waiting_for_broker = models.BooleanField(
+        default=False, help_text="Not yet queued: the broker was unreachable when it started."
+    )
     error = models.TextField(blank=True)
     worker_host = models.CharField(max_length=200, blank=True)
     created_by = models.ForeignKey(

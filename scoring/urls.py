@@ -9,4 +9,15 @@ urlpatterns = [
     path("studies/<slug:slug>/", views.study_detail, name="study-detail"),
     path("studies/<slug:slug>/analyses/", views.analysis_start, name="analysis-start"),
     path("studies/<slug:slug>/export/<str:fmt>/", views.export_download, name="export"),
+    path("studies/<slug:slug>/agreement/", views.agreement_dashboard, name="agreement"),
+    path("studies/<slug:slug>/jobs/", views.scoring_job_create, name="job-create"),
+    path(
+        "studies/<slug:slug>/jobs/<int:job_id>/cancel/", views.scoring_job_stop, name="job-cancel"
+    ),
+    path("studies/<slug:slug>/jobs.json", views.jobs_json, name="jobs-json"),
+    path(
+        "studies/<slug:slug>/predictions/<slug:version>.csv",
+        views.predictions_csv,
+        name="predictions-csv",
+    ),
 ]

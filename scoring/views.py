@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from annotation.models import Rater, Study
 from annotation.permissions import can_view_study, visible_studies
-from scoring import dashboard, mos
-from scoring.exports import FORMATS, ExportError, export_stream
-from scoring.models import Analysis
+from scoring import agreement_report, dashboard, mos
+from scoring.exports import FORMATS, ExportError, _csv_lines, export_stream
+from scoring.jobs import (
+    BrokerUnavailable,
+    ScoringError,
+    jobs_requeue_waiting,
+    scoring_job_cancel,
+    scoring_job_start,
+)
+from scoring.models import Analysis, ModelVersion, Prediction, ScoringJob
 from scoring.services import AnalysisError, analysis_create
 
 
@@ -86,4 +96,146 @@ def export_download(request: HttpRequest, slug: str, fmt: str) -> HttpResponse:
     suffix = f"-analysis{analysis.pk}" if analysis else ""
     filename = f"{study.slug}-{exporter.name}{suffix}.{exporter.extension}"
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+# --- Model-vs-human agreement --------------------------------------------------------
+
+
+@login_required
+def agreement_dashboard(request: HttpRequest, slug: str) -> HttpResponse:
+    """Model versions x dimensions with intervals, scatter, per-generator table, jobs."""
+    study = _study_for(request, slug)
+    versions = list(ModelVersion.objects.order_by("name"))
+    chosen = [v for v in versions if v.name in request.GET.getlist("v")][:2]
+    if not chosen:
+        scored = ModelVersion.objects.filter(predictions__stimulus__study=study).distinct()
+        chosen = list(scored.order_by("name")[:1])
+    panels, problem = [], None
+    try:
+        analysis = agreement_report.reference_analysis(study, _int_or_none(request.GET.get("a")))
+    except agreement_report.AgreementUnavailable as exc:
+        analysis, problem = None, str(exc)
+    for version in chosen:
+        panel = {"version": version}
+        if analysis is not None:
+            try:
+                report = agreement_report.agreement_report(study, version, analysis)
+                panel.update(report=report, scatter=agreement_report.scatter_svg_data(report))
+            except agreement_report.AgreementUnavailable as exc:
+                panel["problem"] = str(exc)
+        panels.append(panel)
+    context = {
+        "study": study,
+        "versions": versions,
+        "chosen": [v.name for v in chosen],
+        "panels": panels,
+        "analysis": analysis,
+        "analyses": study.analyses.filter(status=Analysis.Status.DONE)[:20],
+        "problem": problem,
+        "jobs": ScoringJob.objects.filter(study=study).select_related("model_version")[:20],
+    }
+    return render(request, "scoring/agreement.html", context)
+
+
+def _int_or_none(value):
+    try:
+        return int(value) if value not in (None, "") else None
+    except ValueError:
+        raise Http404("not a number") from None
+
+
+@login_required
+@require_POST
+def scoring_job_create(request: HttpRequest, slug: str) -> HttpResponse:
+    study = _study_for(request, slug)
+    version = ModelVersion.objects.filter(name=request.POST.get("model_version", "")).first()
+    if version is None:
+        messages.error(request, "choose a registered model version")
+    else:
+        try:
+            job, created = scoring_job_start(
+                model_version=version,
+                study=study,
+                force=request.POST.get("force") == "1",
+                user=request.user,
+            )
+        except (ScoringError, BrokerUnavailable) as exc:
+            messages.error(request, str(exc))
+        else:
+            verb = "started" if created else f"is already {job.get_status_display().lower()}"
+            messages.success(request, f"Scoring job {job.pk} with {version.name} {verb}.")
+    query = urlencode({"v": request.POST.get("model_version", "")})
+    return redirect(f"{reverse('scoring:agreement', args=[study.slug])}?{query}")
+
+
+@login_required
+@require_POST
+def scoring_job_stop(request: HttpRequest, slug: str, job_id: int) -> HttpResponse:
+    study = _study_for(request, slug)
+    job = get_object_or_404(ScoringJob, pk=job_id, study=study)
+    try:
+        scoring_job_cancel(job=job)
+        messages.success(request, f"Job {job.pk} cancelled.")
+    except ScoringError as exc:
+        messages.error(request, str(exc))
+    return redirect("scoring:agreement", slug=study.slug)
+
+
+@login_required
+def jobs_json(request: HttpRequest, slug: str) -> JsonResponse:
+    """Live progress for the dashboard's job list (polled by static/js/jobs.js)."""
+    study = _study_for(request, slug)
+    jobs_requeue_waiting()  # the broker may be back: send what could not be sent
+    jobs = ScoringJob.objects.filter(study=study).select_related("model_version")[:20]
+    return JsonResponse(
+        {
+            "jobs": [
+                {
+                    "id": j.pk,
+                    "model_version": j.model_version.name,
+                    "status": j.status,
+                    "done": j.done,
+                    "total": j.total,
+                    "error": j.error[:300],
+                }
+                for j in jobs
+            ]
+        }
+    )
+
+
+@login_required
+def predictions_csv(request: HttpRequest, slug: str, version: str) -> HttpResponse:
+    study = _study_for(request, slug)
+    model_version = get_object_or_404(ModelVersion, name=version)
+    rows = (
+        Prediction.objects.filter(model_version=model_version, stimulus__study=study)
+        .order_by("stimulus_id")
+        .values_list(
+            "stimulus__original_name",
+            "technical",
+            "rationality",
+            "naturalness",
+            "artifact_map",
+            "stimulus__generator",
+            "stimulus__task",
+        )
+        .iterator(chunk_size=2000)
+    )
+    header = [
+        "image",
+        "technical",
+        "rationality",
+        "naturalness",
+        "artifact_map",
+        "generator",
+        "task",
+    ]
+    response = StreamingHttpResponse(
+        _csv_lines(header, (list(r) for r in rows)), content_type="text/csv"
+    )
+    response["Content-Disposition"] = (
+        f'attachment; filename="{study.slug}-{model_version.name}-predictions.csv"'
+    )
     return response

@@ -138,18 +138,20 @@ def test_bad_csv_names_file_line_and_column(tmp_path: Path, csvs) -> None:
 @pytest.mark.parametrize(
     ("args", "options", "message"),
     [
-        (("study-a",), {"model_version": "joint-2024"}, "database mode is not available yet"),
+        (("study-a",), {"model_version": "joint-2024"}, "no study with slug 'study-a'"),
         (
             ("study-a",),
             {"model_version": "joint-2024", "analysis": 3, "json": True},
-            "database mode is not available yet",
+            "no study with slug 'study-a'",
         ),
+        ((), {"model_version": "joint-2024"}, "needs a study slug"),
         ((), {}, "nothing to compare"),
         ((), {"predictions": "p.csv"}, "needs both --predictions and --mos"),
         (("study-a",), {"predictions": "p.csv", "mos": "m.csv"}, "not both"),
         ((), {"predictions": "p.csv", "mos": "m.csv", "n_boot": -1}, "--n-boot"),
     ],
 )
+@pytest.mark.django_db
 def test_modes_and_arguments(args: tuple, options: dict, message: str) -> None:
     with pytest.raises(CommandError, match=message):
         _run(*args, **options)

@@ -54,7 +54,7 @@ class Command(BaseCommand):
     requires_migrations_checks = False
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("slug", nargs="?", help="study slug (database mode, not available yet)")
+        parser.add_argument("slug", nargs="?", help="study slug (database mode)")
         parser.add_argument("--model-version", help="model version name (database mode)")
         parser.add_argument("--analysis", type=int, help="analysis id (database mode)")
         parser.add_argument("--predictions", help="predictions CSV, image name in column 1")
@@ -83,7 +83,8 @@ class Command(BaseCommand):
                 "--model-version (database mode), not both"
             )
         if db_mode:
-            raise CommandError("database mode is not available yet")
+            self._database_mode(options)
+            return
         if not csv_mode:
             raise CommandError(
                 "nothing to compare: give --predictions P.csv --mos M.csv "
@@ -115,6 +116,65 @@ class Command(BaseCommand):
             self.stdout.write(json.dumps(payload, allow_nan=False))
         else:
             self.stdout.write(self._table(result, payload, options))
+
+    def _database_mode(self, options: dict[str, Any]) -> None:
+        """Predictions of a model version against a study's analysis (the latest by default)."""
+        from annotation.models import Study
+        from scoring.agreement_report import (
+            PAIRS,
+            AgreementUnavailable,
+            agreement_frame,
+            reference_analysis,
+        )
+        from scoring.models import ModelVersion
+
+        if not options["slug"] or not options["model_version"]:
+            raise CommandError("database mode needs a study slug and --model-version NAME")
+        study = Study.objects.filter(slug=options["slug"]).first()
+        if study is None:
+            raise CommandError(f"no study with slug {options['slug']!r}")
+        version = ModelVersion.objects.filter(name=options["model_version"]).first()
+        if version is None:
+            raise CommandError(f"no model version named {options['model_version']!r}")
+        try:
+            analysis = reference_analysis(study, options["analysis"])
+            frame = agreement_frame(study, version, analysis)
+        except AgreementUnavailable as exc:
+            raise CommandError(str(exc)) from None
+        pairs = []
+        for pred, mos in PAIRS.items():
+            pc = pred if pred in frame and pred != mos else f"{pred}_pred"
+            mc = mos if mos in frame and pred != mos else f"{mos}_mos"
+            if pc not in frame or mc not in frame or frame[pc].isna().all():
+                continue
+            result = agreement(
+                frame[pc].to_numpy(float),
+                frame[mc].to_numpy(float),
+                n_boot=options["n_boot"],
+                seed=options["seed"],
+            )
+            pairs.append({"prediction": pred, "mos": mos, **result.as_dict()})
+        if not pairs:
+            raise CommandError("no prediction/MOS pair to compare")
+        head = {k: v for k, v in pairs[0].items() if k not in ("prediction", "mos")}
+        payload = {
+            "study": study.slug,
+            "model_version": version.name,
+            "analysis": analysis.pk,
+            **head,
+            "pairs": pairs,
+        }
+        if options["json"]:
+            self.stdout.write(json.dumps(payload, allow_nan=False))
+            return
+        self.stdout.write(f"{version.name} on {study.slug} (MOS from analysis {analysis.pk})")
+        for pair in pairs:
+            ci = pair["ci95"]
+            self.stdout.write(
+                f"  {pair['prediction']:>12} vs {pair['mos']:<12} n={pair['n']:<5} "
+                f"SRCC {_fmt(pair['srcc'])} {ci.get('srcc')}  PLCC {_fmt(pair['plcc'])} "
+                f"{ci.get('plcc')}  RMSE {_fmt(pair['rmse'])}  fit {pair['fit']}"
+            )
 
     @staticmethod
     def _table(result: AgreementResult, payload: dict[str, Any], options: dict[str, Any]) -> str:

@@ -1,0 +1,203 @@
+"""Model-vs-human agreement for a study: the reads behind the dashboard, the API
+and ``manage.py agreement <slug>`` (numerics in scoring.agreement)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+from django.core.cache import cache
+
+from annotation.models import Study
+from scoring import agreement
+from scoring.models import Analysis, ModelVersion, Prediction, StimulusResult
+
+PAIRS = {"naturalness": "overall", "technical": "technical", "rationality": "rationality"}
+PALETTE = (
+    "#1f77b4",
+    "#d62728",
+    "#2ca02c",
+    "#9467bd",
+    "#ff7f0e",
+    "#8c564b",
+    "#e377c2",
+    "#17becf",
+    "#bcbd22",
+    "#7f7f7f",
+)
+
+
+class AgreementUnavailable(ValueError):
+    """Nothing to compare yet (no analysis, no predictions)."""
+
+
+def reference_analysis(study: Study, analysis_id: int | None = None) -> Analysis:
+    qs = Analysis.objects.filter(study=study, status=Analysis.Status.DONE)
+    if analysis_id is not None:
+        analysis = qs.filter(pk=analysis_id).first()
+        if analysis is None:
+            raise AgreementUnavailable(f"no finished analysis {analysis_id} in this study")
+        return analysis
+    analysis = qs.order_by("-finished_at").first()
+    if analysis is None:
+        raise AgreementUnavailable(
+            "the study has no finished MOS analysis yet: run one (study page, admin, API or "
+            "manage.py run_analysis)"
+        )
+    return analysis
+
+
+def agreement_frame(study: Study, version: ModelVersion, analysis: Analysis) -> pd.DataFrame:
+    """One row per stimulus with a prediction and a MOS: predictions as ``<name>_pred``
+    (naturalness kept as is), MOS as ``<dimension>_mos`` (overall kept as is)."""
+    preds = pd.DataFrame.from_records(
+        Prediction.objects.filter(model_version=version, stimulus__study=study).values(
+            "stimulus_id",
+            "technical",
+            "rationality",
+            "naturalness",
+            "stimulus__original_name",
+            "stimulus__generator",
+            "stimulus__task",
+        )
+    )
+    if preds.empty:
+        raise AgreementUnavailable(f"{version.name} has no predictions for this study yet")
+    mos = pd.DataFrame.from_records(
+        StimulusResult.objects.filter(analysis=analysis, dimension__in=list(PAIRS.values())).values(
+            "stimulus_id", "dimension", "mos"
+        )
+    )
+    if mos.empty:
+        raise AgreementUnavailable("the analysis has no MOS for overall/technical/rationality")
+    wide = mos.pivot(index="stimulus_id", columns="dimension", values="mos")
+    wide.columns = [c if c == "overall" else f"{c}_mos" for c in wide.columns]
+    preds = preds.rename(
+        columns={
+            "technical": "technical_pred",
+            "rationality": "rationality_pred",
+            "stimulus__original_name": "filename",
+            "stimulus__generator": "generator",
+            "stimulus__task": "task",
+        }
+    )
+    frame = preds.merge(wide, left_on="stimulus_id", right_index=True, how="inner")
+    if frame.empty:
+        raise AgreementUnavailable("no stimulus has both a prediction and a MOS")
+    frame["generator"] = frame["generator"].replace("", "(none)")
+    frame["task"] = frame["task"].replace("", "(none)")
+    return frame
+
+
+def _clean(value):
+    if isinstance(value, float | np.floating):
+        return None if not math.isfinite(value) else float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def _rows(table: pd.DataFrame) -> list[dict]:
+    return [{k: _clean(v) for k, v in row.items()} for row in table.to_dict("records")]
+
+
+def agreement_report(
+    study: Study,
+    version: ModelVersion,
+    analysis: Analysis | None = None,
+    *,
+    n_boot: int = 1000,
+    group_boot: int = 200,
+    seed: int = 0,
+) -> dict:
+    """Overall metrics per pair, per generator and per task, and scatter data.
+
+    Cached until a prediction or the analysis changes: the bootstrap is the
+    expensive part and the dashboard is read far more often than models run.
+    """
+    analysis = analysis or reference_analysis(study)
+    latest = (
+        Prediction.objects.filter(model_version=version, stimulus__study=study)
+        .order_by("-created_at")
+        .values_list("created_at", flat=True)
+        .first()
+    )
+    stamp = latest.timestamp() if latest else 0
+    key = f"agreement:{study.pk}:{version.pk}:{analysis.pk}:{stamp}:{n_boot}:{group_boot}:{seed}"
+    cached = cache.get(key)
+    if cached is not None:
+        return cached
+    frame = agreement_frame(study, version, analysis)
+    overall = agreement.agreement_table(frame, PAIRS, n_boot=n_boot, seed=seed)
+    report = {
+        "study": study.slug,
+        "model_version": version.name,
+        "analysis": analysis.pk,
+        "analysis_method": analysis.method,
+        "n": int(len(frame)),
+        "pairs": _rows(overall),
+        "by_generator": _rows(
+            agreement.agreement_table(frame, PAIRS, "generator", n_boot=group_boot, seed=seed)
+        ),
+        "by_task": _rows(
+            agreement.agreement_table(frame, PAIRS, "task", n_boot=group_boot, seed=seed)
+        ),
+        "points": frame[["filename", "generator", "naturalness", "overall"]]
+        .dropna()
+        .to_dict("records"),
+    }
+    cache.set(key, report, 3600)
+    return report
+
+
+def scatter_svg_data(report: dict, width: int = 360, height: int = 260, pad: int = 34) -> dict:
+    """Geometry for a server-rendered scatter of naturalness vs overall MOS, coloured by
+    generator, with the fitted logistic curve."""
+    points = report["points"]
+    if not points:
+        return {}
+    xs = np.array([p["naturalness"] for p in points], dtype=float)
+    ys = np.array([p["overall"] for p in points], dtype=float)
+    x0, x1 = float(xs.min()), float(xs.max())
+    y0, y1 = float(ys.min()), float(ys.max())
+    x1 = x1 if x1 > x0 else x0 + 1
+    y1 = y1 if y1 > y0 else y0 + 1
+
+    def sx(x):
+        return pad + (x - x0) / (x1 - x0) * (width - 2 * pad)
+
+    def sy(y):
+        return height - pad - (y - y0) / (y1 - y0) * (height - 2 * pad)
+
+    generators = sorted({p["generator"] for p in points})
+    colour = {g: PALETTE[i % len(PALETTE)] for i, g in enumerate(generators)}
+    dots = [
+        {
+            "x": round(sx(p["naturalness"]), 1),
+            "y": round(sy(p["overall"]), 1),
+            "colour": colour[p["generator"]],
+            "title": f"{p['filename']} ({p['generator']}): {p['naturalness']:.3g} vs "
+            f"{p['overall']:.3g}",
+        }
+        for p in points
+    ]
+    curve = ""
+    pair = next((r for r in report["pairs"] if r["prediction"] == "naturalness"), None)
+    if pair and pair.get("b1") is not None:
+        grid = np.linspace(x0, x1, 60)
+        fit = agreement.logistic4(grid, pair["b1"], pair["b2"], pair["b3"], pair["b4"])
+        fit = np.clip(fit, y0 - (y1 - y0), y1 + (y1 - y0))
+        curve = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in zip(grid, fit, strict=True))
+    return {
+        "width": width,
+        "height": height,
+        "pad": pad,
+        "dots": dots,
+        "curve": curve,
+        "legend": [{"name": g, "colour": colour[g]} for g in generators],
+        "x_range": (x0, x1),
+        "y_range": (y0, y1),
+        "axis_bottom": height - pad,
+        "axis_right": width - pad,
+    }
