@@ -6,14 +6,23 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
+from annotation import api as annotation_api
 from scoring import api as scoring_api
 
 router = DefaultRouter()
+router.register("studies", annotation_api.StudyViewSet, basename="study")
+router.register(
+    r"studies/(?P<study_slug>[-\w]+)/stimuli", annotation_api.StimulusViewSet, basename="stimulus"
+)
 router.register("analyses", scoring_api.AnalysisViewSet, basename="analysis")
+router.register("model-versions", scoring_api.ModelVersionViewSet, basename="model-version")
+router.register("scoring-jobs", scoring_api.ScoringJobViewSet, basename="scoring-job")
+router.register("predictions", scoring_api.PredictionViewSet, basename="prediction")
 
 urlpatterns = [
     path("v1/", include(router.urls)),
     path("v1/exports/formats/", scoring_api.export_formats, name="export-formats"),
+    path("v1/studies/<slug:slug>/agreement/", scoring_api.agreement_view, name="api-agreement"),
     path(
         "v1/studies/<slug:slug>/export/<str:fmt>/", scoring_api.export_download, name="api-export"
     ),

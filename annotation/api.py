@@ -1,0 +1,285 @@
+"""REST API of the annotation side: studies and their stimuli (researchers)."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Count, Q
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.permissions import BasePermission
+from rest_framework.response import Response
+
+from annotation import protocol as proto
+from annotation.importing import ImportAborted, stimuli_import
+from annotation.models import Stimulus, Study
+from annotation.permissions import can_view_study, visible_studies
+
+
+class IsResearcher(BasePermission):
+    """A signed-in account (session or API token); raters have no account."""
+
+    message = "sign in as a researcher (session or API token)"
+
+    def has_permission(self, request, view):
+        return bool(request.user and request.user.is_authenticated)
+
+
+class StudySerializer(serializers.ModelSerializer):
+    owner = serializers.CharField(source="owner.username", read_only=True)
+    protocol = serializers.ChoiceField(choices=list(proto.PRESETS), default="agin")
+    scale = serializers.ChoiceField(choices=list(proto.SCALES), default="continuous")
+    ratings_per_stimulus = serializers.IntegerField(min_value=1, max_value=1000, default=15)
+    session_size = serializers.IntegerField(min_value=1, max_value=10000, default=50)
+    max_items_per_rater = serializers.IntegerField(min_value=1, required=False, allow_null=True)
+    gold_rate = serializers.FloatField(min_value=0.0, max_value=0.5, default=0.1)
+    gold_fail_limit = serializers.IntegerField(min_value=0, max_value=100, default=2)
+    min_view_seconds = serializers.FloatField(min_value=0.0, max_value=600.0, default=3.0)
+    break_every = serializers.IntegerField(min_value=1, max_value=10000, default=40)
+    claim_ttl_seconds = serializers.IntegerField(min_value=10, max_value=86400, default=600)
+    rater_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Study
+        fields = [
+            "slug",
+            "title",
+            "owner",
+            "status",
+            "instructions",
+            "consent_text",
+            "protocol",
+            "scale",
+            "ratings_per_stimulus",
+            "session_size",
+            "max_items_per_rater",
+            "gold_rate",
+            "gold_fail_limit",
+            "repeat_check",
+            "min_view_seconds",
+            "break_every",
+            "claim_ttl_seconds",
+            "completion_code",
+            "completion_url",
+            "created_at",
+            "rater_url",
+        ]
+        read_only_fields = ["owner", "status", "created_at", "rater_url"]
+
+    def get_rater_url(self, obj) -> str:
+        request = self.context.get("request")
+        path = obj.get_absolute_url()
+        return request.build_absolute_uri(path) if request else path
+
+    def validate_slug(self, value):
+        if self.instance is not None and value != self.instance.slug:
+            raise ValidationError("the slug cannot change: links already point to it")
+        return value
+
+    def validate(self, attrs):
+        if self.instance is not None and self.instance.status != Study.Status.DRAFT:
+            locked = {"protocol", "scale"} & {
+                k for k, v in attrs.items() if getattr(self.instance, k) != v
+            }
+            if locked:
+                raise ValidationError(
+                    {k: "cannot change once the study has opened" for k in sorted(locked)}
+                )
+        return attrs
+
+
+class StimulusSerializer(serializers.ModelSerializer):
+    ratings = serializers.IntegerField(source="n_ratings", read_only=True)
+    image_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Stimulus
+        fields = [
+            "id",
+            "original_name",
+            "sha256",
+            "width",
+            "height",
+            "role",
+            "generator",
+            "task",
+            "prompt",
+            "metadata",
+            "expected_low",
+            "expected_high",
+            "ratings",
+            "image_url",
+            "created_at",
+        ]
+
+    def get_image_url(self, obj) -> str:
+        return obj.image.url if obj.image else ""
+
+
+class StudyViewSet(
+    mixins.CreateModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.UpdateModelMixin,
+    mixins.ListModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Studies you own or that are shared with you (admins: all)."""
+
+    serializer_class = StudySerializer
+    permission_classes = [IsResearcher]
+    lookup_field = "slug"
+
+    def get_queryset(self):
+        return visible_studies(self.request.user).select_related("owner").order_by("-created_at")
+
+    def perform_create(self, serializer):
+        serializer.save(owner=self.request.user)
+
+    def perform_destroy(self, instance):
+        if instance.stimuli.filter(ratings__isnull=False).exists():
+            raise ValidationError({"slug": "the study has ratings: close it instead of deleting"})
+        instance.delete()
+
+    def _set_status(self, request, status_value):
+        study = self.get_object()
+        if status_value == Study.Status.OPEN and not study.stimuli.filter(role="test").exists():
+            raise ValidationError({"status": "import test stimuli before opening the study"})
+        study.status = status_value
+        study.save(update_fields=["status", "updated_at"])
+        return Response(self.get_serializer(study).data)
+
+    @extend_schema(request=None)
+    @action(detail=True, methods=["post"])
+    def open(self, request, slug=None):
+        return self._set_status(request, Study.Status.OPEN)
+
+    @extend_schema(request=None)
+    @action(detail=True, methods=["post"])
+    def pause(self, request, slug=None):
+        return self._set_status(request, Study.Status.PAUSED)
+
+    @extend_schema(request=None)
+    @action(detail=True, methods=["post"])
+    def close(self, request, slug=None):
+        return self._set_status(request, Study.Status.CLOSED)
+
+    @extend_schema(
+        responses=inline_serializer(
+            "Progress",
+            {
+                "complete": serializers.IntegerField(),
+                "in_progress": serializers.IntegerField(),
+                "untouched": serializers.IntegerField(),
+                "total": serializers.IntegerField(),
+            },
+        )
+    )
+    @action(detail=True, methods=["get"])
+    def progress(self, request, slug=None):
+        from scoring.dashboard import study_progress
+
+        return Response(study_progress(self.get_object()))
+
+
+class UploadSerializer(serializers.Serializer):
+    file = serializers.FileField(help_text="one image (PNG/JPEG/WebP) or a .zip of images")
+    metadata = serializers.FileField(required=False, help_text="metadata CSV keyed by filename")
+    role = serializers.ChoiceField(choices=[r.value for r in Stimulus.Role], default="test")
+
+
+class StimulusViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """A study's stimuli with their rating counts; upload one image or a zip."""
+
+    serializer_class = StimulusSerializer
+    permission_classes = [IsResearcher]
+    parser_classes = [MultiPartParser, FormParser]
+
+    def _study(self) -> Study:
+        study = get_object_or_404(Study, slug=self.kwargs["study_slug"])
+        if not can_view_study(self.request.user, study):
+            # Hide the existence of other researchers' studies.
+            from rest_framework.exceptions import NotFound
+
+            raise NotFound("no such study")
+        return study
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):  # schema generation has no study
+            return Stimulus.objects.none()
+        qs = Stimulus.objects.filter(study=self._study()).annotate(
+            n_ratings=Count("ratings", filter=Q(ratings__repetition=1))
+        )
+        if role := self.request.query_params.get("role"):
+            qs = qs.filter(role=role)
+        return qs.order_by("id")
+
+    @extend_schema(
+        request=UploadSerializer,
+        responses=inline_serializer(
+            "ImportReport",
+            {
+                "imported": serializers.IntegerField(),
+                "skipped": serializers.IntegerField(),
+                "rejected": serializers.IntegerField(),
+                "files": serializers.ListField(),
+            },
+        ),
+    )
+    def create(self, request, *args, **kwargs):
+        study = self._study()
+        upload = UploadSerializer(data=request.data)
+        upload.is_valid(raise_exception=True)
+        file = upload.validated_data["file"]
+        limit = (
+            settings.MAX_ARCHIVE_BYTES
+            if file.name.lower().endswith(".zip")
+            else (settings.MAX_IMAGE_BYTES)
+        )
+        if file.size > limit:
+            raise ValidationError({"file": f"too large ({file.size:,} bytes > {limit:,})"})
+        with tempfile.TemporaryDirectory() as tmp:
+            name = Path(file.name).name or "upload"
+            if name.lower().endswith(".zip"):
+                source = Path(tmp) / name
+            else:
+                (Path(tmp) / "files").mkdir()
+                source = Path(tmp) / "files"
+            target = source if source.suffix == ".zip" else source / name
+            with open(target, "wb") as handle:
+                for chunk in file.chunks():
+                    handle.write(chunk)
+            metadata = None
+            if meta := upload.validated_data.get("metadata"):
+                metadata = Path(tmp) / "metadata.csv"
+                with open(metadata, "wb") as handle:
+                    for chunk in meta.chunks():
+                        handle.write(chunk)
+            try:
+                with transaction.atomic():
+                    report = stimuli_import(
+                        study=study,
+                        source=source,
+                        metadata_csv=metadata,
+                        role=upload.validated_data["role"],
+                    )
+            except ImportAborted as exc:
+                field = "metadata" if "metadata" in str(exc) else "file"
+                raise ValidationError({field: str(exc)}) from None
+        body = {
+            "imported": report.imported,
+            "skipped": report.skipped,
+            "rejected": report.rejected,
+            "files": [o.__dict__ for o in report.outcomes],
+            "warnings": report.warnings,
+        }
+        if report.imported == 0 and report.rejected:
+            return Response(body, status=status.HTTP_400_BAD_REQUEST)
+        return Response(body, status=status.HTTP_201_CREATED)
