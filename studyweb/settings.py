@@ -59,6 +59,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Inside XFrameOptionsMiddleware, so its exemption of rater pages is seen there.
+    "studyweb.middleware.SecurityHeadersMiddleware",
 ]
 
 ROOT_URLCONF = "studyweb.urls"
@@ -197,10 +199,20 @@ SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", not DEBUG)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", SECURE_HSTS_SECONDS > 0)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", SECURE_HSTS_SECONDS > 0)
 SECURE_PROXY_SSL_HEADER = (
     ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_TLS_PROXY", False) else None
 )
 SECURE_CONTENT_TYPE_NOSNIFF = True
+# Crowd platforms that show rater pages inside a frame (MTurk's ExternalQuestion).
+RATER_FRAME_ANCESTORS = env_list(
+    "RATER_FRAME_ANCESTORS", ["https://www.mturk.com", "https://workersandbox.mturk.com"]
+)
+if SESSION_COOKIE_SECURE and RATER_FRAME_ANCESTORS:
+    # Inside a cross-site frame, browsers send only SameSite=None cookies (HTTPS only).
+    SESSION_COOKIE_SAMESITE = "None"
+    CSRF_COOKIE_SAMESITE = "None"
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 
