@@ -172,6 +172,19 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "unacked_restore_throttle": 1,
 }
 
+# --- Cache and rate limits -----------------------------------------------------
+CACHE_URL = env_str("CACHE_URL") or None
+if CACHE_URL:
+    parse_redis_url(CACHE_URL, name="CACHE_URL")
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+# Requests per minute on the rater endpoints, per rater token and per client address.
+RATE_LIMIT_RATER_PER_MIN = env_int("RATE_LIMIT_RATER_PER_MIN", 120, minimum=0)
+RATE_LIMIT_ADDRESS_PER_MIN = env_int("RATE_LIMIT_ADDRESS_PER_MIN", 1200, minimum=0)
+
 # --- REST framework ----------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -182,6 +195,9 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 100,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.UserRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {"user": env_str("API_RATE_LIMIT", "3000/min")},
+    "EXCEPTION_HANDLER": "studyweb.api_errors.exception_handler",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "studyweb API",
@@ -201,9 +217,9 @@ SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0, minimum=0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", SECURE_HSTS_SECONDS > 0)
 SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", SECURE_HSTS_SECONDS > 0)
-SECURE_PROXY_SSL_HEADER = (
-    ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_TLS_PROXY", False) else None
-)
+# Behind a proxy that terminates TLS: trust its X-Forwarded-Proto and X-Forwarded-For.
+BEHIND_TLS_PROXY = env_bool("BEHIND_TLS_PROXY", False)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if BEHIND_TLS_PROXY else None
 SECURE_CONTENT_TYPE_NOSNIFF = True
 # Crowd platforms that show rater pages inside a frame (MTurk's ExternalQuestion).
 RATER_FRAME_ANCESTORS = env_list(

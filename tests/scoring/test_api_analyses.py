@@ -57,7 +57,7 @@ def test_bad_analysis_requests_change_nothing(owner, payload, field):
     before = Analysis.objects.count()
     response = owner.post("/api/v1/analyses/", payload, format="json")
     assert response.status_code == 400
-    assert field in response.json()
+    assert field in response.json()["fields"]
     assert Analysis.objects.count() == before
 
 

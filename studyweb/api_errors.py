@@ -1,0 +1,38 @@
+"""One error shape for the whole API, the same as the rater endpoints':
+``{"error": code, "detail": message, "fields": {field: message}}``."""
+
+from __future__ import annotations
+
+from rest_framework import exceptions
+from rest_framework.views import exception_handler as drf_handler
+
+
+def _flatten(value) -> str:
+    if isinstance(value, list | tuple):
+        return "; ".join(_flatten(v) for v in value)
+    if isinstance(value, dict):
+        return "; ".join(f"{k}: {_flatten(v)}" for k, v in value.items())
+    return str(value)
+
+
+def exception_handler(exc, context):
+    response = drf_handler(exc, context)
+    if response is None:
+        return None
+    data = response.data
+    if isinstance(exc, exceptions.ValidationError):
+        if isinstance(data, dict):
+            fields = {str(k): _flatten(v) for k, v in data.items()}
+        else:
+            fields = {"non_field_errors": _flatten(data)}
+        first = next(iter(fields.items()), ("", "invalid input"))
+        detail = f"{first[0]}: {first[1]}" if first[0] != "non_field_errors" else first[1]
+        response.data = {"error": "invalid", "detail": detail, "fields": fields}
+    else:
+        code = getattr(exc, "default_code", "error")
+        if isinstance(exc, exceptions.APIException):
+            codes = exc.get_codes()
+            code = codes if isinstance(codes, str) else code
+        detail = data.get("detail") if isinstance(data, dict) else data
+        response.data = {"error": str(code), "detail": _flatten(detail), "fields": {}}
+    return response

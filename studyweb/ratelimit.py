@@ -1,0 +1,74 @@
+"""Fixed-window rate limits for the rater endpoints, per rater token and per address.
+
+Counters live in the default cache: Redis when ``CACHE_URL`` is set (shared by
+every web replica), else process memory (one process, ``make run``). Over the
+limit the answer is 429 with ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+
+from django.conf import settings
+from django.core.cache import cache
+from django.http import JsonResponse
+
+
+def client_address(request) -> str:
+    """The client's address; behind a trusted proxy, the first X-Forwarded-For entry."""
+    if settings.BEHIND_TLS_PROXY or getattr(settings, "TRUST_X_FORWARDED_FOR", False):
+        forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
+        if forwarded:
+            return forwarded.split(",")[0].strip()[:64]
+    return request.META.get("REMOTE_ADDR", "")[:64]
+
+
+def _hit(scope: str, key: str, limit: int, window: int) -> int | None:
+    """Count one request; return seconds to wait when over the limit, else None."""
+    now = time.time()
+    slot = int(now // window)
+    name = f"rl:{scope}:{key}:{slot}"
+    try:
+        count = cache.incr(name)
+    except ValueError:
+        cache.add(name, 0, timeout=window + 1)
+        count = cache.incr(name)
+    if count > limit:
+        return max(1, int((slot + 1) * window - now) + 1)
+    return None
+
+
+def rate_limited(scope: str):
+    """Decorator for rater views: RATE_LIMIT_RATER_PER_MIN per token, RATE_LIMIT_ADDRESS_PER_MIN
+    per address (0 disables)."""
+
+    def decorate(view):
+        @functools.wraps(view)
+        def wrapper(request, *args, **kwargs):
+            checks = []
+            token = request.headers.get("X-Rater-Token") or request.COOKIES.get("rater_token")
+            if token and settings.RATE_LIMIT_RATER_PER_MIN:
+                checks.append(("token", token[:64], settings.RATE_LIMIT_RATER_PER_MIN))
+            if settings.RATE_LIMIT_ADDRESS_PER_MIN:
+                checks.append(
+                    ("addr", client_address(request), settings.RATE_LIMIT_ADDRESS_PER_MIN)
+                )
+            for kind, key, limit in checks:
+                wait = _hit(f"{scope}:{kind}", key, limit, 60)
+                if wait is not None:
+                    response = JsonResponse(
+                        {
+                            "error": "rate_limited",
+                            "detail": f"too many requests; try again in {wait} s",
+                            "fields": {},
+                        },
+                        status=429,
+                    )
+                    response["Retry-After"] = str(wait)
+                    return response
+            return view(request, *args, **kwargs)
+
+        return wrapper
+
+    return decorate
