@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import tempfile
 from pathlib import Path
 
@@ -23,6 +24,18 @@ from annotation.models import Stimulus, Study
 from annotation.permissions import can_view_study, visible_studies
 
 
+class FiniteFloatField(serializers.FloatField):
+    """A float that refuses NaN and infinities ("NaN" parses as a float in Python)."""
+
+    default_error_messages = {"not_finite": "must be a finite number"}
+
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data)
+        if not math.isfinite(value):
+            self.fail("not_finite")
+        return value
+
+
 class IsResearcher(BasePermission):
     """A signed-in account (session or API token); raters have no account."""
 
@@ -39,9 +52,9 @@ class StudySerializer(serializers.ModelSerializer):
     ratings_per_stimulus = serializers.IntegerField(min_value=1, max_value=1000, default=15)
     session_size = serializers.IntegerField(min_value=1, max_value=10000, default=50)
     max_items_per_rater = serializers.IntegerField(min_value=1, required=False, allow_null=True)
-    gold_rate = serializers.FloatField(min_value=0.0, max_value=0.5, default=0.1)
+    gold_rate = FiniteFloatField(min_value=0.0, max_value=0.5, default=0.1)
     gold_fail_limit = serializers.IntegerField(min_value=0, max_value=100, default=2)
-    min_view_seconds = serializers.FloatField(min_value=0.0, max_value=600.0, default=3.0)
+    min_view_seconds = FiniteFloatField(min_value=0.0, max_value=600.0, default=3.0)
     break_every = serializers.IntegerField(min_value=1, max_value=10000, default=40)
     claim_ttl_seconds = serializers.IntegerField(min_value=10, max_value=86400, default=600)
     rater_url = serializers.SerializerMethodField()
@@ -281,5 +294,14 @@ class StimulusViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
             "warnings": report.warnings,
         }
         if report.imported == 0 and report.rejected:
+            reasons = "; ".join(
+                f"{o.name}: {o.reason}" for o in report.outcomes if o.status == "rejected"
+            )
+            body = {
+                "error": "rejected",
+                "detail": f"nothing imported: {reasons}",
+                "fields": {"file": reasons},
+                **body,
+            }
             return Response(body, status=status.HTTP_400_BAD_REQUEST)
         return Response(body, status=status.HTTP_201_CREATED)

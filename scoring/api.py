@@ -11,6 +11,7 @@ from rest_framework.exceptions import NotFound, PermissionDenied, ValidationErro
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
+from annotation.api import FiniteFloatField
 from annotation.models import Study
 from annotation.permissions import can_view_study, visible_studies
 from scoring import mos
@@ -236,8 +237,8 @@ class IsAdminOrReadOnly(IsAuthenticated):
 
 class ModelVersionSerializer(serializers.ModelSerializer):
     kind = serializers.ChoiceField(choices=[k.value for k in ModelVersion.Kind])
-    fusion_w_t = serializers.FloatField(required=False)
-    fusion_w_r = serializers.FloatField(required=False)
+    fusion_w_t = FiniteFloatField(required=False)
+    fusion_w_r = FiniteFloatField(required=False)
 
     class Meta:
         model = ModelVersion
