@@ -68,8 +68,12 @@ def model_version_register(
             )
         fields["baseline"] = baseline
     elif kind in (ModelVersion.Kind.JOINT, ModelVersion.Kind.TORCHSCRIPT):
-        path = Path(checkpoint_path).expanduser()
-        if not path.is_file():
+        try:
+            path = Path(checkpoint_path).expanduser()
+            found = path.is_file()
+        except (OSError, ValueError) as exc:  # a name too long, a NUL byte...
+            raise ScoringError(f"checkpoint path is not usable: {exc}") from None
+        if not found:
             raise ScoringError(f"checkpoint {path} not found")
         if kind == ModelVersion.Kind.JOINT:
             try:
