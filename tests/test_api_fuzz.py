@@ -19,9 +19,8 @@ from schemathesis.checks import not_a_server_error
 from scoring.jobs import model_version_register
 from tests.factories import StimulusFactory, StudyFactory, UserFactory
 
-schema = schemathesis.openapi.from_dict(
-    json.loads(OpenApiJsonRenderer().render(SchemaGenerator().get_schema(request=None, public=True)))
-)
+_spec = SchemaGenerator().get_schema(request=None, public=True)
+schema = schemathesis.openapi.from_dict(json.loads(OpenApiJsonRenderer().render(_spec)))
 
 EXAMPLES = 6
 
