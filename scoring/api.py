@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.http import StreamingHttpResponse
+from django.http import FileResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, serializers, status, viewsets
@@ -15,7 +15,13 @@ from annotation.api import FiniteFloatField
 from annotation.models import Study
 from annotation.permissions import can_view_study, visible_studies
 from scoring import mos
-from scoring.exports import FORMATS, ExportError, export_stream
+from scoring.exports import (
+    FORMATS,
+    ExportError,
+    export_job_start,
+    export_jobs_requeue_waiting,
+    export_stream,
+)
 from scoring.jobs import (
     BrokerUnavailable,
     ScoringError,
@@ -26,6 +32,7 @@ from scoring.jobs import (
 )
 from scoring.models import (
     Analysis,
+    ExportJob,
     ModelVersion,
     Prediction,
     RaterResult,
@@ -470,3 +477,120 @@ def agreement_view(request, slug: str):
             status=status.HTTP_409_CONFLICT,
         )
     return Response({k: v for k, v in report.items() if k != "points"})
+
+
+class ExportJobSerializer(serializers.ModelSerializer):
+    study = serializers.SlugRelatedField(slug_field="slug", queryset=Study.objects.all())
+    format = serializers.ChoiceField(choices=list(FORMATS))
+    analysis = serializers.PrimaryKeyRelatedField(
+        queryset=Analysis.objects.all(), required=False, allow_null=True
+    )
+    download_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ExportJob
+        fields = [
+            "id",
+            "study",
+            "format",
+            "analysis",
+            "status",
+            "waiting_for_broker",
+            "size",
+            "error",
+            "created_at",
+            "finished_at",
+            "download_url",
+        ]
+        read_only_fields = [
+            "status",
+            "waiting_for_broker",
+            "size",
+            "error",
+            "created_at",
+            "finished_at",
+            "download_url",
+        ]
+
+    def get_download_url(self, obj) -> str | None:
+        if obj.status != ExportJob.Status.DONE:
+            return None
+        request = self.context.get("request")
+        path = f"/api/v1/exports/{obj.pk}/download/"
+        return request.build_absolute_uri(path) if request else path
+
+
+class ExportJobViewSet(
+    mixins.CreateModelMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Start an export (written by a worker), follow its status, download the file."""
+
+    serializer_class = ExportJobSerializer
+    permission_classes = [IsAuthenticated]
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return ExportJob.objects.none()
+        export_jobs_requeue_waiting()
+        return (
+            ExportJob.objects.filter(study__in=visible_studies(self.request.user))
+            .select_related("study")
+            .order_by("-created_at")
+        )
+
+    def create(self, request, *args, **kwargs):
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        if not can_view_study(request.user, data["study"]):
+            raise PermissionDenied("this study is not yours")
+        try:
+            job = export_job_start(
+                study=data["study"],
+                fmt=data["format"],
+                analysis=data.get("analysis"),
+                user=request.user,
+            )
+        except ExportError as exc:
+            raise ValidationError(
+                {"analysis" if "analysis" in str(exc) else "format": [str(exc)]}
+            ) from None
+        except BrokerUnavailable as exc:
+            job = ExportJob.objects.filter(study=data["study"]).order_by("-pk").first()
+            return Response(
+                {
+                    "error": "broker_unavailable",
+                    "detail": str(exc),
+                    "fields": {},
+                    "job": self.get_serializer(job).data if job else None,
+                },
+                status=status.HTTP_503_SERVICE_UNAVAILABLE,
+                headers={"Retry-After": "30"},
+            )
+        job.refresh_from_db()
+        return Response(self.get_serializer(job).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(
+        responses={
+            200: OpenApiResponse(description="the exported file"),
+            409: OpenApiResponse(description="not finished yet"),
+        }
+    )
+    @action(detail=True, methods=["get"])
+    def download(self, request, pk=None):
+        job = self.get_object()
+        if job.status != ExportJob.Status.DONE or not job.file:
+            return Response(
+                {"error": "not_ready", "detail": f"export {job.pk} is {job.status}", "fields": {}},
+                status=status.HTTP_409_CONFLICT,
+            )
+        exporter = FORMATS[job.format]
+        return FileResponse(
+            job.file.open("rb"),
+            as_attachment=True,
+            filename=job.file.name.rsplit("/", 1)[-1],
+            content_type=exporter.content_type,
+        )

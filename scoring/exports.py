@@ -19,7 +19,6 @@ import csv
 import io
 import json
 import math
-import tempfile
 from collections.abc import Iterator
 
 import pyarrow as pa
@@ -30,6 +29,9 @@ from annotation.models import Rating, Stimulus, Study
 from scoring.models import Analysis, StimulusResult
 
 CHUNK_ROWS = 2000
+# Rows per Parquet row group: the writer holds each group's metadata until the
+# footer, so fewer, larger groups keep its memory flat (and suit readers better).
+ROW_GROUP_ROWS = 50000
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 # The AGIN authors' names for the three headline columns.
 AGIN_NAMES = {"overall": "nat", "technical": "tech", "rationality": "rat"}
@@ -266,25 +268,70 @@ class DatasetJson(ExportFormat):
         yield b"]}\n"
 
 
+class _DrainSink(io.RawIOBase):
+    """A write-only file for pyarrow that hands back what was written since the last drain."""
+
+    def __init__(self):
+        super().__init__()
+        self._parts: list[bytes] = []
+        self._position = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        # pyarrow may reuse the buffer it passes in: keep a copy.
+        chunk = bytes(data)
+        self._parts.append(chunk)
+        self._position += len(chunk)
+        return len(chunk)
+
+    def tell(self) -> int:
+        return self._position
+
+    def drain(self) -> bytes:
+        data = b"".join(self._parts)
+        self._parts.clear()
+        return data
+
+
+def _arrow_table(schema: pa.Schema, rows: list[list]) -> pa.Table:
+    columns = list(zip(*rows, strict=True)) if rows else [[] for _ in schema.names]
+    return pa.table(
+        {
+            n: pa.array(list(c), type=schema.field(n).type)
+            for n, c in zip(schema.names, columns, strict=True)
+        },
+        schema=schema,
+    )
+
+
 def _parquet_stream(schema: pa.Schema, batches: Iterator[list[list]]) -> Iterator[bytes]:
-    """Write row groups to a spooled temporary file, then stream it back."""
-    with tempfile.SpooledTemporaryFile(max_size=32 * 1024 * 1024) as spool:
-        writer = pq.ParquetWriter(spool, schema)
-        for rows in batches:
-            columns = list(zip(*rows, strict=True)) if rows else [[] for _ in schema.names]
-            writer.write_table(
-                pa.table(
-                    {
-                        n: pa.array(list(c), type=schema.field(n).type)
-                        for n, c in zip(schema.names, columns, strict=True)
-                    },
-                    schema=schema,
-                )
-            )
-        writer.close()
-        spool.seek(0)
-        while chunk := spool.read(1024 * 1024):
-            yield chunk
+    """Write row groups of about ROW_GROUP_ROWS rows and yield each one's bytes at once.
+
+    A Parquet file is written front to back (row groups, then the footer), so it
+    can be streamed; spooling the whole file first made memory grow with the
+    number of rows (the AGIN-size ratings file is ~13 MiB, all of it under the
+    spool's in-memory limit). The writer keeps every row group's metadata for
+    the footer (~10 KiB each in memory), so row groups are made large: batches
+    are converted to Arrow (compact) and buffered until a row group is full.
+    """
+    sink = _DrainSink()
+    writer = pq.ParquetWriter(sink, schema)
+    pending: list[pa.Table] = []
+    pending_rows = 0
+    for rows in batches:
+        pending.append(_arrow_table(schema, rows))
+        pending_rows += len(rows)
+        if pending_rows >= ROW_GROUP_ROWS:
+            writer.write_table(pa.concat_tables(pending))
+            pending, pending_rows = [], 0
+            if chunk := sink.drain():
+                yield chunk
+    if pending:
+        writer.write_table(pa.concat_tables(pending))
+    writer.close()
+    yield sink.drain()
 
 
 def _batched(rows, size=CHUNK_ROWS * 5):
@@ -365,3 +412,97 @@ def export_stream(
         elif analysis.study_id != study.pk or analysis.status != Analysis.Status.DONE:
             raise ExportError(f"analysis {analysis.pk} is not a finished analysis of this study")
     return exporter, exporter.stream(study, analysis)
+
+
+# --- Export jobs (written by a worker) ------------------------------------------
+
+
+def export_job_start(*, study: Study, fmt: str, analysis: Analysis | None = None, user=None):
+    """Record an export job and queue it; the format and analysis are checked now."""
+    from django.db import transaction
+
+    from scoring.models import ExportJob
+
+    exporter = FORMATS.get(fmt)
+    if exporter is None:
+        raise ExportError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+    if exporter.needs_analysis:
+        if analysis is None:
+            analysis = latest_done_analysis(study)
+        elif analysis.study_id != study.pk or analysis.status != Analysis.Status.DONE:
+            raise ExportError(f"analysis {analysis.pk} is not a finished analysis of this study")
+    job = ExportJob.objects.create(study=study, format=fmt, analysis=analysis, created_by=user)
+    transaction.on_commit(lambda: export_job_send(job.pk))
+    return job
+
+
+def export_job_send(job_id: int) -> None:
+    """Queue the job; if the broker is down, keep it waiting (sent again later)."""
+    from kombu.exceptions import OperationalError as BrokerError
+
+    from scoring.jobs import BrokerUnavailable
+    from scoring.models import ExportJob
+    from scoring.tasks import run_export
+
+    try:
+        run_export.delay(job_id)
+    except (BrokerError, ConnectionError, OSError) as exc:
+        ExportJob.objects.filter(pk=job_id).update(waiting_for_broker=True)
+        raise BrokerUnavailable(
+            f"export {job_id} is saved but the task broker is unreachable ({exc}); it will be "
+            "sent as soon as the broker is back"
+        ) from exc
+    ExportJob.objects.filter(pk=job_id, waiting_for_broker=True).update(waiting_for_broker=False)
+
+
+def export_jobs_requeue_waiting() -> int:
+    from scoring.jobs import BrokerUnavailable
+    from scoring.models import ExportJob
+
+    sent = 0
+    for job_id in ExportJob.objects.filter(
+        waiting_for_broker=True, status=ExportJob.Status.QUEUED
+    ).values_list("pk", flat=True):
+        try:
+            export_job_send(job_id)
+        except BrokerUnavailable:
+            break
+        sent += 1
+    return sent
+
+
+def export_job_run(*, job_id: int) -> None:
+    """Write the export to storage (a temporary name first), then record it."""
+    import tempfile
+
+    from django.core.files import File
+    from django.utils import timezone
+
+    from scoring.models import ExportJob
+
+    job = ExportJob.objects.select_related("study", "analysis").get(pk=job_id)
+    if job.status == ExportJob.Status.DONE:
+        return
+    ExportJob.objects.filter(pk=job.pk).update(status=ExportJob.Status.RUNNING)
+    try:
+        exporter, chunks = export_stream(job.study, job.format, analysis=job.analysis)
+        with tempfile.TemporaryFile() as spool:
+            size = 0
+            for chunk in chunks:
+                spool.write(chunk)
+                size += len(chunk)
+            spool.seek(0)
+            name = f"{job.study.slug}-{exporter.name}-{job.pk}.{exporter.extension}"
+            job.file.save(name, File(spool), save=False)
+        ExportJob.objects.filter(pk=job.pk).update(
+            status=ExportJob.Status.DONE,
+            file=job.file.name,
+            size=size,
+            finished_at=timezone.now(),
+            error="",
+        )
+    except Exception as exc:
+        ExportJob.objects.filter(pk=job.pk).update(
+            status=ExportJob.Status.FAILED, error=str(exc)[:2000], finished_at=timezone.now()
+        )
+        raise

@@ -232,3 +232,34 @@ class Prediction(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model_version} on stimulus {self.stimulus_id}"
+
+
+class ExportJob(models.Model):
+    """An export written to a file by a worker (queue ``default``), for studies too big
+    to stream within one HTTP request."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="export_jobs")
+    format = models.CharField(max_length=32)
+    analysis = models.ForeignKey(Analysis, null=True, blank=True, on_delete=models.SET_NULL)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.QUEUED)
+    waiting_for_broker = models.BooleanField(default=False)
+    file = models.FileField(upload_to="exports/", max_length=300, blank=True)
+    size = models.PositiveBigIntegerField(default=0)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.format} export of {self.study.slug} ({self.status})"

@@ -67,3 +67,16 @@ def score_batch(self, job_id: int, stimulus_ids: list[int]) -> int:
             job_fail(job_id=job_id, error=f"{type(exc).__name__}: {exc}")
             raise
         raise self.retry(exc=exc, countdown=5 * (self.request.retries + 1)) from exc
+
+
+@shared_task(
+    name="scoring.tasks.run_export",
+    acks_late=True,
+    autoretry_for=TRANSIENT,
+    retry_backoff=True,
+    max_retries=5,
+)
+def run_export(job_id: int) -> None:
+    from scoring.exports import export_job_run
+
+    export_job_run(job_id=job_id)

@@ -22,10 +22,12 @@ router.register("analyses", scoring_api.AnalysisViewSet, basename="analysis")
 router.register("model-versions", scoring_api.ModelVersionViewSet, basename="model-version")
 router.register("scoring-jobs", scoring_api.ScoringJobViewSet, basename="scoring-job")
 router.register("predictions", scoring_api.PredictionViewSet, basename="prediction")
+router.register("exports", scoring_api.ExportJobViewSet, basename="export")
 
 urlpatterns = [
-    path("v1/", include(router.urls)),
+    # Before the router: "formats" is not an export job id.
     path("v1/exports/formats/", scoring_api.export_formats, name="export-formats"),
+    path("v1/", include(router.urls)),
     path("v1/studies/<slug:slug>/agreement/", scoring_api.agreement_view, name="api-agreement"),
     path(
         "v1/studies/<slug:slug>/export/<str:fmt>/", scoring_api.export_download, name="api-export"

@@ -208,6 +208,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {
+        # Analyses and export jobs share one set of states.
+        "WorkStatusEnum": "scoring.models.Analysis.Status",
+        "ScoringJobStatusEnum": "scoring.models.ScoringJob.Status",
+        "StudyStatusEnum": "annotation.models.Study.Status",
+    },
 }
 
 # --- Security ----------------------------------------------------------------

@@ -127,3 +127,34 @@ def test_broker_down_when_a_job_starts_then_back(researcher_a, monkeypatch):
     job.refresh_from_db()
     assert not job.waiting_for_broker and job.status == "done"
     assert Prediction.objects.count() == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_export_job_with_broker_down_then_back(researcher_a, monkeypatch):
+    from kombu.exceptions import OperationalError as BrokerError
+
+    from scoring import tasks
+    from scoring.models import ExportJob
+
+    study = StudyFactory(slug="exportdown", owner=researcher_a)
+    StimulusFactory.create_batch(2, study=study)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=researcher_a)}")
+    real_delay = tasks.run_export.delay
+
+    def down(*args, **kwargs):
+        raise BrokerError("Connection refused")
+
+    monkeypatch.setattr(tasks.run_export, "delay", down)
+    response = client.post(
+        "/api/v1/exports/", {"study": "exportdown", "format": "ratings-csv"}, format="json"
+    )
+    assert response.status_code == 503 and response["Retry-After"]
+    job = ExportJob.objects.get()
+    assert job.status == "queued" and job.waiting_for_broker
+    monkeypatch.setattr(tasks.run_export, "delay", real_delay)
+    detail = client.get(f"/api/v1/exports/{job.pk}/").json()
+    assert detail["status"] == "done" and detail["download_url"]
+    download = client.get(f"/api/v1/exports/{job.pk}/download/")
+    assert download.status_code == 200
+    assert b"".join(download.streaming_content).startswith(b"rating_id,rater,")
