@@ -31,7 +31,7 @@ from scoring.models import Analysis, StimulusResult
 CHUNK_ROWS = 2000
 # Rows per Parquet row group: the writer holds each group's metadata until the
 # footer, so fewer, larger groups keep its memory flat (and suit readers better).
-ROW_GROUP_ROWS = 50000
+ROW_GROUP_ROWS = 50_000
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 # The AGIN authors' names for the three headline columns.
 AGIN_NAMES = {"overall": "nat", "technical": "tech", "rationality": "rat"}
