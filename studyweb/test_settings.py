@@ -29,3 +29,6 @@ STATIC_ROOT = BASE_DIR / "var" / "test-static"  # noqa: F405
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 SESSION_COOKIE_SECURE = False
 CSRF_COOKIE_SECURE = False
+# Browsers drop SameSite=None cookies that are not Secure (the live test server is HTTP).
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"

@@ -36,7 +36,9 @@ def browser():
 
 @pytest.fixture
 def page(browser):
-    context = browser.new_context(viewport={"width": 1280, "height": 720})
+    # Playwright's wait_for_function polls with eval(), which our CSP forbids;
+    # tests/test_browser_csp.py checks the pages under the real policy.
+    context = browser.new_context(viewport={"width": 1280, "height": 720}, bypass_csp=True)
     tab = context.new_page()
     tab.set_default_timeout(15_000)
     yield tab

@@ -191,7 +191,7 @@ def test_reload_resumes_and_network_failures_are_retried(live_server, page):
 def test_no_horizontal_scrolling(live_server, browser, viewport):
     width, height = viewport
     study = make_study(f"wide{width}", training=True, protocol="agin")
-    context = browser.new_context(viewport={"width": width, "height": height})
+    context = browser.new_context(viewport={"width": width, "height": height}, bypass_csp=True)
     tab = context.new_page()
     tab.set_default_timeout(15_000)
 
