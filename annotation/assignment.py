@@ -18,9 +18,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from django.db import transaction
-from django.db.models import Count, Exists, IntegerField, OuterRef, Q, Subquery, Value
-from django.db.models.functions import Coalesce
+from django.db import connection, transaction
+from django.db.models import Count, Exists, OuterRef, Q
 from django.utils import timezone
 
 from annotation.models import Claim, Rater, Rating, Session, Stimulus, Study
@@ -29,27 +28,29 @@ CANDIDATES_PER_TRY = 16
 SKIP_LOCKED_TRIES = 8
 
 
-def _count_subquery(model, now, *, live_only: bool):
-    qs = model.objects.filter(stimulus=OuterRef("pk"), repetition=1)
-    if live_only:
-        qs = qs.filter(expires_at__gt=now)
-    return Coalesce(
-        Subquery(
-            qs.order_by().values("stimulus").annotate(c=Count("pk")).values("c"),
-            output_field=IntegerField(),
-        ),
-        Value(0),
-    )
-
-
 def filled(stimulus_id: int, *, now=None, exclude_rater: Rater | None = None) -> int:
-    """Ratings (repetition 1) plus live claims on a stimulus; call under its row lock."""
-    now = now or timezone.now()
-    ratings = Rating.objects.filter(stimulus_id=stimulus_id, repetition=1).count()
-    claims = Claim.objects.filter(stimulus_id=stimulus_id, repetition=1, expires_at__gt=now)
+    """Ratings (repetition 1) plus live claims on a stimulus; call under its row lock.
+
+    It must be a statement of its own, issued after the lock is taken: in READ
+    COMMITTED each statement sees what was committed before it began, so counts
+    read in the locking statement itself could predate the commit of the rater who
+    held the lock. Both counts in one hand-written statement: it runs on every claim
+    and the ORM spent far longer building the query than the database running it.
+    """
+    at = connection.ops.adapt_datetimefield_value(now or timezone.now())
+    sql = (
+        f"SELECT (SELECT COUNT(*) FROM {Rating._meta.db_table}"
+        "         WHERE stimulus_id = %s AND repetition = 1)"
+        f"     + (SELECT COUNT(*) FROM {Claim._meta.db_table}"
+        "         WHERE stimulus_id = %s AND repetition = 1 AND expires_at > %s"
+        + (" AND rater_id <> %s)" if exclude_rater is not None else ")")
+    )
+    params = [stimulus_id, stimulus_id, at]
     if exclude_rater is not None:
-        claims = claims.exclude(rater=exclude_rater)
-    return ratings + claims.count()
+        params.append(exclude_rater.pk)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()[0]
 
 
 def session_progress(session: Session) -> tuple[int, int]:
@@ -92,14 +93,24 @@ def _repeat_due(study: Study, session: Session, position: int) -> bool:
 
 
 def _make_claim(session: Session, stimulus: Stimulus, repetition: int, now) -> Claim:
-    claim, _ = Claim.objects.update_or_create(
+    """A new claim, or the rater's old (expired) claim on the stimulus renewed.
+
+    One INSERT ... ON CONFLICT DO UPDATE on the (rater, stimulus, repetition) unique
+    constraint instead of update_or_create's SELECT FOR UPDATE and INSERT in two
+    savepoints: the same outcome (created_at kept on renewal) in one statement.
+    """
+    claim = Claim(
         rater=session.rater,
         stimulus=stimulus,
+        session=session,
         repetition=repetition,
-        defaults={
-            "session": session,
-            "expires_at": now + timedelta(seconds=session.rater.study.claim_ttl_seconds),
-        },
+        expires_at=now + timedelta(seconds=session.rater.study.claim_ttl_seconds),
+    )
+    Claim.objects.bulk_create(
+        [claim],
+        update_conflicts=True,
+        unique_fields=["rater", "stimulus", "repetition"],
+        update_fields=["session", "expires_at"],
     )
     return claim
 
@@ -130,57 +141,137 @@ def _own_live_claim(rater: Rater, now) -> Exists:
     return Exists(Claim.objects.filter(stimulus=OuterRef("pk"), rater=rater, expires_at__gt=now))
 
 
+# The candidates of _claim_test: test stimuli of the study that the rater has neither
+# rated nor holds a live claim on, with fill = ratings (repetition 1) + live claims
+# (repetition 1) below K, closest to done first, ties at random.
+#
+# Hand-written because it runs on every claim and dominated the rating path: the
+# ORM form cost about 2 ms of Python to build and compile, and its plan evaluated
+# the two per-stimulus counts twice (in the filter and again in the ordering). Here
+# the ratings are counted once per stimulus by an index probe (the CTE is
+# MATERIALIZED on PostgreSQL so the planner cannot inline it and count again); live
+# claims, a small set, are probed only for the stimuli found in it (a hashed IN),
+# and the rater's own ratings and claims are read once into a hashed NOT IN. This
+# shape keeps its plan with or without fresh statistics (a join against aggregated
+# claims was faster with statistics, but fell to a nested loop over all claims for
+# every stimulus without them). The cost grows with the study's test stimuli, not
+# with the ratings in the database. Plain SQL that SQLite runs too.
+_CANDIDATES_SQL = """
+WITH counted AS {materialized} (
+    SELECT s.id,
+        (SELECT COUNT(*) FROM {rating} r WHERE r.stimulus_id = s.id AND r.repetition = 1)
+        + CASE WHEN s.id IN (SELECT stimulus_id FROM {claim} WHERE expires_at > %s)
+          THEN (SELECT COUNT(*) FROM {claim} c
+                WHERE c.stimulus_id = s.id AND c.repetition = 1 AND c.expires_at > %s)
+          ELSE 0 END AS fill
+    FROM {stimulus} s
+    WHERE s.study_id = %s AND s.role = %s
+        AND s.id NOT IN (SELECT stimulus_id FROM {rating} WHERE rater_id = %s)
+        AND s.id NOT IN (SELECT stimulus_id FROM {claim} WHERE rater_id = %s AND expires_at > %s)
+)
+SELECT id FROM counted WHERE fill < %s ORDER BY fill DESC, RANDOM() LIMIT %s
+"""
+
+
+def _candidate_ids(study: Study, rater: Rater, now) -> list[int]:
+    sql = _CANDIDATES_SQL.format(
+        materialized="MATERIALIZED" if connection.vendor == "postgresql" else "",
+        rating=Rating._meta.db_table,
+        stimulus=Stimulus._meta.db_table,
+        claim=Claim._meta.db_table,
+    )
+    at = connection.ops.adapt_datetimefield_value(now)
+    params = [
+        at,
+        at,
+        study.pk,
+        Stimulus.Role.TEST.value,
+        rater.pk,
+        rater.pk,
+        at,
+        study.ratings_per_stimulus,
+        CANDIDATES_PER_TRY,
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return [row[0] for row in cursor.fetchall()]
+
+
 def _claim_test(session: Session, now) -> Claim | None:
     study = session.rater.study
     k = study.ratings_per_stimulus
-    candidates = (
-        Stimulus.objects.filter(study=study, role=Stimulus.Role.TEST)
-        .exclude(ratings__rater=session.rater)
-        .exclude(_own_live_claim(session.rater, now))
-        .annotate(
-            n_ratings=_count_subquery(Rating, now, live_only=False),
-            n_claims=_count_subquery(Claim, now, live_only=True),
-        )
-        .annotate(fill=Coalesce("n_ratings", 0) + Coalesce("n_claims", 0))
-        .filter(fill__lt=k)
-        .order_by("-fill", "?")
-    )
+    # What the claim's payload shows (rater_api.stimulus_payload): loaded with the
+    # lock, so that showing it costs no deferred-field queries.
+    fields = ("pk", "study_id", "image", "width", "height")
     attempt = 0
     while True:
         attempt += 1
-        ids = list(candidates.values_list("pk", flat=True)[:CANDIDATES_PER_TRY])
+        ids = _candidate_ids(study, session.rater, now)
         if not ids:
             return None
         # Skip rows other raters hold; after a few rounds of contention, wait instead
-        # of spinning (still correct: counts are re-read under the lock).
+        # of spinning (still correct: counts are re-read under the lock). All rows
+        # at once, in primary-key order, so that two waiting raters cannot deadlock.
+        # (Locking one candidate at a time was tried: concurrent raters then skipped
+        # each other far more often and ran the candidate query again.)
         skip = attempt <= SKIP_LOCKED_TRIES
         with transaction.atomic():
             locked = list(
                 Stimulus.objects.select_for_update(skip_locked=skip)
                 .filter(pk__in=ids)
                 .order_by("pk")
-                .only("pk", "study_id")
+                .only(*fields)
             )
             order = {pk: i for i, pk in enumerate(ids)}
             locked.sort(key=lambda s: order[s.pk])
             for stimulus in locked:
                 # Re-read under the row lock: another rater may have filled it meanwhile.
                 if filled(stimulus.pk, now=now) < k:
+                    _commit_without_waiting_for_disk()
                     return _make_claim(session, stimulus, 1, now)
         # Every candidate was locked by others or turned out full: the list is stale.
 
 
-def claim_next(*, session: Session, now=None) -> Claim | None:
-    """The rater's current claim, or a new one; None when the session has nothing left."""
+def _commit_without_waiting_for_disk() -> None:
+    """Let the claim's transaction commit without waiting for its WAL flush.
+
+    The transaction holds the row locks on all the candidates it locked until it
+    commits, and raters submitting a rating for one of those stimuli wait for them;
+    the flush was most of that time. A claim is a reservation, not data: were
+    PostgreSQL to crash within the next fraction of a second, the claim would be
+    lost and the stimulus simply back in the pool (the rater's submit is then
+    refused as "no_claim" and the page moves on). Visibility and locking are
+    unchanged: other transactions see the claim as soon as it commits. Only for our
+    own outermost transaction: inside a caller's transaction, which may write
+    ratings, SET LOCAL would relax that transaction's commit too.
+    """
+    if connection.vendor == "postgresql" and len(connection.atomic_blocks) == 1:
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL synchronous_commit TO OFF")
+
+
+def claim_next(
+    *, session: Session, now=None, done: int | None = None, status_checked: bool = False
+) -> Claim | None:
+    """The rater's current claim, or a new one; None when the session has nothing left.
+
+    Callers on the request path pass what they have just read in the same request,
+    to save the queries: ``done`` (the session's ratings, ``session_progress``) and
+    ``status_checked`` (the rater's status was read from the database just before).
+    """
     now = now or timezone.now()
     rater = session.rater
-    rater.refresh_from_db(fields=["status"])  # quality checks may have excluded them meanwhile
+    if not status_checked:
+        # Quality checks may have excluded them meanwhile.
+        rater.refresh_from_db(fields=["status"])
     if rater.status != Rater.Status.ACTIVE:
         return None
     current = _live_claim(session, now)
     if current is not None:
         return current  # a reload resumes on the same stimulus
-    done, planned = session_progress(session)
+    if done is None:
+        done, _ = session_progress(session)
+    planned = session.planned_items
     if done >= planned:
         return None
     study = rater.study

@@ -16,6 +16,7 @@ import json
 from dataclasses import dataclass, field
 
 from django.conf import settings
+from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
 from django.middleware.csrf import CsrfViewMiddleware
 from django.urls import reverse
@@ -118,14 +119,18 @@ def rater_from_request(request: HttpRequest, study: Study) -> Rater | None:
     return Rater.objects.select_related("study").filter(study=study, token=token).first()
 
 
-def current_session(rater: Rater) -> Session | None:
-    """The rater's unfinished session, without starting one."""
+def current_session_queryset(rater: Rater) -> QuerySet[Session]:
+    """The rater's unfinished sessions, the current one first."""
     return (
         rater.sessions.filter(finished_at__isnull=True)
         .exclude(stage__in=[Session.Stage.DONE, Session.Stage.STOPPED])
         .order_by("-started_at")
-        .first()
     )
+
+
+def current_session(rater: Rater) -> Session | None:
+    """The rater's unfinished session, without starting one."""
+    return current_session_queryset(rater).first()
 
 
 # --- Shapes shared by pages and endpoints ------------------------------------------
@@ -141,34 +146,68 @@ def stimulus_payload(stimulus: Stimulus) -> dict:
     }
 
 
-def progress_payload(session: Session) -> dict:
-    done, planned = assignment.session_progress(session)
-    return {"done": done, "planned": planned}
+def progress_payload(session: Session, done: int | None = None) -> dict:
+    """Items rated in the session and planned; ``done`` when the caller has counted them."""
+    if done is None:
+        done = session.ratings.count()
+    return {"done": done, "planned": session.planned_items}
 
 
-def next_step(study: Study, session: Session, *, after_rating: bool = False) -> dict:
+def _refresh_states(study: Study, session: Session) -> int:
+    """The session's stage, the rater's and the study's status, fresh, in one query
+    that also counts the session's ratings (returned: the progress needs it).
+
+    Another request (a quality check, the researcher pausing the study) may have
+    changed them since these objects were read.
+    """
+    stage, finished_at, rater_status, study_status, done = (
+        Session.objects.filter(pk=session.pk)
+        .annotate(done=Count("ratings"))
+        .values_list("stage", "finished_at", "rater__status", "rater__study__status", "done")
+        .get()
+    )
+    session.stage, session.finished_at = stage, finished_at
+    session.rater.status = rater_status
+    study.status = study_status
+    return done
+
+
+def next_step(
+    study: Study,
+    session: Session,
+    *,
+    after_rating: bool = False,
+    done: int | None = None,
+    fresh: bool = False,
+) -> dict:
     """What the rater does next: rate a stimulus, take a break, or leave the page.
 
     Claims the next stimulus when one is due; finishes the session when nothing is
     left, and stops it when quality checks excluded the rater meanwhile.
+
+    ``done`` is the session's rating count when the caller has just counted it;
+    ``fresh`` says the session, its rater and the study were all read from the
+    database earlier in this request, after any write of it (saves a query).
     """
     url = entry_url(study)
-    session.refresh_from_db(fields=["stage", "finished_at"])
+    if not fresh:
+        counted = _refresh_states(study, session)
+        done = counted if done is None else done
     if session.stage != Session.Stage.RATING:
         return {"step": "done" if session.stage == Session.Stage.DONE else "page", "url": url}
     rater = session.rater
-    rater.refresh_from_db(fields=["status"])
     if rater.status == Rater.Status.EXCLUDED:
         services.session_advance(session=session, stage=Session.Stage.STOPPED)
         return {"step": "ended", "url": url}
-    study.refresh_from_db(fields=["status"])
     if not study.is_open:
         return {"step": "unavailable", "url": url}
-    done, planned = assignment.session_progress(session)
+    if done is None:
+        done = session.ratings.count()
+    planned = session.planned_items
     if after_rating and 0 < done < planned and done % study.break_every == 0:
         # No claim during the break: its time to live would run out while resting.
         return {"step": "break", "url": reverse("annotation:rater-next", args=[study.slug])}
-    claim = assignment.claim_next(session=session)
+    claim = assignment.claim_next(session=session, done=done, status_checked=True)
     if claim is None:
         rater.refresh_from_db(fields=["status"])
         if rater.status == Rater.Status.EXCLUDED:
@@ -273,12 +312,21 @@ def _authenticate(
         response = error("method_not_allowed", f"use {method}", status=405)
         response["Allow"] = method
         return response
-    study = Study.objects.filter(slug=slug).first()
+    # The usual case in one query: the rater behind the token, with the study of the
+    # URL. Only when that finds nobody is the study looked up alone, to tell an
+    # unknown study (404) from an unknown rater (403). The answers and their order
+    # are the same as study first, then CSRF, then rater.
+    token = request_token(request)
+    rater = (
+        Rater.objects.select_related("study").filter(study__slug=slug, token=token).first()
+        if token
+        else None
+    )
+    study = rater.study if rater is not None else Study.objects.filter(slug=slug).first()
     if study is None:
         return error("unknown_study", "no such study", status=404)
     if method == "POST" and (refusal := _csrf_refusal(request)) is not None:
         return refusal
-    rater = rater_from_request(request, study)
     if rater is None:
         return error(
             "unknown_rater",
@@ -324,6 +372,11 @@ def submit(request: HttpRequest, slug: str) -> JsonResponse:
     except SubmitRefused as exc:
         return JsonResponse(exc.as_dict(), status=exc.status)
     session = result.rating.session
+    if session.rater_id == rater.pk:
+        session.rater = rater  # the same row: spare next_step a query for it
+    # Fresh states (the quality checks may just have excluded the rater) and the
+    # session's rating count, in one query, for the progress and for next_step.
+    done = _refresh_states(study, session)
     return JsonResponse(
         {
             "created": result.created,
@@ -332,8 +385,8 @@ def submit(request: HttpRequest, slug: str) -> JsonResponse:
                 "stimulus": result.rating.stimulus_id,
                 "client_id": str(result.rating.client_id),
             },
-            "progress": progress_payload(session),
-            "next": next_step(study, session, after_rating=True),
+            "progress": progress_payload(session, done),
+            "next": next_step(study, session, after_rating=True, done=done, fresh=True),
         },
         status=201 if result.created else 200,
     )
@@ -346,15 +399,18 @@ def next_item(request: HttpRequest, slug: str) -> JsonResponse:
     if isinstance(auth, JsonResponse):
         return auth
     study, rater = auth
-    session = current_session(rater)
+    # current_session and its rating count (the progress) in one query.
+    session = current_session_queryset(rater).annotate(done=Count("ratings")).first()
     if session is None or session.stage != Session.Stage.RATING:
         # Not rating (yet or any more): the entry page knows which page to show.
-        progress = progress_payload(session) if session else {"done": 0, "planned": 0}
+        progress = progress_payload(session, session.done) if session else {"done": 0, "planned": 0}
         return JsonResponse(
             {"progress": progress, "next": {"step": "page", "url": entry_url(study)}}
         )
-    step = next_step(study, session)
-    return JsonResponse({"progress": progress_payload(session), "next": step})
+    done = session.done
+    # Session, rater and study were all read in this request: no refresh needed.
+    step = next_step(study, session, done=done, fresh=True)
+    return JsonResponse({"progress": progress_payload(session, done), "next": step})
 
 
 @never_cache

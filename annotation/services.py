@@ -214,13 +214,20 @@ def rating_submit(
         ) from None
     seconds = _parse_viewing_seconds(viewing_seconds)
 
-    existing = Rating.objects.filter(client_id=cid).first()
-    if existing is not None:
-        return _replay(existing, rater, stimulus_id, clean)
-
+    # A replay (a retry after a lost answer) is looked up by its client_id only when
+    # the write does not go through, not before every write: it cannot go through,
+    # since the first submission deleted the claim (refused below as "no_claim") or,
+    # should the rater hold another claim on the stimulus, the client_id is already
+    # taken (IntegrityError). Either way the transaction is rolled back first, so a
+    # replay changes nothing, as before.
     try:
         with transaction.atomic():
             result = _rating_write(rater, study, stimulus_id, clean, cid, seconds, now)
+    except SubmitRefused:
+        existing = Rating.objects.filter(client_id=cid).first()
+        if existing is not None:
+            return _replay(existing, rater, stimulus_id, clean)
+        raise
     except IntegrityError:
         # A concurrent retry with the same client_id won the race: answer as a replay.
         existing = Rating.objects.filter(client_id=cid).first()
@@ -250,7 +257,9 @@ def _rating_write(rater, study, stimulus_id, clean, cid, seconds, now) -> Submit
     if locked_rater.status == Rater.Status.EXCLUDED:
         raise SubmitRefused("rater_excluded", "your participation has ended", status=403)
     claim = (
-        Claim.objects.select_for_update()
+        # The session comes along (the answer reports its progress), locking only the claim.
+        Claim.objects.select_related("session")
+        .select_for_update(of=("self",))
         .filter(rater=rater, stimulus=stimulus)
         .order_by("-repetition")
         .first()

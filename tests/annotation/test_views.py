@@ -481,6 +481,8 @@ def test_foreign_tokens_are_refused(client, study):
 
 def test_expired_claim_given_away_is_refused(client, study):
     study.ratings_per_stimulus = 1
+    # Room for every stimulus in one session: the fast rater must reach the freed one.
+    study.session_size = study.stimuli.filter(role="test").count() + 1
     study.save()
     rater, claim = rating_rater(client, study, "slow")
     Claim.objects.filter(pk=claim.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
