@@ -101,7 +101,8 @@ def set_rater_cookie(response: HttpResponse, study: Study, rater: Rater) -> None
         max_age=COOKIE_MAX_AGE,
         path=entry_url(study),
         httponly=True,
-        samesite="Lax",
+        # "None" when rater pages may be framed by a crowd platform over HTTPS (MTurk).
+        samesite=settings.SESSION_COOKIE_SAMESITE if settings.SESSION_COOKIE_SECURE else "Lax",
         # SESSION_COOKIE_SECURE follows SECURE_COOKIES, which defaults to "not DEBUG".
         secure=settings.SESSION_COOKIE_SECURE,
     )
@@ -455,4 +456,103 @@ def training_submit(request: HttpRequest, slug: str) -> JsonResponse:
     answered = sum(1 for s in items if str(s.pk) in state["answers"])
     return JsonResponse(
         {"feedback": feedback, "progress": {"done": answered, "planned": len(items)}, "next": step}
+    )
+
+
+# --- Session start and finish for scripted clients (/api/v1/rater/<slug>/...) -------
+
+START_SOURCES = {Rater.Source.PROLIFIC, Rater.Source.MTURK, Rater.Source.ANONYMOUS}
+
+
+@never_cache
+@csrf_exempt
+def start(request: HttpRequest, slug: str) -> JsonResponse:
+    """POST {"consent": true, "source": "prolific", "external_id": "...", "platform": {...}}:
+    the rater (found again or new) and their session, in the rating stage; the answer
+    carries the rater token for the X-Rater-Token header of the other endpoints.
+
+    The client shows consent and instructions itself; ``consent`` must be true.
+    """
+    if request.method != "POST":
+        response = error("method_not_allowed", "use POST", status=405)
+        response["Allow"] = "POST"
+        return response
+    study = Study.objects.filter(slug=slug).first()
+    if study is None:
+        return error("unknown_study", "no such study", status=404)
+    if not study.is_open:
+        return error("study_unavailable", f"this study is {study.status}", status=409)
+    try:
+        body = json_object(request)
+    except BadBody as exc:
+        return error(exc.code, exc.detail, status=400)
+    fields: dict[str, str] = {}
+    if body.get("consent") is not True:
+        fields["consent"] = "the rater must consent first (true)"
+    source = body.get("source", Rater.Source.ANONYMOUS)
+    if source not in START_SOURCES:
+        fields["source"] = f"one of {', '.join(sorted(START_SOURCES))}"
+    external_id = body.get("external_id", "")
+    if not isinstance(external_id, str) or len(external_id) > PARAM_MAX:
+        fields["external_id"] = f"a string of at most {PARAM_MAX} characters"
+    elif source != Rater.Source.ANONYMOUS and not external_id.strip():
+        fields["external_id"] = "required for a crowd-platform rater"
+    platform = body.get("platform", {})
+    if (
+        not isinstance(platform, dict)
+        or not all(
+            isinstance(k, str) and isinstance(v, str) and len(v) <= 200 for k, v in platform.items()
+        )
+        or len(platform) > 10
+    ):
+        fields["platform"] = "an object of at most 10 string values"
+    if fields:
+        return error("invalid", next(iter(fields.values())), 400, fields)
+    rater, created = services.rater_enter(
+        study=study,
+        source=source,
+        external_id=external_id.strip(),
+        platform=platform,
+        token=request_token(request) or None,
+    )
+    if rater.status == Rater.Status.EXCLUDED:
+        return error("rater_excluded", "your participation has ended", status=403)
+    session = services.session_start(rater=rater, user_agent=request.headers.get("User-Agent", ""))
+    if session.stage in (Session.Stage.CONSENT, Session.Stage.INSTRUCTIONS, Session.Stage.TRAINING):
+        services.session_advance(session=session, stage=Session.Stage.RATING)
+    done = session.ratings.count()
+    return JsonResponse(
+        {
+            "token": rater.token,
+            "rater": rater.pseudonym,
+            "session": session.pk,
+            "progress": progress_payload(session, done),
+            "protocol": {
+                "preset": study.protocol,
+                "scale": study.scale,
+                "dimensions": list(protocol.PRESETS[study.protocol]),
+            },
+        },
+        status=201 if created else 200,
+    )
+
+
+@never_cache
+@csrf_exempt
+def finish(request: HttpRequest, slug: str) -> JsonResponse:
+    """POST: end the session (unrated claims go back to the pool); the completion code."""
+    auth = _authenticate(request, slug, "POST")
+    if isinstance(auth, JsonResponse):
+        return auth
+    study, rater = auth
+    session = current_session(rater)
+    if session is not None:
+        services.session_finish(session=session)
+    rater.refresh_from_db(fields=["status"])
+    return JsonResponse(
+        {
+            "completion_code": study.completion_code,
+            "completion_url": study.completion_url,
+            "status": rater.status,
+        }
     )

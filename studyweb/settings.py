@@ -208,6 +208,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "studyweb.openapi.add_rater_endpoints",
+    ],
     "ENUM_NAME_OVERRIDES": {
         # Analyses and export jobs share one set of states.
         "WorkStatusEnum": "scoring.models.Analysis.Status",

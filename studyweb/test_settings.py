@@ -32,3 +32,7 @@ CSRF_COOKIE_SECURE = False
 # Browsers drop SameSite=None cookies that are not Secure (the live test server is HTTP).
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SAMESITE = "Lax"
+# Rate limits are off for the suite (one address, thousands of requests a minute);
+# tests/annotation/test_rater_api.py turns them on where they are the subject.
+RATE_LIMIT_RATER_PER_MIN = 0
+RATE_LIMIT_ADDRESS_PER_MIN = 0

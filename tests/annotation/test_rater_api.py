@@ -1,0 +1,128 @@
+"""Scripted raters through /api/v1/rater/<slug>/: start, next, submit, finish; rate limits."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from django.core.cache import cache
+from django.test import Client
+
+from annotation.models import Rater, Rating
+from tests.factories import StimulusFactory, StudyFactory
+
+pytestmark = pytest.mark.django_db
+GOOD = {"overall": 50, "technical": 40, "rationality": 60}
+
+
+@pytest.fixture(autouse=True)
+def _clear_limits():
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def study():
+    study = StudyFactory(
+        slug="scripted", protocol="perspectives", session_size=2, completion_code="CODE-9"
+    )
+    StimulusFactory.create_batch(3, study=study)
+    return study
+
+
+def post(client, url, body, token=None):
+    headers = {"HTTP_X_RATER_TOKEN": token} if token else {}
+    return client.post(url, body, content_type="application/json", **headers)
+
+
+def test_full_scripted_session(study):
+    client = Client()
+    start = post(
+        client,
+        "/api/v1/rater/scripted/start",
+        {
+            "consent": True,
+            "source": "prolific",
+            "external_id": "P-77",
+            "platform": {"study_id": "abc"},
+        },
+    )
+    assert start.status_code == 201, start.content
+    token = start.json()["token"]
+    assert start.json()["protocol"]["dimensions"] == ["overall", "technical", "rationality"]
+    again = post(
+        client,
+        "/api/v1/rater/scripted/start",
+        {"consent": True, "source": "prolific", "external_id": "P-77"},
+    )
+    assert again.status_code == 200 and again.json()["token"] == token  # resumed
+    for _ in range(2):
+        step = client.get("/api/v1/rater/scripted/next", HTTP_X_RATER_TOKEN=token).json()
+        assert step["next"]["step"] == "rate"
+        stimulus = step["next"]["stimulus"]["id"]
+        answer = post(
+            client,
+            "/api/v1/rater/scripted/submit",
+            {
+                "stimulus": stimulus,
+                "scores": GOOD,
+                "client_id": str(uuid.uuid4()),
+                "viewing_seconds": 4,
+            },
+            token,
+        )
+        assert answer.status_code == 201
+    done = post(client, "/api/v1/rater/scripted/finish", {}, token)
+    assert done.status_code == 200 and done.json()["completion_code"] == "CODE-9"
+    assert Rating.objects.filter(rater__external_id="P-77").count() == 2
+    assert Rater.objects.get(external_id="P-77").status == "completed"
+
+
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"source": "prolific", "external_id": "x"}, "consent"),
+        ({"consent": "yes", "source": "anonymous"}, "consent"),
+        ({"consent": True, "source": "facebook"}, "source"),
+        ({"consent": True, "source": "prolific"}, "external_id"),
+        ({"consent": True, "source": "prolific", "external_id": "x" * 500}, "external_id"),
+        ({"consent": True, "platform": ["a"]}, "platform"),
+        ({"consent": True, "platform": {"a": 1}}, "platform"),
+    ],
+)
+def test_bad_start_requests(study, body, field):
+    response = post(Client(), "/api/v1/rater/scripted/start", body)
+    assert response.status_code == 400 and field in response.json()["fields"]
+    assert Rater.objects.count() == 0
+
+
+def test_start_refused_on_closed_study_and_unknown_study(study):
+    study.status = "closed"
+    study.save()
+    assert post(Client(), "/api/v1/rater/scripted/start", {"consent": True}).status_code == 409
+    assert post(Client(), "/api/v1/rater/nope/start", {"consent": True}).status_code == 404
+    assert Client().get("/api/v1/rater/scripted/start").status_code == 405
+
+
+def test_rate_limit_per_token_answers_429_with_retry_after(study, settings):
+    settings.RATE_LIMIT_RATER_PER_MIN = 5
+    token = post(Client(), "/api/v1/rater/scripted/start", {"consent": True}).json()["token"]
+    client = Client()
+    codes = [
+        client.get("/api/v1/rater/scripted/next", HTTP_X_RATER_TOKEN=token).status_code
+        for _ in range(7)
+    ]
+    assert codes[:5] == [200] * 5 and codes[5:] == [429, 429]
+    limited = client.get("/api/v1/rater/scripted/next", HTTP_X_RATER_TOKEN=token)
+    assert 1 <= int(limited["Retry-After"]) <= 61
+    assert limited.json()["error"] == "rate_limited"
+
+
+def test_rate_limit_per_address(study, settings):
+    settings.RATE_LIMIT_ADDRESS_PER_MIN = 3
+    client = Client(REMOTE_ADDR="10.9.8.7")
+    codes = [client.get("/s/scripted/next").status_code for _ in range(5)]
+    assert codes[:3] == [403, 403, 403] and codes[3:] == [429, 429]
+    other = Client(REMOTE_ADDR="10.9.8.8")
+    assert other.get("/s/scripted/next").status_code == 403  # a different address
