@@ -1,0 +1,200 @@
+"""Benchmark of JOINT inference (scoring.joint.predictor). Not a test.
+
+Random weights (seed 0: the timing does not depend on them) and ``--images``
+PNG files made from the two AGIN samples (flips, crops, resizes to
+``--size`` x 3/4 ``--size`` and ``--size`` x ``--size``), written to a
+temporary folder so decoding is part of the cost. Reports, per batch size:
+
+- bare forward: images/s of ``Predictor.predict_tensors`` on inputs prepared
+  beforehand (the ceiling);
+- serial: ``predict`` with ``num_workers=0``, and the share of its wall time in
+  preprocessing (decode, LFM, partition, transforms) versus the forward;
+- workers: ``predict`` with DataLoader workers (``--workers``, default the
+  predictor's automatic choice), and its throughput as a share of the bare
+  forward at the same batch size (the target is >= 70% at batch 32).
+
+``--compare-lfm-order`` also reports how far ``lfm_order="after_resize"`` (LFM
+on the 224 crop) moves the rationality input and R against the default order.
+
+    .venv/bin/python bench/bench_predictor.py                      # CPU, 16 images
+    .venv/bin/python bench/bench_predictor.py --device cuda --images 512 --batch-sizes 1,8,32,128
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from scoring.joint.model import build_model  # noqa: E402
+from scoring.joint.predictor import Predictor  # noqa: E402
+from scoring.joint.preprocess import (  # noqa: E402
+    load_rgb,
+    rationality_input,
+    rationality_uint8,
+    technical_input,
+)
+
+SAMPLES = ROOT / "tests" / "data" / "agin_samples"
+
+
+def make_images(folder: Path, n: int, size: int) -> list[str]:
+    """``n`` PNG files of natural content, half square, half 4:3."""
+    bases = [load_rgb(SAMPLES / "CoCosNet_23.png"), load_rgb(SAMPLES / "Dreaml_coco_17.png")]
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(n):
+        im = bases[i % 2]
+        if i // 2 % 2:
+            im = im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        w, h = im.size
+        x0, y0 = rng.integers(0, w // 4), rng.integers(0, h // 4)
+        im = im.crop((x0, y0, x0 + 3 * w // 4, y0 + 3 * h // 4))
+        im = im.resize((size, size if i % 4 < 2 else size * 3 // 4), Image.Resampling.BICUBIC)
+        path = folder / f"img_{i:04d}.png"
+        im.save(path)
+        paths.append(str(path))
+    return paths
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--images", type=int, help="default: 16 on CPU, 512 on CUDA")
+    ap.add_argument("--size", type=int, default=512, help="image width in pixels")
+    ap.add_argument("--batch-sizes", default="1,8,32")
+    ap.add_argument("--workers", type=int, help="DataLoader workers (default: automatic)")
+    ap.add_argument("--lfm-backend", default="eager", choices=["eager", "compile"])
+    ap.add_argument("--lfm-order", default="before_resize")
+    ap.add_argument(
+        "--on-device",
+        choices=["auto", "yes", "no"],
+        default="auto",
+        help="LFM/resize in the main process on the device (auto: only on CUDA)",
+    )
+    ap.add_argument("--skip-serial", action="store_true", help="skip the num_workers=0 runs")
+    ap.add_argument("--compare-lfm-order", action="store_true")
+    ap.add_argument("--json", help="also write the results here")
+    args = ap.parse_args()
+
+    device = torch.device(args.device)
+    n = args.images or (512 if device.type == "cuda" else 16)
+    sizes = [int(b) for b in args.batch_sizes.split(",")]
+    on_device = {"auto": None, "yes": True, "no": False}[args.on_device]
+    model = build_model(seed=0).eval()
+    common = {
+        "lfm_order": args.lfm_order,
+        "lfm_backend": args.lfm_backend,
+        "preprocess_on_device": on_device,
+    }
+    results: dict = {"device": str(device), "images": n, "size": args.size, "rows": []}
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.machine()
+    print(
+        f"JOINT predictor | {name} | torch {torch.__version__} threads={torch.get_num_threads()} "
+        f"cores={os.cpu_count()} | {n} images of {args.size} px | lfm={args.lfm_backend}, "
+        f"{args.lfm_order} | load={os.getloadavg()[0]:.2f}"
+    )
+
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = make_images(Path(tmp), n, args.size)
+
+        # inputs prepared once, for the bare forward
+        t0 = time.perf_counter()
+        rgbs = [load_rgb(p) for p in paths]
+        x_t = torch.stack([technical_input(im) for im in rgbs])
+        x_r = torch.stack([rationality_input(im) for im in rgbs])  # eager: no CPU compile
+        prep_s = time.perf_counter() - t0
+        print(f"serial CPU preprocessing, one process: {n / prep_s:.1f} images/s")
+        if device.type == "cuda":
+            x_t, x_r = x_t.pin_memory(), x_r.pin_memory()
+
+        base = Predictor(model, device=device, num_workers=0, **common)
+        print(
+            f"{'batch':>5} {'forward img/s':>14} {'serial img/s':>13} {'prep %':>7} "
+            f"{'fwd %':>6} {'workers img/s':>14} {'workers':>8} {'vs fwd':>7} {'starved %':>9}"
+        )
+        for bs in sizes:
+            base.predict_tensors(x_t[:bs], x_r[:bs], batch_size=bs)  # warm-up
+            sync(device)
+            t0 = time.perf_counter()
+            base.predict_tensors(x_t, x_r, batch_size=bs)
+            sync(device)
+            fwd = n / (time.perf_counter() - t0)
+            row = {"batch": bs, "forward_img_s": fwd}
+            line = f"{bs:5d} {fwd:14.1f}"
+            if not args.skip_serial:
+                base.predict(paths[: min(n, 2 * bs)], batch_size=bs)  # warm-up
+                base.predict(paths, batch_size=bs)
+                tm = base.last_timing
+                assert tm is not None
+                prep = (tm.wait_s + tm.prepare_s) / tm.total_s
+                row |= {"serial_img_s": tm.images_per_s, "prep_share": prep}
+                fwd_share = tm.forward_s / tm.total_s
+                row["forward_share"] = fwd_share
+                line += f" {tm.images_per_s:13.1f} {100 * prep:7.1f} {100 * fwd_share:6.1f}"
+            else:
+                line += f" {'-':>13} {'-':>7} {'-':>6}"
+            par = Predictor(model, device=device, num_workers=args.workers, **common)
+            par.predict(paths[: min(n, 2 * bs)], batch_size=bs)  # warm-up (compile builds)
+            par.predict(paths, batch_size=bs)
+            tw = par.last_timing
+            assert tw is not None
+            row |= {
+                "workers_img_s": tw.images_per_s,
+                "workers": tw.workers,
+                "workers_vs_forward": tw.images_per_s / fwd,
+                "starved_share": tw.wait_s / tw.total_s,
+                "on_device": tw.on_device,
+            }
+            line += (
+                f" {tw.images_per_s:14.1f} {tw.workers:8d} {100 * tw.images_per_s / fwd:6.1f}%"
+                f" {100 * tw.wait_s / tw.total_s:8.1f}%"
+            )
+            print(line, flush=True)
+            results["rows"].append(row)
+
+        if args.compare_lfm_order:
+            diffs, moved = [], []
+            for im in rgbs:
+                a = rationality_uint8(im).astype(int)
+                b = rationality_uint8(im, lfm_order="after_resize").astype(int)
+                diffs.append(np.abs(a - b))
+            d = np.stack(diffs)
+            xr_cheap = torch.stack([rationality_input(im, lfm_order="after_resize") for im in rgbs])
+            _, r_def, _ = base.predict_tensors(x_t, x_r)
+            _, r_cheap, _ = base.predict_tensors(x_t, xr_cheap)
+            moved = (r_def - r_cheap).abs()
+            results["lfm_order"] = {
+                "mean_abs_grey": float(d.mean()),
+                "share_differing": float((d > 0).mean()),
+                "share_over_8": float((d > 8).mean()),
+                "R_abs_diff_mean_random_weights": float(moved.mean()),
+                "R_abs_diff_max_random_weights": float(moved.max()),
+                "R_std_random_weights": float(r_def.std()),
+            }
+            print("lfm_order after_resize vs before_resize:", json.dumps(results["lfm_order"]))
+
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

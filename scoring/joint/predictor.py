@@ -1,0 +1,504 @@
+"""Batched JOINT inference: images (paths or PIL) in, technical / rationality / naturalness out.
+
+Preprocessing runs in torch ``DataLoader`` workers so an accelerator is not
+starved, and the partition's random shuffle is seeded per image from its
+pixels (:func:`~scoring.joint.preprocess.content_key`), so results do not
+depend on batch size, order or worker count. Workers load small chunks (a
+divisor of the batch size) that the main process regroups into model batches:
+a DataLoader hands whole batches to workers, so model-sized batches would keep
+most workers idle.
+
+Two placements of the heavy preprocessing:
+
+- ``preprocess_on_device=False`` (the default on CPU): workers do everything
+  (LFM in torch on the worker's CPU, PIL resizes), the main process only runs
+  the network.
+- ``preprocess_on_device=True`` (the default on CUDA): workers decode images,
+  cut the partition and resize it (PIL); the main process runs LFM batched on
+  the device and Pillow's bilinear resize re-implemented bit-exactly in torch
+  (:func:`~scoring.joint.preprocess.pil_resize_bilinear`). LFM is far too slow
+  on CPU workers to feed a GPU (measured: 3% of the bare forward on an H200).
+
+An artifact model (PAL4VST TorchScript) runs in the main process on the
+device; workers then hand over the 224 x 224 image and the artifact model's
+input, and the partition is cut after the masks are known.
+:attr:`Predictor.last_timing` tells where the last ``predict`` spent its time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+
+from .lfm import lfm_tensor
+from .model import JointModel
+from .partition import (
+    NO_ARTIFACT_MAP,
+    SIZE,
+    ArtifactModel,
+    cv_resize_bilinear,
+    partition_patches,
+)
+from .preprocess import (
+    LfmOrder,
+    content_key,
+    final_crop_uint8,
+    final_transform,
+    load_rgb,
+    rationality_input,
+    resize_crop_tensor,
+    to_normalized_tensor,
+)
+
+__all__ = [
+    "PRECOMPUTED",
+    "ImageError",
+    "JointResult",
+    "PredictTiming",
+    "Predictor",
+    "image_name",
+    "open_image",
+]
+
+PRECOMPUTED = "precomputed"
+ImageInput = str | os.PathLike[str] | Image.Image
+
+
+@dataclass(frozen=True)
+class JointResult:
+    """One image's scores. ``artifact_map``: "none", "precomputed" or the artifact model's
+    "<file>@sha256:<digest>"."""
+
+    image: str
+    technical: float | None
+    rationality: float | None
+    naturalness: float | None
+    artifact_map: str = NO_ARTIFACT_MAP
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class PredictTiming:
+    """Where the last ``predict`` spent its time (seconds, wall clock, main process).
+
+    ``wait_s``: waiting for the DataLoader (with workers: time the network was
+    starved; without: all of the per-image preprocessing); ``prepare_s``:
+    main-process preprocessing (on-device LFM/resize, artifact masks);
+    ``forward_s``: the network.
+    """
+
+    images: int = 0
+    workers: int = 0
+    on_device: bool = False
+    wait_s: float = 0.0
+    prepare_s: float = 0.0
+    forward_s: float = 0.0
+    total_s: float = 0.0
+
+    @property
+    def images_per_s(self) -> float:
+        return self.images / self.total_s if self.total_s > 0 else float("nan")
+
+
+class ImageError(ValueError):
+    """An input that cannot be read as an image."""
+
+
+def image_name(image: ImageInput, index: int) -> str:
+    """A result's ``image`` field: the path as given, or a PIL image's filename."""
+    if isinstance(image, Image.Image):
+        return str(getattr(image, "filename", "") or f"<image {index}>")
+    return os.fspath(image)
+
+
+def open_image(image: ImageInput, index: int = 0) -> Image.Image:
+    """:func:`load_rgb`, raising :class:`ImageError` (with the name) on unreadable input."""
+    try:
+        return load_rgb(image)
+    except (OSError, ValueError) as exc:  # PIL.UnidentifiedImageError is an OSError
+        raise ImageError(f"{image_name(image, index)}: cannot read image ({exc})") from exc
+
+
+def _chw(arr: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(np.asarray(arr).transpose(2, 0, 1)))
+
+
+class _JointDataset(Dataset):
+    """Per-image CPU work, run in DataLoader workers (see the module docstring)."""
+
+    def __init__(
+        self,
+        images: Sequence[ImageInput],
+        technical: Sequence[ImageInput | None],
+        *,
+        on_device: bool,
+        artifact: ArtifactModel | None,
+        lfm_order: LfmOrder,
+        lfm_backend: str,
+        seed: int,
+    ) -> None:
+        self.images = images
+        self.technical = technical
+        self.on_device = on_device
+        self.artifact = artifact
+        self.lfm_order = lfm_order
+        self.lfm_backend = lfm_backend
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        rgb = open_image(self.images[i], i)
+        item: dict[str, Any] = {"index": i}
+        if self.on_device:
+            item["rgb"] = _chw(np.asarray(rgb))  # full resolution, uint8
+        else:
+            item["x_r"] = rationality_input(
+                rgb, lfm_order=self.lfm_order, lfm_backend=self.lfm_backend
+            )
+        tech = self.technical[i]
+        if tech is not None:
+            part = open_image(tech, i)
+            if self.on_device:
+                item["t_uint8"] = _chw(final_crop_uint8(part))
+            else:
+                item["x_t"] = final_transform(part)
+            return item
+        rng_key = [self.seed, content_key(rgb)]
+        resized = cv_resize_bilinear(np.asarray(rgb), (SIZE, SIZE))
+        if self.artifact is not None:  # masks come from the main process
+            item["resized"] = resized
+            item["rng_key"] = rng_key
+            item["pal"] = self.artifact.prepare(rgb)
+            return item
+        part = partition_patches(resized, None, np.random.default_rng(rng_key)).image
+        if self.on_device:
+            item["t_uint8"] = _chw(final_crop_uint8(Image.fromarray(part)))
+        else:
+            item["x_t"] = final_transform(Image.fromarray(part))
+        return item
+
+
+def _collate(items: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """Keep lists (full-resolution images differ in size); stack later where shapes agree."""
+    out: dict[str, list[Any]] = defaultdict(list)
+    for it in items:
+        for k, v in it.items():
+            out[k].append(v)
+    return dict(out)
+
+
+def _auto_workers(n_images: int) -> int:
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    if n_images < 4 or cores < 2:
+        return 0  # starting workers costs more than it saves
+    return max(1, min(cores, 16, n_images // 2))
+
+
+class Predictor:
+    """JOINT inference on a batch of images.
+
+    Parameters: ``model`` (a :class:`JointModel`, e.g. from ``load_checkpoint``);
+    ``device`` (default CUDA when available, else CPU); ``batch_size``;
+    ``num_workers`` (None: automatic, 0 with fewer than 4 images); ``autocast``
+    (off by default for reproducibility; True uses bfloat16); ``seed`` of the
+    partition shuffle (combined with each image's content hash);
+    ``artifact_model`` (a path to PAL4VST ``end2end.pt`` or an
+    :class:`ArtifactModel`; None: no artifact map, every patch may move);
+    ``lfm_order`` ("before_resize" as the authors' inference script, or
+    "after_resize"); ``lfm_backend`` ("eager" or "compile");
+    ``preprocess_on_device`` (None: True on CUDA, False on CPU); ``tf32``
+    (False: cuDNN runs without TF32 and deterministically, for scores that
+    match the CPU's; True is faster on recent GPUs).
+    """
+
+    def __init__(
+        self,
+        model: JointModel,
+        device: str | torch.device | None = None,
+        batch_size: int = 8,
+        num_workers: int | None = None,
+        autocast: bool = False,
+        seed: int = 0,
+        artifact_model: str | os.PathLike[str] | ArtifactModel | None = None,
+        *,
+        lfm_order: LfmOrder = "before_resize",
+        lfm_backend: str = "eager",
+        preprocess_on_device: bool | None = None,
+        tf32: bool = False,
+    ) -> None:
+        if lfm_order not in ("before_resize", "after_resize"):
+            raise ValueError(f"lfm_order must be 'before_resize' or 'after_resize': {lfm_order!r}")
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        self.device = self._resolve(device)
+        self.model = model.to(self.device).eval()
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.autocast = autocast
+        self.seed = seed
+        self.lfm_order = lfm_order
+        self.lfm_backend = lfm_backend
+        self.preprocess_on_device = preprocess_on_device
+        self.tf32 = tf32
+        self.last_timing: PredictTiming | None = None
+        if artifact_model is not None and not isinstance(artifact_model, ArtifactModel):
+            artifact_model = ArtifactModel(Path(artifact_model), device=self.device)
+        self.artifact_model = artifact_model
+
+    @staticmethod
+    def _resolve(device: str | torch.device | None) -> torch.device:
+        if device is None:
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        dev = torch.device(device)
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError("CUDA was requested but is not available")
+        return dev
+
+    # -- forward ----------------------------------------------------------
+
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bool(self.autocast))
+
+    @contextlib.contextmanager
+    def _cuda_numerics(self):
+        """Unless ``tf32=True``: cuDNN without TF32 and deterministic, restored afterwards.
+
+        cuDNN convolutions use TF32 by default, which moves scores by ~1e-3
+        against the CPU; reproducible is the default here.
+        """
+        if self.device.type != "cuda" or self.tf32:
+            yield
+            return
+        cudnn = torch.backends.cudnn
+        saved = (cudnn.allow_tf32, cudnn.deterministic, cudnn.benchmark)
+        cudnn.allow_tf32, cudnn.deterministic, cudnn.benchmark = False, True, False
+        try:
+            yield
+        finally:
+            cudnn.allow_tf32, cudnn.deterministic, cudnn.benchmark = saved
+
+    @torch.inference_mode()
+    def predict_tensors(
+        self,
+        x_technical: torch.Tensor,
+        x_rationality: torch.Tensor,
+        *,
+        batch_size: int | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Network only, on prepared B x 3 x 224 x 224 inputs.
+
+        Returns (T, R, N) as 1-d float32 CPU tensors.
+        """
+        bs = batch_size or self.batch_size
+        ts, rs = [], []
+        for s in range(0, x_technical.shape[0], bs):
+            xt = x_technical[s : s + bs].to(self.device, non_blocking=True)
+            xr = x_rationality[s : s + bs].to(self.device, non_blocking=True)
+            with self._cuda_numerics(), self._autocast():
+                t, r = self.model(xt, xr)
+            ts.append(t.float().reshape(-1))
+            rs.append(r.float().reshape(-1))
+        t = torch.cat(ts).cpu() if ts else torch.zeros(0)
+        r = torch.cat(rs).cpu() if rs else torch.zeros(0)
+        return t, r, self.model.naturalness(t, r)
+
+    # -- main-process preprocessing -----------------------------------------
+
+    def _rationality_on_device(self, rgbs: list[torch.Tensor]) -> torch.Tensor:
+        """LFM (batched by size) + exact PIL resize/crop + normalise, all on the device."""
+        out: list[torch.Tensor | None] = [None] * len(rgbs)
+        groups: dict[tuple[int, ...], list[int]] = defaultdict(list)
+        for i, x in enumerate(rgbs):
+            groups[tuple(x.shape)].append(i)
+        for idx in groups.values():
+            # copy each (pinned) image on its own and stack on the device: a CPU-side
+            # stack would first copy the whole batch through pageable memory
+            batch = torch.stack([rgbs[i].to(self.device, non_blocking=True) for i in idx])
+            if self.lfm_order == "before_resize":
+                y = resize_crop_tensor(lfm_tensor(batch, backend=self.lfm_backend))
+            else:
+                y = lfm_tensor(resize_crop_tensor(batch).contiguous(), backend=self.lfm_backend)
+            for k, i in enumerate(idx):
+                out[i] = y[k]
+        return to_normalized_tensor(torch.stack(out))  # type: ignore[arg-type]
+
+    def _technical_on_device(self, crops: list[torch.Tensor]) -> torch.Tensor:
+        """Normalise the 224 x 224 uint8 crops on the device (the workers resized them:
+        PIL is cheap at this size, and per-image GPU resizes cost more in launches)."""
+        on_dev = [c.to(self.device, non_blocking=True) for c in crops]
+        return to_normalized_tensor(torch.stack(on_dev))
+
+    def _prepare(self, batch: dict[str, list[Any]], on_device: bool) -> tuple[torch.Tensor, ...]:
+        n = len(batch["index"])
+        # rationality
+        if on_device:
+            x_r = self._rationality_on_device(batch["rgb"])
+        else:
+            x_r = torch.stack(batch["x_r"])
+        # technical: items carry either a ready input or the artifact-model hand-over
+        cut: dict[int, np.ndarray] = {}
+        if "pal" in batch and self.artifact_model is not None:
+            pos = [i for i in range(n) if batch["_has_pal"][i]]
+            masks = self.artifact_model.masks(torch.stack(batch["pal"]))
+            for p, resized, mask, key in zip(
+                pos, batch["resized"], masks, batch["rng_key"], strict=True
+            ):
+                cut[p] = partition_patches(resized, mask, np.random.default_rng(key)).image
+        ready = iter(batch.get("t_uint8" if on_device else "x_t", []))
+        techs: list[torch.Tensor] = []
+        for i in range(n):
+            if i in cut:
+                part = Image.fromarray(cut[i])
+                techs.append(_chw(final_crop_uint8(part)) if on_device else final_transform(part))
+            else:
+                techs.append(next(ready))
+        x_t = self._technical_on_device(techs) if on_device else torch.stack(techs)
+        return x_t, x_r
+
+    # -- public API ---------------------------------------------------------
+
+    def predict(
+        self,
+        images: Sequence[ImageInput],
+        technical_images: Sequence[ImageInput | None] | None = None,
+        *,
+        batch_size: int | None = None,
+        device: str | torch.device | None = None,
+    ) -> list[JointResult]:
+        """Scores for ``images`` (paths or PIL images), in input order.
+
+        ``technical_images`` (same length, entries may be None) gives
+        precomputed partition images, used instead of cutting one.
+        ``device`` moves the model there for this and later calls.
+        """
+        images = list(images)
+        if technical_images is None:
+            technical = [None] * len(images)
+        else:
+            technical = list(technical_images)
+            if len(technical) != len(images):
+                raise ValueError("technical_images must have one entry per image")
+        if device is not None:
+            self.device = self._resolve(device)
+            self.model.to(self.device)
+            if self.artifact_model is not None:
+                self.artifact_model.device = self.device
+                self.artifact_model.module.to(self.device)
+        if not images:
+            return []
+        bs = batch_size or self.batch_size
+        on_device = self.preprocess_on_device
+        if on_device is None:
+            on_device = self.device.type == "cuda"
+        dataset = _JointDataset(
+            images,
+            technical,
+            on_device=on_device,
+            artifact=self.artifact_model,
+            lfm_order=self.lfm_order,
+            lfm_backend=self.lfm_backend,
+            seed=self.seed,
+        )
+        workers = _auto_workers(len(images)) if self.num_workers is None else self.num_workers
+        # A DataLoader hands whole batches to workers: with model-sized batches only
+        # len(images) / batch_size workers would be busy. Workers load small chunks
+        # (a divisor of the batch size) and the main process regroups them.
+        chunk = _loader_chunk(bs, workers)
+        loader = DataLoader(
+            dataset,
+            batch_size=chunk,
+            shuffle=False,
+            num_workers=workers,
+            collate_fn=_collate_marking_pal,
+            pin_memory=self.device.type == "cuda",
+            prefetch_factor=max(2, bs // chunk // max(workers, 1) + 1) if workers > 0 else None,
+        )
+        label = self.artifact_model.label if self.artifact_model is not None else NO_ARTIFACT_MAP
+        results: list[JointResult] = []
+        timing = PredictTiming(images=len(images), workers=workers, on_device=on_device)
+        start = time.perf_counter()
+        chunks = iter(loader)
+        done = False
+        while not done:
+            t0 = time.perf_counter()
+            pending: list[dict[str, list[Any]]] = []
+            while sum(len(c["index"]) for c in pending) < bs:
+                nxt = next(chunks, None)
+                if nxt is None:
+                    done = True
+                    break
+                pending.append(nxt)
+            t1 = time.perf_counter()
+            timing.wait_s += t1 - t0
+            if not pending:
+                break
+            batch = _merge(pending)
+            x_t, x_r = self._prepare(batch, on_device)
+            self._sync()
+            t2 = time.perf_counter()
+            t, r, nat = self.predict_tensors(x_t, x_r, batch_size=bs)  # .cpu() syncs
+            t3 = time.perf_counter()
+            timing.prepare_s += t2 - t1
+            timing.forward_s += t3 - t2
+            for k, i in enumerate(batch["index"]):
+                results.append(
+                    JointResult(
+                        image=image_name(images[i], i),
+                        technical=float(t[k]),
+                        rationality=float(r[k]),
+                        naturalness=float(nat[k]),
+                        artifact_map=PRECOMPUTED if technical[i] is not None else label,
+                    )
+                )
+        timing.total_s = time.perf_counter() - start
+        self.last_timing = timing
+        return results
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+
+def _loader_chunk(batch_size: int, workers: int) -> int:
+    """Items per worker task: the largest divisor of ``batch_size`` that is at most
+    ceil(batch_size / workers) and 8, so every worker has work and IPC stays cheap."""
+    if workers <= 0:
+        return batch_size
+    cap = max(1, min(8, -(-batch_size // workers)))
+    return max(d for d in range(1, cap + 1) if batch_size % d == 0)
+
+
+def _merge(chunks: list[dict[str, list[Any]]]) -> dict[str, list[Any]]:
+    """Concatenate collated chunks key by key (each key's items stay in input order)."""
+    if len(chunks) == 1:
+        return chunks[0]
+    out: dict[str, list[Any]] = defaultdict(list)
+    for c in chunks:
+        for k, v in c.items():
+            out[k].extend(v)
+    return dict(out)
+
+
+def _collate_marking_pal(items: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """:func:`_collate`, plus a per-item flag telling which items await an artifact mask."""
+    batch = _collate(items)
+    batch["_has_pal"] = ["pal" in it for it in items]
+    return batch
