@@ -96,10 +96,18 @@ class StudySerializer(serializers.ModelSerializer):
             raise ValidationError("the slug cannot change: links already point to it")
         return value
 
+    def update(self, instance, validated_data):
+        # Defaults apply to new studies only: a PUT that omits a field keeps its value.
+        sent = set(getattr(self, "initial_data", {}) or {})
+        validated_data = {k: v for k, v in validated_data.items() if k in sent}
+        return super().update(instance, validated_data)
+
     def validate(self, attrs):
         if self.instance is not None and self.instance.status != Study.Status.DRAFT:
+            # Only what the client sent counts (a PUT fills omitted fields with defaults).
+            sent = set(getattr(self, "initial_data", {}) or {})
             locked = {"protocol", "scale"} & {
-                k for k, v in attrs.items() if getattr(self.instance, k) != v
+                k for k, v in attrs.items() if k in sent and getattr(self.instance, k) != v
             }
             if locked:
                 raise ValidationError(

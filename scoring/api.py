@@ -324,6 +324,8 @@ class ScoringJobSerializer(serializers.ModelSerializer):
             "started_at",
             "finished_at",
         ]
+        # A live job for the same pair is joined by scoring_job_start, not refused.
+        validators = []
         read_only_fields = [
             "status",
             "total",

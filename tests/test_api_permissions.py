@@ -3,13 +3,16 @@ a rater of A's study (rater token only), and anonymous."""
 
 from __future__ import annotations
 
+import io
+import json
+
 import pytest
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from annotation import services
 from scoring.jobs import model_version_register
-from tests.factories import StimulusFactory
+from tests.factories import StimulusFactory, StudyFactory, png_bytes
 
 pytestmark = pytest.mark.django_db
 
@@ -19,9 +22,18 @@ PERSONAS = ("admin", "a", "b", "rater", "anonymous")
 
 @pytest.fixture
 def world(admin_user, researcher_a, researcher_b, study_a):
-    StimulusFactory.create_batch(3, study=study_a)
-    model_version_register(name="sharp", kind="baseline", baseline="sharpness")
+    from scoring.models import Analysis, ExportJob, ScoringJob
+
+    stimuli = StimulusFactory.create_batch(3, study=study_a)
+    StudyFactory(slug="deleteme", owner=researcher_a, status="draft")
+    version = model_version_register(name="sharp", kind="baseline", baseline="sharpness")
     rater, _ = services.rater_enter(study=study_a, source="prolific", external_id="P1")
+    ids = {
+        "analysis": Analysis.objects.create(study=study_a, method="mean", status="done").pk,
+        "job": ScoringJob.objects.create(model_version=version, study=study_a, total=3).pk,
+        "export": ExportJob.objects.create(study=study_a, format="ratings-csv").pk,
+        "stimulus": stimuli[0].pk,
+    }
     clients = {}
     for name, user in (("admin", admin_user), ("a", researcher_a), ("b", researcher_b)):
         client = APIClient()
@@ -31,6 +43,7 @@ def world(admin_user, researcher_a, researcher_b, study_a):
     rater_client.credentials(HTTP_X_RATER_TOKEN=rater.token)
     clients["rater"] = rater_client
     clients["anonymous"] = APIClient()
+    clients["ids"] = ids
     return clients
 
 
@@ -83,6 +96,48 @@ MATRIX = [
         {"admin": 200, "a": 200, "b": 403},
     ),
     ("get", "/api/v1/exports/formats/", None, {"admin": 200, "a": 200, "b": 200}),
+    (
+        "put",
+        "/api/v1/studies/study-a/",
+        {"slug": "study-a", "title": "Again"},
+        {"admin": 200, "a": 200, "b": 404},
+    ),
+    ("post", "/api/v1/studies/study-a/open/", None, {"admin": 200, "a": 200, "b": 404}),
+    ("post", "/api/v1/studies/study-a/close/", None, {"admin": 200, "a": 200, "b": 404}),
+    ("delete", "/api/v1/studies/deleteme/", None, {"admin": 204, "a": 204, "b": 404}),
+    (
+        "get",
+        "/api/v1/studies/study-a/stimuli/{stimulus}/",
+        None,
+        {"admin": 200, "a": 200, "b": 404},
+    ),
+    ("post", "/api/v1/studies/study-a/stimuli/", "UPLOAD", {"admin": 201, "a": 201, "b": 404}),
+    ("get", "/api/v1/analyses/{analysis}/", None, {"admin": 200, "a": 200, "b": 404}),
+    ("get", "/api/v1/analyses/{analysis}/results/", None, {"admin": 200, "a": 200, "b": 404}),
+    ("get", "/api/v1/analyses/{analysis}/raters/", None, {"admin": 200, "a": 200, "b": 404}),
+    ("get", "/api/v1/model-versions/sharp/", None, {"admin": 200, "a": 200, "b": 200}),
+    ("get", "/api/v1/scoring-jobs/{job}/", None, {"admin": 200, "a": 200, "b": 404}),
+    ("post", "/api/v1/scoring-jobs/{job}/cancel/", None, {"admin": 200, "a": 200, "b": 404}),
+    ("get", "/api/v1/exports/", None, {"admin": 200, "a": 200, "b": 200}),
+    (
+        "post",
+        "/api/v1/exports/",
+        {"study": "study-a", "format": "ratings-csv"},
+        {"admin": 202, "a": 202, "b": 403},
+    ),
+    ("get", "/api/v1/exports/{export}/", None, {"admin": 200, "a": 200, "b": 404}),
+    ("get", "/api/v1/exports/{export}/download/", None, {"admin": 409, "a": 409, "b": 404}),
+    # Rater endpoints: only the rater's token opens them (start is the public entry).
+    ("get", "/api/v1/rater/study-a/next", None, {"rater": 200}),
+    ("post", "/api/v1/rater/study-a/finish", {}, {"rater": 200}),
+    ("post", "/api/v1/rater/study-a/submit", {"stimulus": 0}, {"rater": {400, 404, 409}}),
+    ("post", "/api/v1/rater/study-a/training", {}, {"rater": 409}),
+    (
+        "post",
+        "/api/v1/rater/study-a/start",
+        {"consent": True},
+        {p: 201 for p in ("admin", "a", "b", "rater", "anonymous")} | {"rater": {200, 201}},
+    ),
 ]
 
 
@@ -94,8 +149,20 @@ def test_endpoint_for_persona(
     world, persona, method, path, body, expected, django_capture_on_commit_callbacks
 ):
     client = world[persona]
+    path = path.format(**world["ids"])
     with django_capture_on_commit_callbacks(execute=True):
-        response = getattr(client, method)(path, body, format="json")
+        if body == "UPLOAD":
+            upload = io.BytesIO(png_bytes((persona.__len__() * 20, 1, 2)))
+            upload.name = f"{persona}.png"
+            response = client.post(path, {"file": upload}, format="multipart")
+        elif path.startswith("/api/v1/rater/") and method == "get":
+            response = client.get(path)
+        elif path.startswith("/api/v1/rater/"):
+            response = getattr(client, method)(
+                path, json.dumps(body), content_type="application/json"
+            )
+        else:
+            response = getattr(client, method)(path, body, format="json")
     want = expected.get(persona, DENIED)
     want = want if isinstance(want, set) else {want}
     assert response.status_code in want, (persona, response.status_code, response.content[:300])
@@ -106,8 +173,8 @@ def test_other_researchers_never_see_foreign_rows(world):
     assert world["b"].get("/api/v1/analyses/").json()["count"] == 0
     assert world["b"].get("/api/v1/studies/").json()["count"] == 0
     assert world["b"].get("/api/v1/scoring-jobs/").json()["count"] == 0
-    assert world["a"].get("/api/v1/studies/").json()["count"] == 1
-    assert world["admin"].get("/api/v1/studies/").json()["count"] == 1
+    assert world["a"].get("/api/v1/studies/").json()["count"] == 2
+    assert world["admin"].get("/api/v1/studies/").json()["count"] == 2
 
 
 def test_rater_token_reaches_only_its_own_session(world, study_a):
