@@ -98,8 +98,16 @@ def _clean(value):
     return value
 
 
+def _plain(column: str) -> str:
+    return column.removesuffix("_pred").removesuffix("_mos")
+
+
 def _rows(table: pd.DataFrame) -> list[dict]:
-    return [{k: _clean(v) for k, v in row.items()} for row in table.to_dict("records")]
+    rows = [{k: _clean(v) for k, v in row.items()} for row in table.to_dict("records")]
+    for row in rows:
+        # "technical_pred" vs "technical_mos" reads as "technical / technical MOS".
+        row["label"] = f"{_plain(row['prediction'])} / {_plain(row['mos'])} MOS"
+    return rows
 
 
 def agreement_report(
