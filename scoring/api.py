@@ -42,6 +42,12 @@ from scoring.models import (
 from scoring.services import AnalysisError, analysis_create
 
 
+def broker_unavailable(exc: Exception, job_data: dict | None) -> Response:
+    """503 with Retry-After: the job is saved and will be sent when the broker is back."""
+    body = {"error": "broker_unavailable", "detail": str(exc), "fields": {}, "job": job_data}
+    return Response(body, status=status.HTTP_503_SERVICE_UNAVAILABLE, headers={"Retry-After": "30"})
+
+
 class AnalysisSerializer(serializers.ModelSerializer):
     study = serializers.SlugRelatedField(slug_field="slug", queryset=Study.objects.all())
     method = serializers.ChoiceField(choices=list(mos.METHODS))
@@ -379,14 +385,7 @@ class ScoringJobViewSet(
             job = ScoringJob.objects.filter(
                 study=data["study"], model_version=data["model_version"]
             ).first()
-            body = {
-                "error": "broker_unavailable",
-                "detail": str(exc),
-                "job": self.get_serializer(job).data if job else None,
-            }
-            return Response(
-                body, status=status.HTTP_503_SERVICE_UNAVAILABLE, headers={"Retry-After": "30"}
-            )
+            return broker_unavailable(exc, self.get_serializer(job).data if job else None)
         code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
         return Response(self.get_serializer(job).data, status=code)
 
@@ -562,16 +561,7 @@ class ExportJobViewSet(
             ) from None
         except BrokerUnavailable as exc:
             job = ExportJob.objects.filter(study=data["study"]).order_by("-pk").first()
-            return Response(
-                {
-                    "error": "broker_unavailable",
-                    "detail": str(exc),
-                    "fields": {},
-                    "job": self.get_serializer(job).data if job else None,
-                },
-                status=status.HTTP_503_SERVICE_UNAVAILABLE,
-                headers={"Retry-After": "30"},
-            )
+            return broker_unavailable(exc, self.get_serializer(job).data if job else None)
         job.refresh_from_db()
         return Response(self.get_serializer(job).data, status=status.HTTP_202_ACCEPTED)
 

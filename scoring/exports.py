@@ -438,37 +438,19 @@ def export_job_start(*, study: Study, fmt: str, analysis: Analysis | None = None
 
 def export_job_send(job_id: int) -> None:
     """Queue the job; if the broker is down, keep it waiting (sent again later)."""
-    from kombu.exceptions import OperationalError as BrokerError
-
-    from scoring.jobs import BrokerUnavailable
+    from scoring import queueing
     from scoring.models import ExportJob
     from scoring.tasks import run_export
 
-    try:
-        run_export.delay(job_id)
-    except (BrokerError, ConnectionError, OSError) as exc:
-        ExportJob.objects.filter(pk=job_id).update(waiting_for_broker=True)
-        raise BrokerUnavailable(
-            f"export {job_id} is saved but the task broker is unreachable ({exc}); it will be "
-            "sent as soon as the broker is back"
-        ) from exc
-    ExportJob.objects.filter(pk=job_id, waiting_for_broker=True).update(waiting_for_broker=False)
+    queueing.send(run_export, ExportJob, job_id, "export")
 
 
 def export_jobs_requeue_waiting() -> int:
-    from scoring.jobs import BrokerUnavailable
+    from scoring import queueing
     from scoring.models import ExportJob
+    from scoring.tasks import run_export
 
-    sent = 0
-    for job_id in ExportJob.objects.filter(
-        waiting_for_broker=True, status=ExportJob.Status.QUEUED
-    ).values_list("pk", flat=True):
-        try:
-            export_job_send(job_id)
-        except BrokerUnavailable:
-            break
-        sent += 1
-    return sent
+    return queueing.requeue_waiting(run_export, ExportJob, "export")
 
 
 def export_job_run(*, job_id: int) -> None:

@@ -20,17 +20,17 @@ from django.db import transaction
 from django.utils import timezone
 
 from annotation.models import Stimulus, Study
+from scoring import queueing
 from scoring.models import ModelVersion, Prediction, ScoringJob
+from scoring.queueing import BrokerUnavailable
+
+__all__ = ["BrokerUnavailable", "ScoringError"]  # BrokerUnavailable is re-exported
 
 logger = logging.getLogger("scoring")
 
 
 class ScoringError(ValueError):
     """A request that cannot be honoured (bad model version, nothing to score...)."""
-
-
-class BrokerUnavailable(RuntimeError):
-    """The task broker (Redis) did not take the job; it is kept and sent again later."""
 
 
 # --- Model versions -------------------------------------------------------------
@@ -170,34 +170,16 @@ def job_enqueue(job: ScoringJob) -> None:
 
 
 def _send(job_id: int) -> None:
-    from kombu.exceptions import OperationalError as BrokerError
-
     from scoring.tasks import score_job
 
-    try:
-        score_job.delay(job_id)
-    except (BrokerError, ConnectionError, OSError) as exc:
-        ScoringJob.objects.filter(pk=job_id).update(waiting_for_broker=True)
-        logger.warning("job %s waits for the broker: %s", job_id, exc)
-        raise BrokerUnavailable(
-            f"job {job_id} is saved but the task broker is unreachable ({exc}); it will be "
-            "sent as soon as the broker is back"
-        ) from exc
-    ScoringJob.objects.filter(pk=job_id, waiting_for_broker=True).update(waiting_for_broker=False)
+    queueing.send(score_job, ScoringJob, job_id, "job")
 
 
 def jobs_requeue_waiting() -> int:
     """Send again the jobs that could not be queued; returns how many went through."""
-    sent = 0
-    for job_id in ScoringJob.objects.filter(
-        waiting_for_broker=True, status=ScoringJob.Status.QUEUED
-    ).values_list("pk", flat=True):
-        try:
-            _send(job_id)
-        except BrokerUnavailable:
-            break  # still down: try again at the next call
-        sent += 1
-    return sent
+    from scoring.tasks import score_job
+
+    return queueing.requeue_waiting(score_job, ScoringJob, "job")
 
 
 def scoring_job_cancel(*, job: ScoringJob) -> ScoringJob:
@@ -247,7 +229,7 @@ def _image_input(stimulus: Stimulus):
 
 def score_batch_run(*, job_id: int, stimulus_ids: Iterable[int]) -> int:
     """Predict one batch and upsert its predictions; returns how many were written."""
-    from scoring.runtime import load_scorer
+    from scoring.runtime import child_processes_allowed, load_scorer
 
     job = ScoringJob.objects.select_related("model_version").get(pk=job_id)
     if job.status not in ScoringJob.ACTIVE:
@@ -256,7 +238,8 @@ def score_batch_run(*, job_id: int, stimulus_ids: Iterable[int]) -> int:
     if not stimuli:
         return 0
     scorer = load_scorer(job.model_version)
-    results = scorer.predict([_image_input(s) for s in stimuli], batch_size=job.batch_size)
+    with child_processes_allowed():  # a Celery pool process is daemonic
+        results = scorer.predict([_image_input(s) for s in stimuli], batch_size=job.batch_size)
     rows = [
         Prediction(
             model_version=job.model_version,
