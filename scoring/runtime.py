@@ -8,7 +8,9 @@ file swapped on disk is refused instead of silently scoring with other weights.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import multiprocessing
 import threading
 from pathlib import Path
 
@@ -105,6 +107,29 @@ def load_scorer(version: ModelVersion, *, device: str | None = None):
         if key not in _CACHE:
             _CACHE[key] = _build(version, device)
         return _CACHE[key]
+
+
+@contextlib.contextmanager
+def child_processes_allowed():
+    """Let the predictor start its DataLoader workers inside a Celery pool process.
+
+    Celery's prefork pool (billiard) runs tasks in daemonic processes, and
+    ``multiprocessing`` refuses to start children there ("daemonic processes are
+    not allowed to have children"): every JOINT batch of 4 or more images failed
+    on a real ``-Q gpu`` worker (eager tests never run in such a process). The
+    rule keeps a daemon killed with its parent from leaving orphans; DataLoader
+    workers watch their parent and exit within seconds once it is gone, so the
+    flag is lifted for the call only. Outside a daemonic process: no change.
+    """
+    config = multiprocessing.current_process()._config
+    if not config.get("daemon"):
+        yield
+        return
+    config["daemon"] = False
+    try:
+        yield
+    finally:
+        config["daemon"] = True
 
 
 def clear_cache() -> None:
