@@ -97,3 +97,28 @@ def test_scoring_job_survives_a_killed_worker(broker):
     assert finished.done == finished.total == 60
     counts = Prediction.objects.filter(model_version=version).values_list("stimulus_id", flat=True)
     assert len(counts) == 60 and len(set(counts)) == 60
+
+
+@pytest.mark.django_db(transaction=True)
+def test_joint_job_on_a_real_prefork_worker(broker, tmp_path):
+    """JOINT batches start DataLoader workers inside Celery's daemonic pool process."""
+    from scoring.jobs import model_version_register, scoring_job_start
+    from scoring.joint import build_model, save_checkpoint
+    from scoring.models import Prediction, ScoringJob
+    from tests.celery_worker import wait_for
+    from tests.factories import StimulusFactory, StudyFactory
+
+    study = StudyFactory(slug="joint-worker")
+    StimulusFactory.create_batch(5, study=study)
+    ckpt = tmp_path / "random.pth"
+    save_checkpoint(build_model(seed=3), ckpt)
+    version = model_version_register(name="joint-rand", kind="joint", checkpoint_path=str(ckpt))
+    with broker_mode(), celery_worker(queues="gpu", name="joint"):
+        job, _ = scoring_job_start(model_version=version, study=study, batch_size=5)
+        finished = wait_for(
+            lambda: ScoringJob.objects.filter(pk=job.pk, status__in=["done", "failed"]).first(),
+            timeout=240,
+        )
+    assert finished.status == "done", finished.error
+    values = Prediction.objects.filter(model_version=version).values_list("naturalness", flat=True)
+    assert len(values) == 5 and all(v is not None for v in values)
