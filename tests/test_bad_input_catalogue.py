@@ -298,3 +298,22 @@ def test_bad_input_is_refused_and_changes_nothing(
 
 def test_catalogue_has_at_least_forty_cases():
     assert len(CASES) >= 40
+
+
+def test_oversized_bodies_are_refused(ctx, settings):
+    """Request bodies over MAX_REQUEST_BYTES: 4xx, nothing written (API and rater endpoint)."""
+    import json
+
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 10_000
+    before = counts()
+    big = {"slug": "huge", "title": "x" * 50_000}
+    response = ctx["a"].post("/api/v1/studies/", big, format="json")
+    assert 400 <= response.status_code < 500
+    rater = APIClient()
+    response = rater.post(
+        "/api/v1/rater/bad/start",
+        json.dumps({"consent": True, "pad": "y" * 50_000}),
+        content_type="application/json",
+    )
+    assert 400 <= response.status_code < 500
+    assert counts() == before
