@@ -5,41 +5,28 @@ from studyweb.ratelimit import rate_limited
 
 app_name = "annotation"
 
+# The rater's JSON endpoints: (name, view). The browser page calls them under
+# /s/<slug>/ (cookie); scripted clients under /api/v1/rater/<slug>/ (X-Rater-Token).
+RATER_ENDPOINTS = [
+    ("training", rater_api.training_submit),
+    ("submit", rater_api.submit),
+    ("next", rater_api.next_item),
+]
+
 urlpatterns = [
     path("s/<slug:slug>/", views.study_entry, name="study-entry"),
     path("s/<slug:slug>/consent", views.consent, name="consent"),
     path("s/<slug:slug>/instructions", views.instructions, name="instructions"),
-    path(
-        "s/<slug:slug>/training",
-        rate_limited("training")(rater_api.training_submit),
-        name="rater-training",
-    ),
-    path("s/<slug:slug>/submit", rate_limited("submit")(rater_api.submit), name="rater-submit"),
-    path("s/<slug:slug>/next", rate_limited("next")(rater_api.next_item), name="rater-next"),
-    # The same endpoints for scripted clients (token in the X-Rater-Token header).
-    path(
-        "api/v1/rater/<slug:slug>/start",
-        rate_limited("start")(rater_api.start),
-        name="api-rater-start",
-    ),
-    path(
-        "api/v1/rater/<slug:slug>/next",
-        rate_limited("next")(rater_api.next_item),
-        name="api-rater-next",
-    ),
-    path(
-        "api/v1/rater/<slug:slug>/submit",
-        rate_limited("submit")(rater_api.submit),
-        name="api-rater-submit",
-    ),
-    path(
-        "api/v1/rater/<slug:slug>/training",
-        rate_limited("training")(rater_api.training_submit),
-        name="api-rater-training",
-    ),
-    path(
-        "api/v1/rater/<slug:slug>/finish",
-        rate_limited("finish")(rater_api.finish),
-        name="api-rater-finish",
-    ),
+    *[
+        path(f"s/<slug:slug>/{name}", rate_limited(name)(view), name=f"rater-{name}")
+        for name, view in RATER_ENDPOINTS
+    ],
+    *[
+        path(f"api/v1/rater/<slug:slug>/{name}", rate_limited(name)(view), name=f"api-rater-{name}")
+        for name, view in [
+            ("start", rater_api.start),
+            *RATER_ENDPOINTS,
+            ("finish", rater_api.finish),
+        ]
+    ],
 ]

@@ -111,15 +111,23 @@ def _rater_or_page(request: HttpRequest, study: Study) -> Rater | HttpResponse:
     return rater
 
 
-@require_POST
-def consent(request: HttpRequest, slug: str) -> HttpResponse:
+def _posting_rater(request: HttpRequest, slug: str):
+    """(study, session) for a stage form, or the page to show instead."""
     study = _get_study(slug)
     if not study.is_open:
         return _unavailable(request, study)
     rater = _rater_or_page(request, study)
     if isinstance(rater, HttpResponse):
         return rater
-    session = rater_api.current_session(rater)
+    return study, rater_api.current_session(rater)
+
+
+@require_POST
+def consent(request: HttpRequest, slug: str) -> HttpResponse:
+    found = _posting_rater(request, slug)
+    if isinstance(found, HttpResponse):
+        return found
+    study, session = found
     if session is not None and session.stage == Session.Stage.CONSENT:
         if request.POST.get("action") != "agree":
             # Nothing is written: session_advance(STOPPED) would also set consented_at.
@@ -131,13 +139,10 @@ def consent(request: HttpRequest, slug: str) -> HttpResponse:
 
 @require_POST
 def instructions(request: HttpRequest, slug: str) -> HttpResponse:
-    study = _get_study(slug)
-    if not study.is_open:
-        return _unavailable(request, study)
-    rater = _rater_or_page(request, study)
-    if isinstance(rater, HttpResponse):
-        return rater
-    session = rater_api.current_session(rater)
+    found = _posting_rater(request, slug)
+    if isinstance(found, HttpResponse):
+        return found
+    study, session = found
     if session is not None and session.stage == Session.Stage.INSTRUCTIONS:
         has_training = bool(rater_api.training_items(study))
         stage = Session.Stage.TRAINING if has_training else Session.Stage.RATING
