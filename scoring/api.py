@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.http import FileResponse, StreamingHttpResponse
+from django.http import FileResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, serializers, status, viewsets
@@ -18,9 +18,11 @@ from scoring import mos
 from scoring.exports import (
     FORMATS,
     ExportError,
+    analysis_from_param,
     export_job_start,
     export_jobs_requeue_waiting,
     export_stream,
+    streaming_download,
 )
 from scoring.jobs import (
     BrokerUnavailable,
@@ -191,12 +193,10 @@ def export_download(request, slug: str, fmt: str):
     study = get_object_or_404(Study, slug=slug)
     if not can_view_study(request.user, study):
         raise PermissionDenied("this study is not yours")
-    analysis = None
-    if request.query_params.get("analysis"):
-        try:
-            analysis = Analysis.objects.get(pk=int(request.query_params["analysis"]), study=study)
-        except (ValueError, Analysis.DoesNotExist):
-            raise NotFound("no such analysis of this study") from None
+    try:
+        analysis = analysis_from_param(study, request.query_params.get("analysis"))
+    except LookupError as exc:
+        raise NotFound(str(exc)) from None
     try:
         exporter, chunks = export_stream(study, fmt, analysis=analysis)
     except ExportError as exc:
@@ -204,11 +204,7 @@ def export_download(request, slug: str, fmt: str):
             {"error": "export", "detail": str(exc), "fields": {"format": str(exc)}},
             status=status.HTTP_400_BAD_REQUEST,
         )
-    response = StreamingHttpResponse(chunks, content_type=exporter.content_type)
-    response["Content-Disposition"] = (
-        f'attachment; filename="{study.slug}-{exporter.name}.{exporter.extension}"'
-    )
-    return response
+    return streaming_download(study, exporter, chunks, analysis)
 
 
 class ExportFormatSerializer(serializers.Serializer):

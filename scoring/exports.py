@@ -47,7 +47,7 @@ def escape_cell(value):
     return value
 
 
-def _csv_lines(header: list[str], rows: Iterator[list]) -> Iterator[bytes]:
+def csv_lines(header: list[str], rows: Iterator[list]) -> Iterator[bytes]:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header)
@@ -239,7 +239,7 @@ class AginCsv(ExportFormat):
     def stream(self, study, analysis):
         columns = dataset_columns(study)
         rows = ([row.get(c) for c in columns] for row in dataset_rows(analysis))
-        return _csv_lines(columns, rows)
+        return csv_lines(columns, rows)
 
 
 class DatasetJson(ExportFormat):
@@ -364,7 +364,7 @@ class RatingsCsv(ExportFormat):
     needs_analysis = False
 
     def stream(self, study, analysis):
-        return _csv_lines(RATING_COLUMNS, rating_rows(study))
+        return csv_lines(RATING_COLUMNS, rating_rows(study))
 
 
 class RatingsParquet(ExportFormat):
@@ -488,3 +488,27 @@ def export_job_run(*, job_id: int) -> None:
             status=ExportJob.Status.FAILED, error=str(exc)[:2000], finished_at=timezone.now()
         )
         raise
+
+
+# --- HTTP downloads (the study page and the API share these) ---------------------
+
+
+def analysis_from_param(study: Study, raw: str | None) -> Analysis | None:
+    """The ``?analysis=`` of a download, or None; LookupError when it is not this study's."""
+    if not raw:
+        return None
+    try:
+        return Analysis.objects.get(pk=int(raw), study=study)
+    except (ValueError, Analysis.DoesNotExist):
+        raise LookupError("no such analysis of this study") from None
+
+
+def streaming_download(study: Study, exporter: ExportFormat, chunks, analysis=None):
+    """A StreamingHttpResponse with an attachment name that says what it holds."""
+    from django.http import StreamingHttpResponse
+
+    response = StreamingHttpResponse(chunks, content_type=exporter.content_type)
+    suffix = f"-analysis{analysis.pk}" if analysis else ""
+    filename = f"{study.slug}-{exporter.name}{suffix}.{exporter.extension}"
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response

@@ -15,7 +15,14 @@ from django.views.decorators.http import require_POST
 from annotation.models import Rater, Study
 from annotation.permissions import can_view_study, visible_studies
 from scoring import agreement_report, dashboard, mos
-from scoring.exports import FORMATS, ExportError, _csv_lines, export_stream
+from scoring.exports import (
+    FORMATS,
+    ExportError,
+    analysis_from_param,
+    csv_lines,
+    export_stream,
+    streaming_download,
+)
 from scoring.jobs import (
     BrokerUnavailable,
     ScoringError,
@@ -81,22 +88,16 @@ def analysis_start(request: HttpRequest, slug: str) -> HttpResponse:
 def export_download(request: HttpRequest, slug: str, fmt: str) -> HttpResponse:
     """Stream an export (memory stays flat however large the study)."""
     study = _study_for(request, slug)
-    analysis = None
-    if request.GET.get("analysis"):
-        try:
-            analysis = Analysis.objects.get(pk=int(request.GET["analysis"]), study=study)
-        except (ValueError, Analysis.DoesNotExist):
-            raise Http404("no such analysis of this study") from None
+    try:
+        analysis = analysis_from_param(study, request.GET.get("analysis"))
+    except LookupError as exc:
+        raise Http404(str(exc)) from None
     try:
         exporter, chunks = export_stream(study, fmt, analysis=analysis)
     except ExportError as exc:
         messages.error(request, str(exc))
         return redirect("scoring:study-detail", slug=study.slug)
-    response = StreamingHttpResponse(chunks, content_type=exporter.content_type)
-    suffix = f"-analysis{analysis.pk}" if analysis else ""
-    filename = f"{study.slug}-{exporter.name}{suffix}.{exporter.extension}"
-    response["Content-Disposition"] = f'attachment; filename="{filename}"'
-    return response
+    return streaming_download(study, exporter, chunks, analysis)
 
 
 # --- Model-vs-human agreement --------------------------------------------------------
@@ -233,7 +234,7 @@ def predictions_csv(request: HttpRequest, slug: str, version: str) -> HttpRespon
         "task",
     ]
     response = StreamingHttpResponse(
-        _csv_lines(header, (list(r) for r in rows)), content_type="text/csv"
+        csv_lines(header, (list(r) for r in rows)), content_type="text/csv"
     )
     response["Content-Disposition"] = (
         f'attachment; filename="{study.slug}-{model_version.name}-predictions.csv"'
