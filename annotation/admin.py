@@ -7,7 +7,7 @@ from django.db.models import Count, Q
 from django.utils.html import format_html
 
 from annotation import protocol
-from annotation.models import Claim, Rater, Rating, Session, Stimulus, Study
+from annotation.models import Claim, Rater, Rating, Session, Stimulus, StimulusTally, Study
 
 
 @admin.register(Study)
@@ -212,6 +212,25 @@ class ClaimAdmin(admin.ModelAdmin):
     @admin.display(boolean=True, description="live")
     def is_live(self, obj):
         return obj.is_live
+
+
+@admin.register(StimulusTally)
+class StimulusTallyAdmin(admin.ModelAdmin):
+    """Read-only: database triggers keep the tally (see StimulusTally)."""
+
+    list_display = ("stimulus", "ratings")
+    list_filter = ("stimulus__study",)
+    search_fields = ("stimulus__original_name",)
+    list_select_related = ("stimulus",)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(Rating)

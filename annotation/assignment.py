@@ -22,7 +22,8 @@ from django.db import connection, transaction
 from django.db.models import Count, Exists, OuterRef, Q
 from django.utils import timezone
 
-from annotation.models import Claim, Rater, Rating, Session, Stimulus, Study
+from annotation import statements
+from annotation.models import Claim, Rater, Rating, Session, Stimulus, StimulusTally, Study
 
 CANDIDATES_PER_TRY = 16
 SKIP_LOCKED_TRIES = 8
@@ -34,13 +35,14 @@ def filled(stimulus_id: int, *, now=None, exclude_rater: Rater | None = None) ->
     It must be a statement of its own, issued after the lock is taken: in READ
     COMMITTED each statement sees what was committed before it began, so counts
     read in the locking statement itself could predate the commit of the rater who
-    held the lock. Both counts in one hand-written statement: it runs on every claim
-    and the ORM spent far longer building the query than the database running it.
+    held the lock. Ratings come from the trigger-kept tally (every rating is
+    written under the stimulus lock, so the tally is exact here), live claims are
+    counted; both in one hand-written statement, since it runs on every claim.
     """
     at = connection.ops.adapt_datetimefield_value(now or timezone.now())
     sql = (
-        f"SELECT (SELECT COUNT(*) FROM {Rating._meta.db_table}"
-        "         WHERE stimulus_id = %s AND repetition = 1)"
+        f"SELECT COALESCE((SELECT ratings FROM {StimulusTally._meta.db_table}"
+        "                  WHERE stimulus_id = %s), 0)"
         f"     + (SELECT COUNT(*) FROM {Claim._meta.db_table}"
         "         WHERE stimulus_id = %s AND repetition = 1 AND expires_at > %s"
         + (" AND rater_id <> %s)" if exclude_rater is not None else ")")
@@ -68,12 +70,7 @@ def plan_session_items(study: Study, rater: Rater) -> int:
 
 
 def _live_claim(session: Session, now) -> Claim | None:
-    return (
-        Claim.objects.select_related("stimulus")
-        .filter(session=session, expires_at__gt=now)
-        .order_by("created_at", "id")
-        .first()
-    )
+    return statements.live_claim(session, now)
 
 
 def _gold_due(study: Study, position: int) -> bool:
@@ -104,15 +101,10 @@ def _make_claim(session: Session, stimulus: Stimulus, repetition: int, now) -> C
         stimulus=stimulus,
         session=session,
         repetition=repetition,
+        created_at=now,
         expires_at=now + timedelta(seconds=session.rater.study.claim_ttl_seconds),
     )
-    Claim.objects.bulk_create(
-        [claim],
-        update_conflicts=True,
-        unique_fields=["rater", "stimulus", "repetition"],
-        update_fields=["session", "expires_at"],
-    )
-    return claim
+    return statements.upsert_claim(claim)
 
 
 def _claim_gold(session: Session, now) -> Claim | None:
@@ -145,27 +137,25 @@ def _own_live_claim(rater: Rater, now) -> Exists:
 # rated nor holds a live claim on, with fill = ratings (repetition 1) + live claims
 # (repetition 1) below K, closest to done first, ties at random.
 #
-# Hand-written because it runs on every claim and dominated the rating path: the
-# ORM form cost about 2 ms of Python to build and compile, and its plan evaluated
-# the two per-stimulus counts twice (in the filter and again in the ordering). Here
-# the ratings are counted once per stimulus by an index probe (the CTE is
-# MATERIALIZED on PostgreSQL so the planner cannot inline it and count again); live
-# claims, a small set, are probed only for the stimuli found in it (a hashed IN),
-# and the rater's own ratings and claims are read once into a hashed NOT IN. This
-# shape keeps its plan with or without fresh statistics (a join against aggregated
-# claims was faster with statistics, but fell to a nested loop over all claims for
-# every stimulus without them). The cost grows with the study's test stimuli, not
-# with the ratings in the database. Plain SQL that SQLite runs too.
+# Hand-written because it runs on every claim and dominated the rating path. Ratings
+# come from StimulusTally (kept by triggers), so ranking a study's stimuli reads one
+# narrow row each instead of counting each one's ratings; the CTE is MATERIALIZED on
+# PostgreSQL so the planner cannot inline it and compute the fill twice. Live claims,
+# a small set, are counted only for the stimuli found in it (a hashed IN), and the
+# rater's own ratings and claims are read once into a hashed NOT IN. This shape keeps
+# its plan with or without fresh statistics and as a prepared (generic) plan. The
+# cost grows with the study's test stimuli still short of K. Plain SQL that SQLite
+# runs too.
 _CANDIDATES_SQL = """
 WITH counted AS {materialized} (
     SELECT s.id,
-        (SELECT COUNT(*) FROM {rating} r WHERE r.stimulus_id = s.id AND r.repetition = 1)
+        COALESCE(t.ratings, 0)
         + CASE WHEN s.id IN (SELECT stimulus_id FROM {claim} WHERE expires_at > %s)
           THEN (SELECT COUNT(*) FROM {claim} c
                 WHERE c.stimulus_id = s.id AND c.repetition = 1 AND c.expires_at > %s)
           ELSE 0 END AS fill
-    FROM {stimulus} s
-    WHERE s.study_id = %s AND s.role = %s
+    FROM {stimulus} s LEFT JOIN {tally} t ON t.stimulus_id = s.id
+    WHERE s.study_id = %s AND s.role = %s AND COALESCE(t.ratings, 0) < %s
         AND s.id NOT IN (SELECT stimulus_id FROM {rating} WHERE rater_id = %s)
         AND s.id NOT IN (SELECT stimulus_id FROM {claim} WHERE rater_id = %s AND expires_at > %s)
 )
@@ -179,6 +169,7 @@ def _candidate_ids(study: Study, rater: Rater, now) -> list[int]:
         rating=Rating._meta.db_table,
         stimulus=Stimulus._meta.db_table,
         claim=Claim._meta.db_table,
+        tally=StimulusTally._meta.db_table,
     )
     at = connection.ops.adapt_datetimefield_value(now)
     params = [
@@ -186,6 +177,7 @@ def _candidate_ids(study: Study, rater: Rater, now) -> list[int]:
         at,
         study.pk,
         Stimulus.Role.TEST.value,
+        study.ratings_per_stimulus,
         rater.pk,
         rater.pk,
         at,
@@ -200,36 +192,35 @@ def _candidate_ids(study: Study, rater: Rater, now) -> list[int]:
 def _claim_test(session: Session, now) -> Claim | None:
     study = session.rater.study
     k = study.ratings_per_stimulus
-    # What the claim's payload shows (rater_api.stimulus_payload): loaded with the
-    # lock, so that showing it costs no deferred-field queries.
-    fields = ("pk", "study_id", "image", "width", "height")
     attempt = 0
     while True:
         attempt += 1
         ids = _candidate_ids(study, session.rater, now)
         if not ids:
             return None
-        # Skip rows other raters hold; after a few rounds of contention, wait instead
-        # of spinning (still correct: counts are re-read under the lock). All rows
-        # at once, in primary-key order, so that two waiting raters cannot deadlock.
-        # (Locking one candidate at a time was tried: concurrent raters then skipped
-        # each other far more often and ran the candidate query again.)
-        skip = attempt <= SKIP_LOCKED_TRIES
         with transaction.atomic():
-            locked = list(
-                Stimulus.objects.select_for_update(skip_locked=skip)
-                .filter(pk__in=ids)
-                .order_by("pk")
-                .only(*fields)
-            )
-            order = {pk: i for i, pk in enumerate(ids)}
-            locked.sort(key=lambda s: order[s.pk])
-            for stimulus in locked:
-                # Re-read under the row lock: another rater may have filled it meanwhile.
-                if filled(stimulus.pk, now=now) < k:
-                    _commit_without_waiting_for_disk()
-                    return _make_claim(session, stimulus, 1, now)
-        # Every candidate was locked by others or turned out full: the list is stale.
+            if attempt <= SKIP_LOCKED_TRIES:
+                # The first candidate nobody else holds, one row at a time: a rater
+                # locks only the stimulus it claims (and any it finds full on the way),
+                # so concurrent raters, who rank the same stimuli first, skip past each
+                # other instead of each locking a whole list and starving the rest.
+                for pk in ids:
+                    stimulus = statements.lock_stimulus(pk, skip_locked=True)
+                    # Re-read under the row lock: another rater may have filled it.
+                    if stimulus is not None and filled(pk, now=now) < k:
+                        _commit_without_waiting_for_disk()
+                        return _make_claim(session, stimulus, 1, now)
+            else:
+                # After a few rounds of contention, wait instead of spinning: all rows
+                # at once, in primary-key order, so two waiting raters cannot deadlock.
+                locked = statements.lock_stimuli(ids, skip_locked=False)
+                order = {pk: i for i, pk in enumerate(ids)}
+                locked.sort(key=lambda s: order[s.pk])
+                for stimulus in locked:
+                    if filled(stimulus.pk, now=now) < k:
+                        _commit_without_waiting_for_disk()
+                        return _make_claim(session, stimulus, 1, now)
+        # Every candidate was held by others or turned out full: the list is stale.
 
 
 def _commit_without_waiting_for_disk() -> None:

@@ -190,6 +190,28 @@ class Stimulus(models.Model):
         return (self.expected_low + self.expected_high) / 2
 
 
+class StimulusTally(models.Model):
+    """Ratings (repetition 1) per stimulus, kept by database triggers on Rating.
+
+    Assignment reads it to rank thousands of stimuli without counting each one's
+    ratings on every claim. Django never writes it: the triggers (migration 0002)
+    count every insert, delete and update of a rating, whatever wrote it (the
+    rating service, the admin, a script), so it cannot drift from the ratings.
+    A stimulus without a row has no ratings yet.
+    """
+
+    stimulus = models.OneToOneField(
+        Stimulus, on_delete=models.CASCADE, primary_key=True, related_name="tally"
+    )
+    ratings = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        verbose_name_plural = "stimulus tallies"
+
+    def __str__(self) -> str:
+        return f"{self.stimulus_id}: {self.ratings}"
+
+
 class Rater(models.Model):
     class Source(models.TextChoices):
         PROLIFIC = "prolific", "Prolific"

@@ -16,14 +16,14 @@ import json
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.db.models import Count, QuerySet
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
 from django.middleware.csrf import CsrfViewMiddleware
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 
-from annotation import assignment, protocol, services
+from annotation import assignment, protocol, services, statements
 from annotation.models import Rater, Session, Stimulus, Study
 from annotation.services import SubmitRefused
 
@@ -161,12 +161,7 @@ def _refresh_states(study: Study, session: Session) -> int:
     Another request (a quality check, the researcher pausing the study) may have
     changed them since these objects were read.
     """
-    stage, finished_at, rater_status, study_status, done = (
-        Session.objects.filter(pk=session.pk)
-        .annotate(done=Count("ratings"))
-        .values_list("stage", "finished_at", "rater__status", "rater__study__status", "done")
-        .get()
-    )
+    stage, finished_at, rater_status, study_status, done = statements.session_states(session.pk)
     session.stage, session.finished_at = stage, finished_at
     session.rater.status = rater_status
     study.status = study_status
@@ -318,11 +313,7 @@ def _authenticate(
     # unknown study (404) from an unknown rater (403). The answers and their order
     # are the same as study first, then CSRF, then rater.
     token = request_token(request)
-    rater = (
-        Rater.objects.select_related("study").filter(study__slug=slug, token=token).first()
-        if token
-        else None
-    )
+    rater = statements.rater_by_token(slug, token) if token else None
     study = rater.study if rater is not None else Study.objects.filter(slug=slug).first()
     if study is None:
         return error("unknown_study", "no such study", status=404)
@@ -401,14 +392,13 @@ def next_item(request: HttpRequest, slug: str) -> JsonResponse:
         return auth
     study, rater = auth
     # current_session and its rating count (the progress) in one query.
-    session = current_session_queryset(rater).annotate(done=Count("ratings")).first()
+    session, done = statements.current_session(rater)
     if session is None or session.stage != Session.Stage.RATING:
         # Not rating (yet or any more): the entry page knows which page to show.
-        progress = progress_payload(session, session.done) if session else {"done": 0, "planned": 0}
+        progress = progress_payload(session, done) if session else {"done": 0, "planned": 0}
         return JsonResponse(
             {"progress": progress, "next": {"step": "page", "url": entry_url(study)}}
         )
-    done = session.done
     # Session, rater and study were all read in this request: no refresh needed.
     step = next_step(study, session, done=done, fresh=True)
     return JsonResponse({"progress": progress_payload(session, done), "next": step})

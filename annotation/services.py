@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from annotation import assignment, protocol, quality
+from annotation import assignment, protocol, quality, statements
 from annotation.models import Claim, Rater, Rating, Session, Stimulus, Study
 
 
@@ -243,35 +243,26 @@ def rating_submit(
 def _rating_write(rater, study, stimulus_id, clean, cid, seconds, now) -> SubmitResult:
     if study.status == Study.Status.CLOSED:
         raise SubmitRefused("study_closed", "this study is closed", status=409)
-    # Lock the stimulus row first, as assignment does, so counts are stable.
-    stimulus = (
-        Stimulus.objects.select_for_update().filter(pk=stimulus_id, study=study).first()
-        if isinstance(stimulus_id, int) and not isinstance(stimulus_id, bool)
-        else None
-    )
-    if stimulus is None:
+    if (
+        not isinstance(stimulus_id, int)
+        or isinstance(stimulus_id, bool)
+        or not 0 < stimulus_id < 2**63
+    ):
         raise SubmitRefused(
             "unknown_stimulus", "no such image in this study", status=404, field="stimulus"
         )
-    locked_rater = Rater.objects.select_for_update().get(pk=rater.pk)
-    if locked_rater.status == Rater.Status.EXCLUDED:
+    # The usual case in one statement: the stimulus, the rater and the rater's claim,
+    # locked in that order (assignment locks stimuli first too, so counts are stable).
+    found = statements.lock_claim_for_submit(rater, stimulus_id)
+    if found is None:
+        _refuse_unlocked(rater, study, stimulus_id)  # always raises, saying why
+    stimulus, claim, rater_status = found
+    if rater_status == Rater.Status.EXCLUDED:
         raise SubmitRefused("rater_excluded", "your participation has ended", status=403)
-    claim = (
-        # The session comes along (the answer reports its progress), locking only the claim.
-        Claim.objects.select_related("session")
-        .select_for_update(of=("self",))
-        .filter(rater=rater, stimulus=stimulus)
-        .order_by("-repetition")
-        .first()
-    )
-    if claim is None:
-        raise SubmitRefused(
-            "no_claim", "this image was not assigned to you", status=409, field="stimulus"
-        )
     if claim.expires_at <= now and claim.repetition == 1 and stimulus.role == Stimulus.Role.TEST:
         k = study.ratings_per_stimulus
         if assignment.filled(stimulus.pk, now=now, exclude_rater=rater) >= k:
-            claim.delete()
+            statements.delete_claim(claim.pk)
             raise SubmitRefused(
                 "claim_expired",
                 "your time on this image ran out and it was given to another rater; "
@@ -280,10 +271,10 @@ def _rating_write(rater, study, stimulus_id, clean, cid, seconds, now) -> Submit
             )
     if claim.repetition == 1 and stimulus.role == Stimulus.Role.TEST:
         # The last guard in Python; the database constraint guards distinct raters.
-        if Rating.objects.filter(stimulus=stimulus, repetition=1).count() >= (
-            study.ratings_per_stimulus
-        ):
-            claim.delete()
+        # Counted after the lock, in a statement of its own (READ COMMITTED: it sees
+        # the ratings committed by whoever held the lock before).
+        if statements.count_test_ratings(stimulus.pk) >= study.ratings_per_stimulus:
+            statements.delete_claim(claim.pk)
             raise SubmitRefused("stimulus_full", "this image has all its ratings", status=409)
     rating = Rating(
         stimulus=stimulus,
@@ -299,6 +290,19 @@ def _rating_write(rater, study, stimulus_id, clean, cid, seconds, now) -> Submit
     )
     for key, value in clean.items():
         setattr(rating, key, value)
-    rating.save(force_insert=True)
-    claim.delete()
+    statements.insert_rating(rating)
+    statements.delete_claim(claim.pk)
     return SubmitResult(rating, created=True)
+
+
+def _refuse_unlocked(rater, study, stimulus_id) -> None:
+    """Why a submission found no (stimulus, rater, claim) to lock: the refusal to raise."""
+    if not Stimulus.objects.filter(pk=stimulus_id, study=study).exists():
+        raise SubmitRefused(
+            "unknown_stimulus", "no such image in this study", status=404, field="stimulus"
+        )
+    if Rater.objects.filter(pk=rater.pk, status=Rater.Status.EXCLUDED).exists():
+        raise SubmitRefused("rater_excluded", "your participation has ended", status=403)
+    raise SubmitRefused(
+        "no_claim", "this image was not assigned to you", status=409, field="stimulus"
+    )

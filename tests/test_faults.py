@@ -12,8 +12,8 @@ from django.test import Client
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from annotation import assignment, services
-from annotation.models import Claim, Rating, Session
+from annotation import assignment, services, statements
+from annotation.models import Rating, Session
 from scoring.jobs import model_version_register
 from scoring.models import Prediction, ScoringJob
 from tests.factories import StimulusFactory, StudyFactory
@@ -58,14 +58,15 @@ def _kill_own_connection():
 @pytest.mark.django_db(transaction=True)
 def test_connection_drops_before_commit_then_retry(rating_setup, monkeypatch):
     client, body, rater = rating_setup
-    original = Claim.delete
+    original = statements.delete_claim
 
-    def dropping_delete(self, *args, **kwargs):
-        monkeypatch.setattr(Claim, "delete", original)  # only the first attempt fails
+    def dropping_delete(claim_id):
+        # After the rating's INSERT, before COMMIT; only the first attempt fails.
+        monkeypatch.setattr(statements, "delete_claim", original)
         _kill_own_connection()
-        return original(self, *args, **kwargs)
+        return original(claim_id)
 
-    monkeypatch.setattr(Claim, "delete", dropping_delete)
+    monkeypatch.setattr(statements, "delete_claim", dropping_delete)
     first = _post(client, body)
     assert first.status_code == 500  # the client was NOT told it succeeded
     assert Rating.objects.count() == 0  # the transaction rolled back with the connection

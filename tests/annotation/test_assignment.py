@@ -12,7 +12,7 @@ from django.db import connection, connections
 from django.utils import timezone
 
 from annotation import assignment, services
-from annotation.models import Claim, Rating, Session
+from annotation.models import Claim, Rating, Session, StimulusTally
 from tests.factories import StimulusFactory, StudyFactory
 
 GOOD = {"overall": 50, "technical": 50, "rationality": 50}
@@ -27,8 +27,11 @@ def enter(study, external_id):
 
 def rate(rater, claim):
     return services.rating_submit(
-        rater=rater, stimulus_id=claim.stimulus_id, scores=GOOD,
-        client_id=uuid.uuid4(), viewing_seconds=3.0,
+        rater=rater,
+        stimulus_id=claim.stimulus_id,
+        scores=GOOD,
+        client_id=uuid.uuid4(),
+        viewing_seconds=3.0,
     )
 
 
@@ -78,7 +81,10 @@ def test_per_rater_cap_and_session_size():
 @pytest.mark.django_db
 def test_gold_interleaved_and_one_repeat():
     study = StudyFactory(
-        protocol="perspectives", ratings_per_stimulus=5, session_size=10, gold_rate=0.2,
+        protocol="perspectives",
+        ratings_per_stimulus=5,
+        session_size=10,
+        gold_rate=0.2,
         repeat_check=True,
     )
     StimulusFactory.create_batch(12, study=study)
@@ -126,4 +132,6 @@ def test_race_for_the_last_claims():
     assert sorted(per_stimulus.values()) == [3, 3, 3, 3]  # exactly K, never more
     pairs = Counter(Rating.objects.values_list("rater_id", "stimulus_id"))
     assert max(pairs.values()) == 1  # never the same rater twice on a stimulus
+    # The trigger-kept tally that ranks candidates agrees with the ratings after the race.
+    assert dict(StimulusTally.objects.values_list("stimulus_id", "ratings")) == per_stimulus
     assert not Claim.objects.filter(expires_at__gt=timezone.now()).exists()
