@@ -57,7 +57,7 @@ def model_version_register(
     fields: dict = {
         "name": name,
         "kind": kind,
-        "options": options or {},
+        "options": _checked_options(options or {}),
         "description": description,
         "created_by": user,
     }
@@ -96,6 +96,38 @@ def model_version_register(
     if fusion_w_r is not None:
         fields["fusion_w_r"] = fusion_w_r
     return ModelVersion.objects.create(**fields)
+
+
+# What a GPU worker reads from a version's options (scoring.runtime.load_scorer),
+# checked at registration so that a typo fails here, not in every batch of a job.
+_OPTION_CHOICES = {
+    "lfm_order": ("before_resize", "after_resize"),
+    "lfm_backend": ("eager", "compile"),
+}
+
+
+def _checked_options(options: dict) -> dict:
+    if not isinstance(options, dict):
+        raise ScoringError("options must be an object")
+    known = {"artifact_model", "batch_size", "seed", *_OPTION_CHOICES}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ScoringError(
+            f"unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+        )
+    for key, choices in _OPTION_CHOICES.items():
+        if key in options and options[key] not in choices:
+            raise ScoringError(f"option {key} must be one of {', '.join(choices)}")
+    for key, low in (("batch_size", 1), ("seed", 0)):
+        value = options.get(key)
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < low
+        ):
+            raise ScoringError(f"option {key} must be an integer of at least {low}")
+    artifact = options.get("artifact_model")
+    if artifact is not None and not isinstance(artifact, str):
+        raise ScoringError("option artifact_model must be a path")
+    return options
 
 
 # --- Jobs -----------------------------------------------------------------------

@@ -71,6 +71,7 @@ def _build(version: ModelVersion, device: str | None):
         batch_size=int(options.get("batch_size", 16)),
         artifact_model=options.get("artifact_model") or None,
         lfm_order=options.get("lfm_order", "before_resize"),
+        lfm_backend=options.get("lfm_backend", "eager"),
         seed=int(options.get("seed", 0)),
     )
 

@@ -73,8 +73,18 @@ def test_agin_csv_columns_and_values(study):
     assert columns[:4] == ["filename", "MOS_nat", "MOS_tech", "MOS_rat"]
     assert columns[4:14] == [
         f"MOS_{d}"
-        for d in ("luminance", "contrast", "detail", "blur", "artifacts", "existence", "color",
-                  "layout", "context", "sensory_clarity")
+        for d in (
+            "luminance",
+            "contrast",
+            "detail",
+            "blur",
+            "artifacts",
+            "existence",
+            "color",
+            "layout",
+            "context",
+            "sensory_clarity",
+        )
     ]
     assert columns[-3:] == ["generator", "task", "prompt"]
     assert list(rows[0].keys()) == columns

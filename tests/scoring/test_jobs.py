@@ -108,7 +108,37 @@ def test_registration_errors(tmp_path):
         model_version_register(name="z", kind="joint", checkpoint_path=str(tmp_path / "junk.pth"))
     with pytest.raises(ScoringError, match="unknown kind"):
         model_version_register(name="w", kind="onnx")
+    # Options a GPU worker would only trip over in every batch are refused up front.
+    bad_options = [
+        ({"lfm_backend": "numba"}, "lfm_backend must be one of eager, compile"),
+        ({"lfm_order": "sideways"}, "lfm_order must be one of"),
+        ({"batch_size": 0}, "batch_size must be an integer of at least 1"),
+        ({"batch_size": "16"}, "batch_size must be an integer"),
+        ({"seed": True}, "seed must be an integer"),
+        ({"artifact_model": 3}, "artifact_model must be a path"),
+        ({"lfm_bakend": "compile"}, "unknown option"),
+    ]
+    for i, (options, message) in enumerate(bad_options):
+        with pytest.raises(ScoringError, match=message):
+            model_version_register(
+                name=f"o{i}", kind="baseline", baseline="sharpness", options=options
+            )
     assert ModelVersion.objects.count() == 0
+
+
+def test_options_reach_the_predictor(tmp_path):
+    from scoring.joint import build_model, save_checkpoint
+    from scoring.runtime import load_scorer
+
+    ckpt = tmp_path / "random.pth"
+    save_checkpoint(build_model(seed=0), ckpt)
+    options = {"lfm_backend": "compile", "lfm_order": "after_resize", "batch_size": 3, "seed": 7}
+    version = model_version_register(
+        name="joint-opts", kind="joint", checkpoint_path=str(ckpt), options=options
+    )
+    predictor = load_scorer(version, device="cpu")
+    assert (predictor.lfm_backend, predictor.lfm_order) == ("compile", "after_resize")
+    assert (predictor.batch_size, predictor.seed) == (3, 7)
 
 
 def test_cancel_and_join(study, sharpness):

@@ -63,6 +63,13 @@ class Command(BaseCommand):
         parser.add_argument("--batch-size", type=int, default=8, help="images per batch")
         parser.add_argument("--json", action="store_true", help="print a JSON list")
         parser.add_argument("--seed", type=int, default=0, help="seed of the patch shuffle")
+        parser.add_argument(
+            "--lfm-backend",
+            choices=["eager", "compile"],
+            default="eager",
+            help="LFM implementation: eager (default) or compile (torch.compile: several "
+            "times faster once built; the first build of each image size takes seconds)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         images: list[str] = options["images"]
@@ -99,6 +106,7 @@ class Command(BaseCommand):
                 batch_size=options["batch_size"],
                 seed=options["seed"],
                 artifact_model=options.get("artifact_model"),
+                lfm_backend=options["lfm_backend"],
             )
             results = predictor.predict(images, technical_images=[technical] if technical else None)
         except (ImageError, ArtifactModelError) as exc:

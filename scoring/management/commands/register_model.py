@@ -17,6 +17,11 @@ class Command(BaseCommand):
         parser.add_argument("--w-r", type=float, help="fusion weight of R (default 0.769)")
         parser.add_argument("--artifact-model", default="", help="PAL4VST end2end.pt for JOINT")
         parser.add_argument("--lfm-order", choices=["before_resize", "after_resize"])
+        parser.add_argument(
+            "--lfm-backend",
+            choices=["eager", "compile"],
+            help="compile: torch.compile'd LFM (faster; one build per image size on CPU)",
+        )
 
     def handle(
         self,
@@ -29,6 +34,7 @@ class Command(BaseCommand):
         w_r,
         artifact_model,
         lfm_order,
+        lfm_backend=None,
         **options,
     ):
         opts = {}
@@ -36,6 +42,8 @@ class Command(BaseCommand):
             opts["artifact_model"] = artifact_model
         if lfm_order:
             opts["lfm_order"] = lfm_order
+        if lfm_backend:
+            opts["lfm_backend"] = lfm_backend
         try:
             version = model_version_register(
                 name=name,
