@@ -29,7 +29,9 @@ CANDIDATES_PER_TRY = 16
 SKIP_LOCKED_TRIES = 8
 
 
-def filled(stimulus_id: int, *, now=None, exclude_rater: Rater | None = None) -> int:
+def filled(
+    stimulus_id: int, *, now=None, exclude_rater: Rater | None = None, for_claim: bool = False
+) -> int:
     """Ratings (repetition 1) plus live claims on a stimulus; call under its row lock.
 
     It must be a statement of its own, issued after the lock is taken: in READ
@@ -38,6 +40,8 @@ def filled(stimulus_id: int, *, now=None, exclude_rater: Rater | None = None) ->
     held the lock. Ratings come from the trigger-kept tally (every rating is
     written under the stimulus lock, so the tally is exact here), live claims are
     counted; both in one hand-written statement, since it runs on every claim.
+    ``for_claim``: the caller claims the stimulus when it has room (see
+    ``_commit_without_waiting_for_disk``).
     """
     at = connection.ops.adapt_datetimefield_value(now or timezone.now())
     sql = (
@@ -46,6 +50,7 @@ def filled(stimulus_id: int, *, now=None, exclude_rater: Rater | None = None) ->
         f"     + (SELECT COUNT(*) FROM {Claim._meta.db_table}"
         "         WHERE stimulus_id = %s AND repetition = 1 AND expires_at > %s"
         + (" AND rater_id <> %s)" if exclude_rater is not None else ")")
+        + (_commit_without_waiting_for_disk() if for_claim else "")
     )
     params = [stimulus_id, stimulus_id, at]
     if exclude_rater is not None:
@@ -207,8 +212,7 @@ def _claim_test(session: Session, now) -> Claim | None:
                 for pk in ids:
                     stimulus = statements.lock_stimulus(pk, skip_locked=True)
                     # Re-read under the row lock: another rater may have filled it.
-                    if stimulus is not None and filled(pk, now=now) < k:
-                        _commit_without_waiting_for_disk()
+                    if stimulus is not None and filled(pk, now=now, for_claim=True) < k:
                         return _make_claim(session, stimulus, 1, now)
             else:
                 # After a few rounds of contention, wait instead of spinning: all rows
@@ -217,16 +221,17 @@ def _claim_test(session: Session, now) -> Claim | None:
                 order = {pk: i for i, pk in enumerate(ids)}
                 locked.sort(key=lambda s: order[s.pk])
                 for stimulus in locked:
-                    if filled(stimulus.pk, now=now) < k:
-                        _commit_without_waiting_for_disk()
+                    if filled(stimulus.pk, now=now, for_claim=True) < k:
                         return _make_claim(session, stimulus, 1, now)
         # Every candidate was held by others or turned out full: the list is stale.
 
 
-def _commit_without_waiting_for_disk() -> None:
-    """Let the claim's transaction commit without waiting for its WAL flush.
+def _commit_without_waiting_for_disk() -> str:
+    """A select-list item that lets the claim's transaction commit without waiting
+    for its WAL flush (``set_config(..., true)`` is ``SET LOCAL``), or "".
 
-    The transaction holds the row locks on all the candidates it locked until it
+    Read with the counts under the lock, so it costs no round trip of its own.
+    The transaction holds the row locks of the candidates it locked until it
     commits, and raters submitting a rating for one of those stimuli wait for them;
     the flush was most of that time. A claim is a reservation, not data: were
     PostgreSQL to crash within the next fraction of a second, the claim would be
@@ -234,21 +239,33 @@ def _commit_without_waiting_for_disk() -> None:
     refused as "no_claim" and the page moves on). Visibility and locking are
     unchanged: other transactions see the claim as soon as it commits. Only for our
     own outermost transaction: inside a caller's transaction, which may write
-    ratings, SET LOCAL would relax that transaction's commit too.
+    ratings, it would relax that transaction's commit too. (Set before knowing
+    whether this stimulus is the one: a transaction that ends up claiming nothing
+    has nothing to flush.)
     """
     if connection.vendor == "postgresql" and len(connection.atomic_blocks) == 1:
-        with connection.cursor() as cursor:
-            cursor.execute("SET LOCAL synchronous_commit TO OFF")
+        return ", set_config('synchronous_commit', 'off', true)"
+    return ""
+
+
+# claim_next's ``live`` when the caller has not read the session's live claim.
+UNREAD = object()
 
 
 def claim_next(
-    *, session: Session, now=None, done: int | None = None, status_checked: bool = False
+    *,
+    session: Session,
+    now=None,
+    done: int | None = None,
+    status_checked: bool = False,
+    live=UNREAD,
 ) -> Claim | None:
     """The rater's current claim, or a new one; None when the session has nothing left.
 
     Callers on the request path pass what they have just read in the same request,
-    to save the queries: ``done`` (the session's ratings, ``session_progress``) and
-    ``status_checked`` (the rater's status was read from the database just before).
+    to save the queries: ``done`` (the session's ratings, ``session_progress``),
+    ``status_checked`` (the rater's status was read from the database just before)
+    and ``live`` (the session's live claim, or None when it has none).
     """
     now = now or timezone.now()
     rater = session.rater
@@ -257,7 +274,7 @@ def claim_next(
         rater.refresh_from_db(fields=["status"])
     if rater.status != Rater.Status.ACTIVE:
         return None
-    current = _live_claim(session, now)
+    current = _live_claim(session, now) if live is UNREAD else live
     if current is not None:
         return current  # a reload resumes on the same stimulus
     if done is None:

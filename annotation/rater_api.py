@@ -20,11 +20,12 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
 from django.middleware.csrf import CsrfViewMiddleware
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 
 from annotation import assignment, protocol, services, statements
-from annotation.models import Rater, Session, Stimulus, Study
+from annotation.models import Claim, Rater, Session, Stimulus, Study
 from annotation.services import SubmitRefused
 
 RATER_COOKIE = "rater_token"
@@ -154,18 +155,21 @@ def progress_payload(session: Session, done: int | None = None) -> dict:
     return {"done": done, "planned": session.planned_items}
 
 
-def _refresh_states(study: Study, session: Session) -> int:
+def _refresh_states(study: Study, session: Session) -> tuple[int, Claim | None]:
     """The session's stage, the rater's and the study's status, fresh, in one query
-    that also counts the session's ratings (returned: the progress needs it).
+    that also counts the session's ratings and finds its live claim (returned: the
+    progress and the next step need them).
 
     Another request (a quality check, the researcher pausing the study) may have
     changed them since these objects were read.
     """
-    stage, finished_at, rater_status, study_status, done = statements.session_states(session.pk)
+    stage, finished_at, rater_status, study_status, done, live = statements.session_states(
+        session, timezone.now()
+    )
     session.stage, session.finished_at = stage, finished_at
     session.rater.status = rater_status
     study.status = study_status
-    return done
+    return done, live
 
 
 def next_step(
@@ -175,6 +179,7 @@ def next_step(
     after_rating: bool = False,
     done: int | None = None,
     fresh: bool = False,
+    live=assignment.UNREAD,
 ) -> dict:
     """What the rater does next: rate a stimulus, take a break, or leave the page.
 
@@ -183,11 +188,12 @@ def next_step(
 
     ``done`` is the session's rating count when the caller has just counted it;
     ``fresh`` says the session, its rater and the study were all read from the
-    database earlier in this request, after any write of it (saves a query).
+    database earlier in this request, after any write of it (saves a query);
+    ``live`` the session's live claim (or None) when the caller read it with them.
     """
     url = entry_url(study)
     if not fresh:
-        counted = _refresh_states(study, session)
+        counted, live = _refresh_states(study, session)
         done = counted if done is None else done
     if session.stage != Session.Stage.RATING:
         return {"step": "done" if session.stage == Session.Stage.DONE else "page", "url": url}
@@ -203,7 +209,7 @@ def next_step(
     if after_rating and 0 < done < planned and done % study.break_every == 0:
         # No claim during the break: its time to live would run out while resting.
         return {"step": "break", "url": reverse("annotation:rater-next", args=[study.slug])}
-    claim = assignment.claim_next(session=session, done=done, status_checked=True)
+    claim = assignment.claim_next(session=session, done=done, status_checked=True, live=live)
     if claim is None:
         rater.refresh_from_db(fields=["status"])
         if rater.status == Rater.Status.EXCLUDED:
@@ -366,9 +372,10 @@ def submit(request: HttpRequest, slug: str) -> JsonResponse:
     session = result.rating.session
     if session.rater_id == rater.pk:
         session.rater = rater  # the same row: spare next_step a query for it
-    # Fresh states (the quality checks may just have excluded the rater) and the
-    # session's rating count, in one query, for the progress and for next_step.
-    done = _refresh_states(study, session)
+    # Fresh states (the quality checks may just have excluded the rater), the
+    # session's rating count and live claim, in one query, for the progress and
+    # for next_step.
+    done, live = _refresh_states(study, session)
     return JsonResponse(
         {
             "created": result.created,
@@ -378,7 +385,7 @@ def submit(request: HttpRequest, slug: str) -> JsonResponse:
                 "client_id": str(result.rating.client_id),
             },
             "progress": progress_payload(session, done),
-            "next": next_step(study, session, after_rating=True, done=done, fresh=True),
+            "next": next_step(study, session, after_rating=True, done=done, fresh=True, live=live),
         },
         status=201 if result.created else 200,
     )
@@ -391,8 +398,8 @@ def next_item(request: HttpRequest, slug: str) -> JsonResponse:
     if isinstance(auth, JsonResponse):
         return auth
     study, rater = auth
-    # current_session and its rating count (the progress) in one query.
-    session, done = statements.current_session(rater)
+    # current_session, its rating count (the progress) and its live claim in one query.
+    session, done, live = statements.current_session(rater, timezone.now())
     if session is None or session.stage != Session.Stage.RATING:
         # Not rating (yet or any more): the entry page knows which page to show.
         progress = progress_payload(session, done) if session else {"done": 0, "planned": 0}
@@ -400,7 +407,7 @@ def next_item(request: HttpRequest, slug: str) -> JsonResponse:
             {"progress": progress, "next": {"step": "page", "url": entry_url(study)}}
         )
     # Session, rater and study were all read in this request: no refresh needed.
-    step = next_step(study, session, done=done, fresh=True)
+    step = next_step(study, session, done=done, fresh=True, live=live)
     return JsonResponse({"progress": progress_payload(session, done), "next": step})
 
 

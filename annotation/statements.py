@@ -123,40 +123,65 @@ def rater_by_token(slug: str, token: str) -> Rater | None:
     return rater
 
 
-def current_session(rater: Rater) -> tuple[Session | None, int]:
-    """The rater's unfinished session (the newest) and its rating count."""
+# The session's oldest unexpired claim and its stimulus, joined to a session row
+# ``se`` (a correlated subquery in ON: portable, and one index probe per session).
+def _live_claim_join() -> str:
+    return (
+        f" LEFT JOIN {_table(Claim)} c ON c.id = (SELECT c2.id FROM {_table(Claim)} c2"
+        "  WHERE c2.session_id = se.id AND c2.expires_at > %s"
+        "  ORDER BY c2.created_at, c2.id LIMIT 1)"
+        f" LEFT JOIN {_table(Stimulus)} s ON s.id = c.stimulus_id"
+    )
+
+
+def _claim_from(row: Sequence, start: int, session: Session) -> Claim | None:
+    if row[start] is None:  # c.id: no live claim
+        return None
+    claim = _CLAIM.build(row, start)
+    claim.stimulus = _STIMULUS.build(row, start + len(_CLAIM))
+    claim.session = session
+    return claim
+
+
+def current_session(rater: Rater, now: datetime) -> tuple[Session | None, int, Claim | None]:
+    """The rater's unfinished session (the newest), its rating count and its live claim."""
     row = _fetchone(
         f"SELECT {_SESSION.sql},"
-        f" (SELECT COUNT(*) FROM {_table(Rating)} x WHERE x.session_id = se.id)"
-        f" FROM {_table(Session)} se"
+        f" (SELECT COUNT(*) FROM {_table(Rating)} x WHERE x.session_id = se.id),"
+        f" {_CLAIM.sql}, {_STIMULUS.sql}"
+        f" FROM {_table(Session)} se{_live_claim_join()}"
         " WHERE se.rater_id = %s AND se.finished_at IS NULL AND se.stage NOT IN (%s, %s)"
         " ORDER BY se.started_at DESC LIMIT 1",
-        [rater.pk, *_UNFINISHED],
+        [_at(now), rater.pk, *_UNFINISHED],
     )
     if row is None:
-        return None, 0
+        return None, 0, None
     session = _SESSION.build(row)
     session.rater = rater
-    return session, row[len(_SESSION)]
+    n = len(_SESSION)
+    return session, row[n], _claim_from(row, n + 1, session)
 
 
-def session_states(session_id: int) -> tuple[str, datetime | None, str, str, int] | None:
-    """(stage, finished_at, rater status, study status, ratings in the session), fresh."""
+def session_states(
+    session: Session, now: datetime
+) -> tuple[str, datetime | None, str, str, int, Claim | None]:
+    """(stage, finished_at, rater status, study status, ratings in the session, live
+    claim), fresh, in one statement."""
     row = _fetchone(
         "SELECT se.stage, se.finished_at, r.status, st.status,"
-        f" (SELECT COUNT(*) FROM {_table(Rating)} x WHERE x.session_id = se.id)"
-        f" FROM {_table(Session)} se JOIN {_table(Rater)} r ON r.id = se.rater_id"
+        f" (SELECT COUNT(*) FROM {_table(Rating)} x WHERE x.session_id = se.id),"
+        f" {_CLAIM.sql}, {_STIMULUS.sql}"
+        f" FROM {_table(Session)} se{_live_claim_join()}"
+        f" JOIN {_table(Rater)} r ON r.id = se.rater_id"
         f" JOIN {_table(Study)} st ON st.id = r.study_id WHERE se.id = %s",
-        [session_id],
+        [_at(now), session.pk],
     )
-    if row is None:
-        return None
     finished_at = row[1]
     if finished_at is not None and not isinstance(finished_at, datetime):
         col = Session._meta.get_field("finished_at").get_col("se")
         for convert in connection.ops.get_db_converters(col):
             finished_at = convert(finished_at, col, connection)
-    return row[0], finished_at, row[2], row[3], row[4]
+    return row[0], finished_at, row[2], row[3], row[4], _claim_from(row, 5, session)
 
 
 def live_claim(session: Session, now: datetime) -> Claim | None:

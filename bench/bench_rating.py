@@ -612,8 +612,8 @@ def pct(values: list[float], q: float) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a small smoke run")
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (default 2)")
-    parser.add_argument("--threads", type=int, default=4, help="threads per worker (default 4)")
+    parser.add_argument("--workers", type=int, default=4, help="gunicorn workers (default 4)")
+    parser.add_argument("--threads", type=int, default=2, help="threads per worker (default 2)")
     parser.add_argument("--port", type=int, default=8751)
     parser.add_argument("--db", default="bench_rating", help="database to create and drop")
     parser.add_argument("--keep-db", action="store_true", help="leave the database for a look")
