@@ -188,11 +188,15 @@ def rating_submit(
     client_id,
     viewing_seconds,
     now=None,
+    check_view_time: bool = True,
 ) -> SubmitResult:
     """Write one rating, or refuse it with a clear reason and change nothing.
 
-    The rater must hold a claim on the stimulus. A replay of the same client_id
-    with the same content returns the first result and writes nothing. A claim
+    The rater must hold a claim on the stimulus, for at least the study's minimum
+    viewing time (the page enforces it too; this is for scripted clients; the
+    demo's simulated raters, who look at nothing, pass ``check_view_time=False``).
+    A replay of the same client_id with the same content returns the first result
+    and writes nothing. A claim
     that expired is still honoured if nobody else took the slot meanwhile.
     """
     now = now or timezone.now()
@@ -222,7 +226,9 @@ def rating_submit(
     # replay changes nothing, as before.
     try:
         with transaction.atomic():
-            result = _rating_write(rater, study, stimulus_id, clean, cid, seconds, now)
+            result = _rating_write(
+                rater, study, stimulus_id, clean, cid, seconds, now, check_view_time
+            )
     except SubmitRefused:
         existing = Rating.objects.filter(client_id=cid).first()
         if existing is not None:
@@ -240,7 +246,16 @@ def rating_submit(
     return result
 
 
-def _rating_write(rater, study, stimulus_id, clean, cid, seconds, now) -> SubmitResult:
+# Allowance on the minimum viewing time, for clock differences between web replicas.
+# The page starts its timer when it shows the image, which is after the claim was
+# made (the claim comes with the previous answer), so a rater using the page never
+# meets this check.
+VIEW_TIME_SLACK_SECONDS = 0.5
+
+
+def _rating_write(
+    rater, study, stimulus_id, clean, cid, seconds, now, check_view_time=True
+) -> SubmitResult:
     if study.status == Study.Status.CLOSED:
         raise SubmitRefused("study_closed", "this study is closed", status=409)
     if (
@@ -259,6 +274,16 @@ def _rating_write(rater, study, stimulus_id, clean, cid, seconds, now) -> Submit
     stimulus, claim, rater_status = found
     if rater_status == Rater.Status.EXCLUDED:
         raise SubmitRefused("rater_excluded", "your participation has ended", status=403)
+    if check_view_time and study.min_view_seconds > 0:
+        shown = (now - claim.created_at).total_seconds()
+        if shown + VIEW_TIME_SLACK_SECONDS < study.min_view_seconds:
+            wait = study.min_view_seconds - shown
+            raise SubmitRefused(
+                "too_fast",
+                f"please look at the image for at least {study.min_view_seconds:g} s "
+                f"before rating it (another {wait:.1f} s)",
+                status=409,
+            )
     if claim.expires_at <= now and claim.repetition == 1 and stimulus.role == Stimulus.Role.TEST:
         k = study.ratings_per_stimulus
         if assignment.filled(stimulus.pk, now=now, exclude_rater=rater) >= k:

@@ -41,6 +41,8 @@ class StudyFactory(factory.django.DjangoModelFactory):
     ratings_per_stimulus = 3
     session_size = 10
     gold_rate = 0.0
+    # Tests submit as soon as they claim; the viewing-time check has its own tests.
+    min_view_seconds = 0.0
 
 
 class StimulusFactory(factory.django.DjangoModelFactory):

@@ -301,6 +301,12 @@
       window.location.assign(cfg.entry_url); // the entry page explains why
       return;
     }
+    if (body.error === "too_fast") {
+      // The server counts the viewing time too (from when the image was assigned):
+      // keep the answers on the page; submitting again a moment later goes through.
+      say(body.detail, "warn", 6000);
+      return;
+    }
     if (result.status === 409 || result.status === 404) {
       // The image is no longer ours (claim expired and given away, ...): move on.
       say(body.detail || "This image is no longer available.", "warn", 6000);

@@ -126,3 +126,24 @@ def test_rate_limit_per_address(study, settings):
     assert codes[:3] == [403, 403, 403] and codes[3:] == [429, 429]
     other = Client(REMOTE_ADDR="10.9.8.8")
     assert other.get("/s/scripted/next").status_code == 403  # a different address
+
+
+def test_submit_before_the_minimum_viewing_time_is_a_409_that_changes_nothing(study):
+    study.min_view_seconds = 30.0
+    study.save(update_fields=["min_view_seconds"])
+    client = Client()
+    token = post(client, "/api/v1/rater/scripted/start", {"consent": True}).json()["token"]
+    step = client.get("/api/v1/rater/scripted/next", HTTP_X_RATER_TOKEN=token).json()
+    body = {
+        "stimulus": step["next"]["stimulus"]["id"],
+        "scores": GOOD,
+        "client_id": str(uuid.uuid4()),
+        "viewing_seconds": 31,  # what the client says does not count: the claim's age does
+    }
+    answer = post(client, "/api/v1/rater/scripted/submit", body, token)
+    assert answer.status_code == 409
+    assert answer.json()["error"] == "too_fast" and "at least 30 s" in answer.json()["detail"]
+    assert not Rating.objects.exists()
+    # The claim is kept: the same image comes back on the next request.
+    again = client.get("/api/v1/rater/scripted/next", HTTP_X_RATER_TOKEN=token).json()
+    assert again["next"]["stimulus"]["id"] == body["stimulus"]

@@ -184,3 +184,41 @@ def test_returning_rater_resumes(study):
     other_study = StudyFactory()
     stranger, created = services.rater_enter(study=other_study, token=rater.token)
     assert created and stranger.pk != rater.pk
+
+
+def test_minimum_viewing_time_is_enforced_by_the_server_too(study):
+    """A scripted client that submits before the study's minimum viewing time (counted
+    from the claim, which the page shows right away) is refused and changes nothing;
+    the same submission later goes through."""
+    study.min_view_seconds = 3.0
+    study.save(update_fields=["min_view_seconds"])
+    StimulusFactory.create_batch(2, study=study)
+    rater, session = enter(study)
+    claim = assignment.claim_next(session=session)
+    cid = uuid.uuid4()
+    with pytest.raises(SubmitRefused) as refused:
+        submit(rater, claim.stimulus_id, client_id=cid)
+    assert refused.value.code == "too_fast" and refused.value.status == 409
+    assert "at least 3 s" in refused.value.message
+    assert not Rating.objects.exists() and Claim.objects.filter(pk=claim.pk).exists()
+    later = claim.created_at + timedelta(seconds=2.6)  # within the 0.5 s allowance
+    result = services.rating_submit(
+        rater=rater,
+        stimulus_id=claim.stimulus_id,
+        scores=GOOD,
+        client_id=cid,
+        viewing_seconds=2.6,
+        now=later,
+    )
+    assert result.created and Rating.objects.count() == 1
+    # The simulated raters of the demo look at nothing and are exempt.
+    claim = assignment.claim_next(session=session)
+    services.rating_submit(
+        rater=rater,
+        stimulus_id=claim.stimulus_id,
+        scores=GOOD,
+        client_id=uuid.uuid4(),
+        viewing_seconds=0.1,
+        check_view_time=False,
+    )
+    assert Rating.objects.count() == 2

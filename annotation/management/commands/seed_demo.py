@@ -183,6 +183,7 @@ class Command(BaseCommand):
                     scores=profile.scores(truth, keys, rng, scale),
                     client_id=uuid.UUID(int=rng.getrandbits(128), version=4),
                     viewing_seconds=round(rng.uniform(3.5, 14.0), 2),
+                    check_view_time=False,  # simulated: nothing is looked at
                 )
                 written += int(result.created)
                 rater.refresh_from_db(fields=["status"])
