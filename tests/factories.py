@@ -75,3 +75,16 @@ class SessionFactory(factory.django.DjangoModelFactory):
     rater = factory.SubFactory(RaterFactory)
     stage = Session.Stage.RATING
     planned_items = 10
+
+
+def rater_at_rating(study, external_id=""):
+    """A rater of ``study`` (Prolific with an id, else anonymous) whose session is at the
+    rating stage, entered through the services the entry and consent pages call."""
+    from annotation import services
+
+    rater, _ = services.rater_enter(
+        study=study, source="prolific" if external_id else "anonymous", external_id=external_id
+    )
+    session = services.session_start(rater=rater)
+    services.session_advance(session=session, stage=Session.Stage.RATING)
+    return rater, session

@@ -12,17 +12,11 @@ from django.db import connection, connections
 from django.utils import timezone
 
 from annotation import assignment, services
-from annotation.models import Claim, Rating, Session, StimulusTally
+from annotation.models import Claim, Rating, StimulusTally
 from tests.factories import StimulusFactory, StudyFactory
+from tests.factories import rater_at_rating as enter
 
 GOOD = {"overall": 50, "technical": 50, "rationality": 50}
-
-
-def enter(study, external_id):
-    rater, _ = services.rater_enter(study=study, source="prolific", external_id=external_id)
-    session = services.session_start(rater=rater)
-    services.session_advance(session=session, stage=Session.Stage.RATING)
-    return rater, session
 
 
 def rate(rater, claim):

@@ -9,9 +9,10 @@ import pytest
 from django.utils import timezone
 
 from annotation import assignment, services
-from annotation.models import Claim, Rater, Rating, Session
+from annotation.models import Claim, Rater, Rating
 from annotation.services import SubmitRefused
 from tests.factories import StimulusFactory, StudyFactory
+from tests.factories import rater_at_rating as enter
 
 pytestmark = pytest.mark.django_db
 GOOD = {"overall": 70, "technical": 60, "rationality": 80}
@@ -20,15 +21,6 @@ GOOD = {"overall": 70, "technical": 60, "rationality": 80}
 @pytest.fixture
 def study():
     return StudyFactory(protocol="perspectives", ratings_per_stimulus=2, session_size=5)
-
-
-def enter(study, external_id=""):
-    rater, _ = services.rater_enter(
-        study=study, source="prolific" if external_id else "anonymous", external_id=external_id
-    )
-    session = services.session_start(rater=rater)
-    services.session_advance(session=session, stage=Session.Stage.RATING)
-    return rater, session
 
 
 def submit(rater, stimulus_id, scores=None, client_id=None, seconds=4.2):
