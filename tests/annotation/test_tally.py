@@ -102,3 +102,24 @@ def test_a_deleted_rating_reopens_its_slot():
     Rating.objects.filter(stimulus=only).delete()  # e.g. removed by the researcher
     claim = assignment.claim_next(session=second_session)
     assert claim is not None and claim.stimulus_id == only.pk
+
+
+@pytest.mark.django_db
+def test_recount_repairs_a_tally_loaded_past_the_triggers():
+    """A data-only restore or loaddata can leave the tally wrong (counted twice):
+    ``manage.py recount_tallies`` rebuilds it from the ratings."""
+    import io
+
+    from django.core.management import call_command
+
+    study = StudyFactory(protocol="perspectives", ratings_per_stimulus=3)
+    StimulusFactory.create_batch(2, study=study)
+    for i in range(2):
+        rater, session = enter(study, f"r-{i}")
+        rate_next(rater, session)
+    right = counted(study)
+    StimulusTally.objects.update(ratings=7)  # what a restore on top of the triggers leaves
+    out = io.StringIO()
+    call_command("recount_tallies", stdout=out)
+    assert tallies(study) == right
+    assert "corrected" in out.getvalue() and f"{len(right)} corrected" in out.getvalue()
