@@ -59,9 +59,13 @@ def study_entry(request: HttpRequest, slug: str) -> HttpResponse:
             platform=params.platform,
         )
     else:
-        rater, _ = services.rater_enter(
-            study=study, token=request.COOKIES.get(rater_api.RATER_COOKIE)
-        )
+        rater = rater_api.rater_from_request(request, study)
+        if rater is None:
+            # A new visitor of the anonymous link: the consent page, and nothing written
+            # until they agree (link previews and crawlers fetch links too, and would
+            # otherwise each leave a rater behind). The consent form registers them.
+            context = {**_consent_context(study), "new_visitor": True}
+            return render(request, "annotation/consent.html", context)
     response = _stage_page(request, study, rater, params.platform_session_id)
     rater_api.set_rater_cookie(response, study, rater)
     return response
@@ -124,8 +128,30 @@ def _posting_rater(request: HttpRequest, slug: str):
 
 @require_POST
 def consent(request: HttpRequest, slug: str) -> HttpResponse:
+    study = _get_study(slug)
+    new_visitor = request.POST.get("new_visitor") == "1"
+    if (
+        new_visitor
+        and study.is_open
+        and request.POST.get("action") == "agree"
+        and rater_api.rater_from_request(request, study) is None
+    ):
+        # A new visitor of the anonymous link agreeing: registered now, with consent.
+        # Only from the page shown to such a visitor: a crowd-platform rater whose
+        # cookie went missing must not become an anonymous stranger (their platform
+        # id would be lost); they are told to open their link again instead.
+        rater, _ = services.rater_enter(study=study)
+        session = services.session_start(
+            rater=rater, user_agent=request.headers.get("User-Agent", "")
+        )
+        services.session_advance(session=session, stage=Session.Stage.INSTRUCTIONS)
+        response = redirect(rater_api.entry_url(study))
+        rater_api.set_rater_cookie(response, study, rater)
+        return response
     found = _posting_rater(request, slug)
     if isinstance(found, HttpResponse):
+        if new_visitor and request.POST.get("action") != "agree" and study.is_open:
+            return render(request, "annotation/declined.html", {"study": study})  # nothing kept
         return found
     study, session = found
     if session is not None and session.stage == Session.Stage.CONSENT:

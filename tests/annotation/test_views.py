@@ -124,13 +124,39 @@ def test_mturk_entry_and_preview(client, study):
     }
 
 
-def test_anonymous_link_resumes_by_cookie_only(client, study):
-    client.get(entry(study))
-    client.get(entry(study))
-    assert Rater.objects.count() == 1
-    assert Rater.objects.get().source == "anonymous"
-    Client().get(entry(study))  # another browser without the cookie is another rater
+def test_anonymous_link_registers_on_consent_and_resumes_by_cookie_only(client, study):
+    # Opening the link (a person, or a link preview) writes nothing: the consent page.
+    for _ in range(2):
+        page = client.get(entry(study))
+        assert "annotation/consent.html" in _templates(page)
+    assert Rater.objects.count() == 0 and Session.objects.count() == 0
+    # Declining leaves nothing behind either.
+    declined = client.post(f"{entry(study)}consent", {"action": "decline", "new_visitor": "1"})
+    assert "annotation/declined.html" in _templates(declined)
+    assert Rater.objects.count() == 0
+    # Agreeing registers the rater, with consent, and sets the study cookie.
+    agreed = client.post(f"{entry(study)}consent", {"action": "agree", "new_visitor": "1"})
+    assert agreed.status_code == 302 and rater_api.RATER_COOKIE in agreed.cookies
+    rater = Rater.objects.get()
+    assert rater.source == "anonymous" and rater.consented_at is not None
+    assert Session.objects.get(rater=rater).stage == "instructions"
+    assert "annotation/instructions.html" in _templates(client.get(entry(study)))
+    assert Rater.objects.count() == 1  # the cookie brings them back
+    other = Client()  # another browser without the cookie is another rater, once it agrees
+    other.get(entry(study))
+    other.post(f"{entry(study)}consent", {"action": "agree", "new_visitor": "1"})
     assert Rater.objects.count() == 2
+
+
+def test_a_crowd_rater_without_their_cookie_is_not_turned_into_a_stranger(client, study):
+    """A Prolific rater's consent page has no new-visitor mark: if their cookie is lost
+    on the way, the consent post explains instead of registering an anonymous rater
+    (which would lose their platform id and their payment)."""
+    client.get(entry(study) + "?PROLIFIC_PID=P-1&STUDY_ID=S&SESSION_ID=X")
+    cookieless = Client()
+    response = cookieless.post(f"{entry(study)}consent", {"action": "agree"})
+    assert response.status_code == 403 and "could not recognise you" in response.content.decode()
+    assert list(Rater.objects.values_list("source", flat=True)) == ["prolific"]
 
 
 def test_returning_rater_resumes_on_the_same_stimulus_by_id_and_by_cookie(client, study):
