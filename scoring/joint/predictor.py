@@ -10,14 +10,19 @@ most workers idle.
 
 Two placements of the heavy preprocessing:
 
-- ``preprocess_on_device=False`` (the default on CPU): workers do everything
-  (LFM in torch on the worker's CPU, PIL resizes), the main process only runs
-  the network.
-- ``preprocess_on_device=True`` (the default on CUDA): workers decode images,
-  cut the partition and resize it (PIL); the main process runs LFM batched on
-  the device and Pillow's bilinear resize re-implemented bit-exactly in torch
+- ``preprocess_on_device=False`` (the default on CPU with the eager LFM):
+  workers do everything (LFM in torch on the worker's CPU, PIL resizes), the
+  main process only runs the network.
+- ``preprocess_on_device=True`` (the default on CUDA, and on CPU with
+  ``lfm_backend="compile"``): workers decode images, cut the partition and
+  resize it (PIL); the main process runs LFM batched on the device and
+  Pillow's bilinear resize re-implemented bit-exactly in torch
   (:func:`~scoring.joint.preprocess.pil_resize_bilinear`). LFM is far too slow
   on CPU workers to feed a GPU (measured: 3% of the bare forward on an H200).
+  On CPU the compiled LFM belongs in the main process too: workers are new
+  processes on every ``predict`` call and would each build or reload its
+  kernels, while the main process keeps them (measured on 2 cores: 73-81% of
+  the bare forward at batch 32, against 58-61% with the eager LFM in workers).
 
 An artifact model (PAL4VST TorchScript) runs in the main process on the
 device; workers then hand over the 224 x 224 image and the artifact model's
@@ -224,7 +229,8 @@ class Predictor:
     :class:`ArtifactModel`; None: no artifact map, every patch may move);
     ``lfm_order`` ("before_resize" as the authors' inference script, or
     "after_resize"); ``lfm_backend`` ("eager" or "compile");
-    ``preprocess_on_device`` (None: True on CUDA, False on CPU); ``tf32``
+    ``preprocess_on_device`` (None: True on CUDA, and on CPU with the compiled
+    LFM; False on CPU with the eager one); ``tf32``
     (False: cuDNN runs without TF32 and deterministically, for scores that
     match the CPU's; True is faster on recent GPUs).
     """
@@ -262,6 +268,12 @@ class Predictor:
         if artifact_model is not None and not isinstance(artifact_model, ArtifactModel):
             artifact_model = ArtifactModel(Path(artifact_model), device=self.device)
         self.artifact_model = artifact_model
+
+    def _preprocess_on_device(self) -> bool:
+        """Where LFM and the final resizes run (see the module docstring)."""
+        if self.preprocess_on_device is not None:
+            return self.preprocess_on_device
+        return self.device.type == "cuda" or self.lfm_backend == "compile"
 
     @staticmethod
     def _resolve(device: str | torch.device | None) -> torch.device:
@@ -405,9 +417,7 @@ class Predictor:
         if not images:
             return []
         bs = batch_size or self.batch_size
-        on_device = self.preprocess_on_device
-        if on_device is None:
-            on_device = self.device.type == "cuda"
+        on_device = self._preprocess_on_device()
         dataset = _JointDataset(
             images,
             technical,

@@ -168,3 +168,14 @@ def test_cuda_matches_cpu(random_model, images, baseline):
             assert diff.max() <= 1
     finally:
         random_model.to("cpu")
+
+
+def test_compiled_lfm_runs_in_the_main_process_by_default_on_cpu(random_model):
+    """Workers are new processes on every predict call: the compiled LFM would be
+    rebuilt in each, so on CPU it runs where its kernels stay (the main process)."""
+    eager = Predictor(random_model, device="cpu")
+    compiled = Predictor(random_model, device="cpu", lfm_backend="compile")
+    assert eager._preprocess_on_device() is False
+    assert compiled._preprocess_on_device() is True
+    compiled.preprocess_on_device = False  # an explicit choice wins
+    assert compiled._preprocess_on_device() is False
