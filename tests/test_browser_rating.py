@@ -212,3 +212,22 @@ def test_no_horizontal_scrolling(live_server, browser, viewport):
     grey = tab.evaluate("getComputedStyle(document.getElementById('stage')).backgroundColor")
     assert grey == "rgb(128, 128, 128)"
     context.close()
+
+
+def test_anonymous_link_registers_the_rater_only_on_consent(live_server, page):
+    """Opening the anonymous link writes nothing (link previews do that too); agreeing
+    in the browser (CSRF and all) registers the rater and the cookie brings them back."""
+    from annotation.models import Rater
+
+    study = make_study("anon")
+    page.goto(f"{live_server.url}/s/{study.slug}/")
+    page.locator("#agree").wait_for()
+    page.reload()
+    assert Rater.objects.filter(study=study).count() == 0
+    page.click("#agree")
+    page.locator("#start").wait_for()  # the instructions page
+    rater = Rater.objects.get(study=study)
+    assert rater.source == "anonymous" and rater.consented_at is not None
+    page.goto(f"{live_server.url}/s/{study.slug}/")  # back through the link: same rater
+    page.locator("#start").wait_for()
+    assert Rater.objects.filter(study=study).count() == 1
