@@ -121,7 +121,16 @@ def parse_database_url(url: str, *, name: str = "DATABASE_URL") -> dict:
         port = parts.port
     except ValueError:
         raise EnvError(f"{name}={url!r}: the port is not a number") from None
-    options = dict(parse_qsl(parts.query))
+    options: dict = dict(parse_qsl(parts.query))
+    if "prepare_threshold" in options:
+        # psycopg wants an int (or None: never prepare); a URL carries text.
+        raw = options["prepare_threshold"].strip().lower()
+        if raw in ("none", ""):
+            options["prepare_threshold"] = None
+        elif raw.isdigit():
+            options["prepare_threshold"] = int(raw)
+        else:
+            raise EnvError(f"{name}: prepare_threshold={raw!r} is not a whole number or 'none'")
     config = {
         "ENGINE": scheme.engine,
         "NAME": dbname,

@@ -55,6 +55,15 @@ def test_database_urls():
         "studies",
     )
     assert pg["OPTIONS"] == {"sslmode": "require"}
+    # psycopg's prepare_threshold arrives as text in a URL and is handed over as a number
+    assert parse_database_url("postgres://h/db?prepare_threshold=3")["OPTIONS"] == {
+        "prepare_threshold": 3
+    }
+    assert parse_database_url("postgres://h/db?prepare_threshold=none")["OPTIONS"] == {
+        "prepare_threshold": None
+    }
+    with pytest.raises(EnvError, match="prepare_threshold"):
+        parse_database_url("postgres://h/db?prepare_threshold=soon")
     lite = parse_database_url("sqlite:////var/lib/app/db.sqlite3")
     assert lite == {"ENGINE": "django.db.backends.sqlite3", "NAME": "/var/lib/app/db.sqlite3"}
     for bad, message in [
