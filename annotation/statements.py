@@ -2,10 +2,11 @@
 
 Every rating cycle runs these statements, and with the ORM the cycle spent
 several times longer in Python building them (column lists, joins, compilers)
-than PostgreSQL spent running them. Here each statement is a string built once
-from the models' metadata, so a new column is picked up without editing SQL,
-and each function returns model instances (``Model.from_db``, with the same
-value converters the ORM applies), so callers work with ordinary objects.
+than PostgreSQL spent running them. Here each statement is a plain string whose
+column lists come from the models' metadata (built once per process), so a new
+column is picked up without editing SQL, and each function returns model
+instances (``Model.from_db``, with the same value converters the ORM applies),
+so callers work with ordinary objects.
 
 Only the happy path lives here. Whatever goes wrong (an unknown image, a claim
 that is missing or expired) is diagnosed by the plain ORM code in
