@@ -106,6 +106,7 @@ _STIMULUS = _Columns(Stimulus, "s")
 # What showing a claimed stimulus needs (rater_api.stimulus_payload), and its role
 # for the submit checks.
 _STIMULUS_SHOWN = _Columns(Stimulus, "s", only=("id", "study_id", "image", "width", "height"))
+_SESSION_STATE = _Columns(Session, "se", only=("stage", "finished_at"))
 _UNFINISHED = (Session.Stage.DONE.value, Session.Stage.STOPPED.value)
 
 
@@ -169,7 +170,7 @@ def session_states(
     """(stage, finished_at, rater status, study status, ratings in the session, live
     claim), fresh, in one statement."""
     row = _fetchone(
-        "SELECT se.stage, se.finished_at, r.status, st.status,"
+        f"SELECT {_SESSION_STATE.sql}, r.status, st.status,"
         f" (SELECT COUNT(*) FROM {_table(Rating)} x WHERE x.session_id = se.id),"
         f" {_CLAIM.sql}, {_STIMULUS.sql}"
         f" FROM {_table(Session)} se{_live_claim_join()}"
@@ -177,39 +178,33 @@ def session_states(
         f" JOIN {_table(Study)} st ON st.id = r.study_id WHERE se.id = %s",
         [_at(now), session.pk],
     )
-    finished_at = row[1]
-    if finished_at is not None and not isinstance(finished_at, datetime):
-        col = Session._meta.get_field("finished_at").get_col("se")
-        for convert in connection.ops.get_db_converters(col):
-            finished_at = convert(finished_at, col, connection)
-    return row[0], finished_at, row[2], row[3], row[4], _claim_from(row, 5, session)
+    state = _SESSION_STATE.build(row)  # converts finished_at as the ORM would (SQLite: text)
+    n = len(_SESSION_STATE)
+    return (
+        state.stage,
+        state.finished_at,
+        row[n],
+        row[n + 1],
+        row[n + 2],
+        _claim_from(row, n + 3, session),
+    )
 
 
 def live_claim(session: Session, now: datetime) -> Claim | None:
     """The session's oldest unexpired claim, with its stimulus."""
     row = _fetchone(
-        f"SELECT {_CLAIM.sql}, {_STIMULUS.sql} FROM {_table(Claim)} c"
-        f" JOIN {_table(Stimulus)} s ON s.id = c.stimulus_id"
-        " WHERE c.session_id = %s AND c.expires_at > %s ORDER BY c.created_at, c.id LIMIT 1",
-        [session.pk, _at(now)],
+        f"SELECT {_CLAIM.sql}, {_STIMULUS.sql} FROM {_table(Session)} se{_live_claim_join()}"
+        " WHERE se.id = %s",
+        [_at(now), session.pk],
     )
-    if row is None:
-        return None
-    claim = _CLAIM.build(row)
-    claim.stimulus = _STIMULUS.build(row, len(_CLAIM))
-    claim.session = session
-    return claim
+    return None if row is None else _claim_from(row, 0, session)
 
 
 def lock_stimulus(pk: int, *, skip_locked: bool) -> Stimulus | None:
     """Lock one stimulus; None when it does not exist or (``skip_locked``) another
     transaction holds it."""
-    row = _fetchone(
-        f"SELECT {_STIMULUS_SHOWN.sql} FROM {_table(Stimulus)} s WHERE s.id = %s"
-        f"{_for_update('s', skip_locked=skip_locked)}",
-        [pk],
-    )
-    return None if row is None else _STIMULUS_SHOWN.build(row)
+    found = lock_stimuli([pk], skip_locked=skip_locked)
+    return found[0] if found else None
 
 
 def lock_stimuli(ids: Sequence[int], *, skip_locked: bool) -> list[Stimulus]:
