@@ -53,8 +53,9 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from benchdb import database_url, drop_db, fresh_db
+
 ROOT = Path(__file__).resolve().parents[1]
-DB_HOST, DB_USER = "127.0.0.1", "postgres"
 RATING_FORMATS = ("ratings-csv", "ratings-parquet")
 DATASET_FORMATS = ("agin-csv", "json", "parquet")
 WARM_SLUG = "bench-warm"
@@ -70,7 +71,7 @@ def bench_env(db: str, media: Path) -> dict[str, str]:
     # DEBUG off (with a SECRET_KEY): with DEBUG on, Django keeps every query in
     # connection.queries_log, which is memory the exports would not use in production.
     return {
-        "DATABASE_URL": f"postgres://{DB_USER}@{DB_HOST}:5432/{db}",
+        "DATABASE_URL": database_url(db),
         "DEBUG": "0",
         "SECRET_KEY": "bench-export-secret-key-" + "x" * 40,
         "MEDIA_ROOT": str(media),
@@ -79,16 +80,6 @@ def bench_env(db: str, media: Path) -> dict[str, str]:
         "DJANGO_SETTINGS_MODULE": "studyweb.settings",
         "PYTHONPATH": str(ROOT),
     }
-
-
-def run_checked(cmd: list[str]) -> None:
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    if result.returncode != 0:
-        sys.exit(f"failed: {' '.join(cmd)}\n{result.stdout}\n{result.stderr}")
-
-
-def drop_db(name: str) -> None:
-    run_checked(["dropdb", "-h", DB_HOST, "-U", DB_USER, "--if-exists", "--force", name])
 
 
 def django_setup() -> None:
@@ -402,9 +393,7 @@ def main() -> int:
     results: list[dict] = []
     failures: list[str] = []
     try:
-        drop_db(args.db)
-        run_checked(["createdb", "-h", DB_HOST, "-U", DB_USER, args.db])
-        run_checked([sys.executable, str(ROOT / "manage.py"), "migrate", "--noinput"])
+        fresh_db(args.db, sys.executable, str(ROOT / "manage.py"))
         django_setup()
         data = setup_data(args)
         from django.db import connections

@@ -52,10 +52,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from benchdb import database_url, drop_db, fresh_db
+
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = ROOT / ".venv" / "bin" / "python"
 GUNICORN = ROOT / ".venv" / "bin" / "gunicorn"
-DB_HOST, DB_USER = "127.0.0.1", "postgres"
 SCORES_KEYS = ("overall", "technical", "rationality")  # the "perspectives" preset
 K = 5
 HTTP_TIMEOUT = 30.0  # seconds; a request slower than this counts as an error
@@ -189,7 +190,7 @@ class CpuMeter:
 def bench_env(args: argparse.Namespace, media: Path, static: Path) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
-        DATABASE_URL=f"postgres://{DB_USER}@{DB_HOST}:5432/{args.db}",
+        DATABASE_URL=database_url(args.db),
         DEBUG="0",
         SECRET_KEY="bench-secret-key-" + "x" * 40,
         ALLOWED_HOSTS="127.0.0.1",
@@ -206,16 +207,6 @@ def bench_env(args: argparse.Namespace, media: Path, static: Path) -> dict[str, 
     # still counts every request, so its cost stays in the numbers.
     env.update(RATE_LIMIT_ADDRESS_PER_MIN="100000000", RATE_LIMIT_RATER_PER_MIN="100000000")
     return env
-
-
-def run_checked(cmd: list[str], env: dict[str, str] | None = None) -> None:
-    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    if result.returncode != 0:
-        sys.exit(f"failed: {' '.join(cmd)}\n{result.stdout}\n{result.stderr}")
-
-
-def drop_db(name: str) -> None:
-    run_checked(["dropdb", "-h", DB_HOST, "-U", DB_USER, "--if-exists", "--force", name])
 
 
 def png(i: int) -> bytes:
@@ -638,9 +629,7 @@ def main() -> int:
     server: Server | None = None
     started = time.perf_counter()
     try:
-        drop_db(args.db)
-        run_checked(["createdb", "-h", DB_HOST, "-U", DB_USER, args.db])
-        run_checked([str(PYTHON), str(ROOT / "manage.py"), "migrate", "--noinput"], env)
+        fresh_db(args.db, str(PYTHON), str(ROOT / "manage.py"), env)
         tokens = setup_data(args, env, media)
         print(f"setup: {time.perf_counter() - started:.1f} s ({args.stimuli} stimuli per study)")
 

@@ -65,8 +65,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchdb import database_url, drop_db, fresh_db
+
 ROOT = Path(__file__).resolve().parents[1]
-DB_HOST, DB_USER = "127.0.0.1", "postgres"
 REDIS_URL = "redis://127.0.0.1:6379/13"  # this benchmark's own Redis database, nobody else's
 SAMPLES = ROOT / "tests" / "data" / "agin_samples"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -82,7 +83,7 @@ def bench_env(db: str, workdir: Path, threads: int) -> dict[str, str]:
     # DEBUG off (with a SECRET_KEY): with DEBUG on, Django logs every query in memory,
     # work a production worker does not do.
     return {
-        "DATABASE_URL": f"postgres://{DB_USER}@{DB_HOST}:5432/{db}",
+        "DATABASE_URL": database_url(db),
         "DEBUG": "0",
         "SECRET_KEY": "bench-scoring-secret-key-" + "x" * 40,
         "MEDIA_ROOT": str(workdir / "media"),
@@ -97,16 +98,6 @@ def bench_env(db: str, workdir: Path, threads: int) -> dict[str, str]:
         "OMP_NUM_THREADS": str(threads),
         "MKL_NUM_THREADS": str(threads),
     }
-
-
-def run_checked(cmd: list[str]) -> None:
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    if result.returncode != 0:
-        sys.exit(f"failed: {' '.join(cmd)}\n{result.stdout}\n{result.stderr}")
-
-
-def drop_db(name: str) -> None:
-    run_checked(["dropdb", "-h", DB_HOST, "-U", DB_USER, "--if-exists", "--force", name])
 
 
 def flush_redis() -> None:
@@ -547,9 +538,7 @@ def main() -> int:
     measured: list[dict] = []
     try:
         flush_redis()
-        drop_db(args.db)
-        run_checked(["createdb", "-h", DB_HOST, "-U", DB_USER, args.db])
-        run_checked([sys.executable, str(ROOT / "manage.py"), "migrate", "--noinput"])
+        fresh_db(args.db, sys.executable, str(ROOT / "manage.py"))
         sys.path.insert(0, str(ROOT))
         import django
 
