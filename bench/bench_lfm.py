@@ -17,6 +17,12 @@ most values by 1 through the joint renormalisation, spec step 6).
     .venv/bin/python bench/bench_lfm.py --device cuda --batch 8
     .venv/bin/python bench/bench_lfm.py --sizes 1024x768 --backends eager
 
+Each timed call starts after ``--settle`` seconds of quiet (default 0.3): after
+a call, the oracle's OpenBLAS threads (SciPy's ``cg`` takes its dot products
+from OpenBLAS, threaded) keep spinning for a while, and the torch call timed
+right after it ran 1.5x slower on this 2-core VM (0.19 against 0.12 s at
+1024x768), so whichever backend came first after the oracle looked slow.
+
 ``--batch N`` times N copies of the image in one call (the torch side batches
 them; the oracle's time is multiplied by N). The compiled backend's first call
 (the build, cached on disk by inductor afterwards) is reported separately.
@@ -55,9 +61,11 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _timed(fn, device: torch.device) -> tuple[float, float]:
-    """(wall seconds, process CPU seconds over all threads) of one call."""
+def _timed(fn, device: torch.device, settle: float) -> tuple[float, float]:
+    """(wall seconds, process CPU seconds over all threads) of one call, started after
+    ``settle`` seconds in which spinning thread pools go back to sleep."""
     _sync(device)
+    time.sleep(settle)
     t0, c0 = time.perf_counter(), time.process_time()
     fn()
     _sync(device)
@@ -71,6 +79,9 @@ def main() -> None:
     ap.add_argument("--backends", default="eager,compile")
     ap.add_argument("--repeat", type=int, default=3, help="interleaved rounds per size")
     ap.add_argument("--batch", type=int, default=1, help="images per torch call")
+    ap.add_argument(
+        "--settle", type=float, default=0.3, help="seconds of quiet before each timed call"
+    )
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args()
 
@@ -81,7 +92,7 @@ def main() -> None:
     print(
         f"LFM float64 | {platform.processor() or platform.machine()} | "
         f"torch {torch.__version__} threads={torch.get_num_threads()} | device={device} "
-        f"| batch={args.batch} | load={os.getloadavg()[0]:.2f}"
+        f"| batch={args.batch} | settle={args.settle}s | load={os.getloadavg()[0]:.2f}"
     )
     header = f"{'size':>10} {'oracle s':>9}"
     for b in backends:
@@ -107,11 +118,11 @@ def main() -> None:
         for b in backends:
             row[b]["cpu"] = []
         for _ in range(args.repeat):
-            wall, cpu_s = _timed(lambda img=img: lfm_oracle.lfm(img), cpu)
+            wall, cpu_s = _timed(lambda img=img: lfm_oracle.lfm(img), cpu, args.settle)
             oracle_times.append(wall * args.batch)
             oracle_cpu.append(cpu_s * args.batch)
             for b in backends:
-                wall, cpu_s = _timed(lambda b=b, x=x: lfm_tensor(x, backend=b), device)
+                wall, cpu_s = _timed(lambda b=b, x=x: lfm_tensor(x, backend=b), device, args.settle)
                 row[b]["times"].append(wall)
                 row[b]["cpu"].append(cpu_s)
         row["oracle_s"] = min(oracle_times)

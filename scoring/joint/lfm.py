@@ -31,6 +31,7 @@ only the joint renormalisation moves most values by 1.
 
 from __future__ import annotations
 
+import threading
 import warnings
 from collections import defaultdict
 from collections.abc import Sequence
@@ -98,29 +99,6 @@ def _dy(u: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def _laplacian(u: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-    """out = 4-neighbour Laplacian of u (reflect-101).
-
-    Summed in OpenCV filter2D's order over the non-zero taps (top, left,
-    centre, right, bottom), so float64 results match its rounding.
-    """
-    h, w = u.shape[-2], u.shape[-1]
-    # top neighbour u[y-1]; row -1 reflects to row 1 (to row 0 when h == 1)
-    out[..., 1:, :] = u[..., :-1, :]
-    out[..., 0, :] = u[..., 1 if h > 1 else 0, :]
-    # left neighbour u[x-1]
-    out[..., :, 1:] += u[..., :, :-1]
-    out[..., :, 0] += u[..., :, 1 if w > 1 else 0]
-    out.add_(u, alpha=-4.0)  # -4 * u is exact, so this equals s += (-4) * u
-    # right neighbour u[x+1]; column w reflects to column w-2
-    out[..., :, :-1] += u[..., :, 1:]
-    out[..., :, w - 1] += u[..., :, w - 2 if w > 1 else 0]
-    # bottom neighbour u[y+1]
-    out[..., :-1, :] += u[..., 1:, :]
-    out[..., h - 1, :] += u[..., h - 2 if h > 1 else 0, :]
-    return out
-
-
 def _bdot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Per-system dot product of two B x H x W tensors -> B (no temporaries)."""
     n = a.shape[0]
@@ -128,32 +106,102 @@ def _bdot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 class _Workspace:
-    """Scratch buffers shared by the operators of one chunk (avoids re-allocation)."""
+    """Every buffer of one chunk's solve, so the eager path allocates nothing per chunk.
 
-    def __init__(self, like: torch.Tensor) -> None:
-        self.t1 = torch.empty_like(like)
-        self.t2 = torch.empty_like(like)
+    A fresh 6 MB tensor costs about as much as three passes over it (the kernel
+    zero-fills its pages on first touch; how often that happens depends on the
+    allocator's state, which made timings swing by 50%), and a solve needs ten.
+    The buffers are views of one flat tensor, which :func:`_workspace` keeps per
+    thread for the next call. ``dx`` and ``dy`` hold the x and y differences:
+    only their interior (columns, resp. rows, 1 .. -2) is written after
+    :func:`_dx` / :func:`_dy` zeroed their borders at the start of a solve, so
+    the borders stay 0, the value reflect-101 gives there, with no fill per call.
+    """
+
+    NAMES = ("g", "coef", "r", "p", "q", "v", "f", "dx", "dy", "b_e")
+
+    def __init__(self, n: int, h: int, w: int, flat: torch.Tensor):
+        size = n * h * w
+        for k, name in enumerate(self.NAMES):
+            setattr(self, name, flat[k * size : (k + 1) * size].view(n, h, w))
+        self.b_e.fill_(EDGE_ADD)
+
+    def take(self, n: int) -> _Workspace:
+        """A view of the first ``n`` systems (chunks are slices along dim 0)."""
+        if n == self.g.shape[0]:
+            return self
+        part = object.__new__(_Workspace)
+        for name in self.NAMES:
+            setattr(part, name, getattr(self, name)[:n])
+        return part
 
 
-def _edge_op(
-    v: torch.Tensor, coef: torch.Tensor, ws: _Workspace, out: torch.Tensor
-) -> torch.Tensor:
-    """A_e(v) = v * (alpha |grad f|^2 + a) - m Lap(v); ``coef`` holds the bracket."""
-    lap = _laplacian(v, ws.t1)
-    torch.mul(v, coef, out=out)
-    out.add_(lap, alpha=-LAP_MUL)
+# Largest flat workspace kept for the next call, per thread: 10 buffers of a
+# 1024 x 768 channel in float64 are 63 MB; bigger images allocate per call.
+WORKSPACE_CACHE_BYTES = 256 * 2**20
+_kept = threading.local()
+
+
+def _workspace(n: int, h: int, w: int, dtype: torch.dtype, device: torch.device) -> _Workspace:
+    elements = len(_Workspace.NAMES) * n * h * w
+    flat = getattr(_kept, "flat", None) if device.type == "cpu" else None
+    if flat is None or flat.dtype != dtype or flat.numel() < elements:
+        flat = torch.empty(elements, dtype=dtype, device=device)
+        if device.type == "cpu" and flat.numel() * flat.element_size() <= WORKSPACE_CACHE_BYTES:
+            _kept.flat = flat  # CUDA's caching allocator already reuses its blocks
+    return _Workspace(n, h, w, flat)
+
+
+def _edge_op(p: torch.Tensor, coef4: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """A_e(p) = p (alpha |grad f|^2 + a) - m Lap(p), as p * coef4 - m * (sum of 4 neighbours).
+
+    ``coef4`` is the bracket plus 4 m (the Laplacian's centre tap folded into the
+    diagonal), so the operator is one product and four shifted adds: five passes
+    over memory instead of nine for the Laplacian alone. Neighbours outside the
+    image reflect (reflect-101: row -1 reads row 1; a side of length 1 reads itself).
+    """
+    h, w = p.shape[-2], p.shape[-1]
+    m = -LAP_MUL
+    torch.mul(p, coef4, out=out)
+    if h > 1:
+        out[..., 1:, :].add_(p[..., :-1, :], alpha=m)  # top
+        out[..., 0, :].add_(p[..., 1, :], alpha=m)
+        out[..., :-1, :].add_(p[..., 1:, :], alpha=m)  # bottom
+        out[..., h - 1, :].add_(p[..., h - 2, :], alpha=m)
+    else:
+        out.add_(p, alpha=2 * m)
+    if w > 1:
+        out[..., :, 1:].add_(p[..., :, :-1], alpha=m)  # left
+        out[..., :, 0].add_(p[..., :, 1], alpha=m)
+        out[..., :, :-1].add_(p[..., :, 1:], alpha=m)  # right
+        out[..., :, w - 1].add_(p[..., :, w - 2], alpha=m)
+    else:
+        out.add_(p, alpha=2 * m)
     return out
 
 
-def _image_op(u: torch.Tensor, e: torch.Tensor, ws: _Workspace, out: torch.Tensor) -> torch.Tensor:
-    """A_f(u) = u - 2 alpha (Dx(e Dx u) + Dy(e Dy u))."""
-    t1, t2 = ws.t1, ws.t2
-    _dx(u, t1).mul_(e)
-    _dx(t1, t2)  # t2 = Dx(e Dx u)
-    _dy(u, t1).mul_(e)
-    _dy(t1, out)  # out = Dy(e Dy u), used as scratch before the final combination
-    t2.add_(out)
-    torch.add(u, t2, alpha=-2 * ALPHA, out=out)
+def _image_op(u: torch.Tensor, ec: torch.Tensor, ws: _Workspace, out: torch.Tensor) -> torch.Tensor:
+    """A_f(u) = u - 2 alpha (Dx(e Dx u) + Dy(e Dy u)), with ``ec`` = -2 alpha e.
+
+    Written as u + ec[y+1] Dy(u)[y+1] - ec[y-1] Dy(u)[y-1] + (the same along x):
+    each product with ec rides on an addcmul, two differences and four
+    addcmuls in all. Dy(ec Dy u) is 0 on the first and last row (reflect-101)
+    and Dx(...) on the first and last column, which is why those are left as u.
+    """
+    h, w = u.shape[-2], u.shape[-1]
+    d, dd = ws.dx, ws.dy
+    if h > 2:
+        torch.sub(u[..., 2:, :], u[..., :-2, :], out=dd[..., 1:-1, :])
+        torch.addcmul(u[..., 1:-1, :], ec[..., 2:, :], dd[..., 2:, :], out=out[..., 1:-1, :])
+        out[..., 1:-1, :].addcmul_(ec[..., :-2, :], dd[..., :-2, :], value=-1.0)
+        out[..., 0, :] = u[..., 0, :]
+        out[..., h - 1, :] = u[..., h - 1, :]
+    else:
+        out.copy_(u)
+    if w > 2:
+        torch.sub(u[..., :, 2:], u[..., :, :-2], out=d[..., :, 1:-1])
+        out[..., :, 1:-1].addcmul_(ec[..., :, 2:], d[..., :, 2:])
+        out[..., :, 1:-1].addcmul_(ec[..., :, :-2], d[..., :, :-2], value=-1.0)
     return out
 
 
@@ -162,6 +210,12 @@ def _cg(
     b: torch.Tensor,
     maxiter: int,
     rtol: float,
+    *,
+    x: torch.Tensor | None = None,
+    r: torch.Tensor | None = None,
+    p: torch.Tensor | None = None,
+    q: torch.Tensor | None = None,
+    first_q: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Batched conjugate gradient with SciPy ``cg`` semantics, one system per batch row.
 
@@ -169,18 +223,26 @@ def _cg(
     ||r|| < rtol ||b||; a system with ||b|| == 0 returns 0. Stopped systems
     keep x and r unchanged: their step and beta are forced to 0 (``where``),
     which also keeps 0/0 of a zero system from leaking NaN into the batch.
+
+    ``x``, ``r``, ``p``, ``q`` are optional buffers (allocated when missing);
+    ``b`` is only read. ``first_q`` is A b when the caller has it for less than
+    an operator call. Passes saved on the way: iteration 0 reads b as p (no
+    copy) and writes x = step p (no zero fill), the last one skips the update
+    of r that nothing reads.
     """
     n = b.shape[0]
     view = (n,) + (1,) * (b.dim() - 1)
-    x = torch.zeros_like(b)
-    r = b.clone()
-    p = torch.empty_like(b)
-    q = torch.empty_like(b)
+    x = torch.empty_like(b) if x is None else x
+    r = torch.empty_like(b) if r is None else r
+    p = torch.empty_like(b) if p is None else p
+    q = torch.empty_like(b) if q is None else q
+    r.copy_(b)
     rho = _bdot(r, r)
     atol = rtol * torch.sqrt(rho)  # ||b|| since r == b
     active = rho > 0
     rho_prev = rho
     zero = torch.zeros((), dtype=b.dtype, device=b.device)
+    started = False
     for it in range(maxiter):
         if it > 0:
             rho = _bdot(r, r)
@@ -189,20 +251,35 @@ def _cg(
         if b.device.type == "cpu" and not bool(active.any()):
             break  # on CUDA skip the host sync: frozen systems cost only flops
         if it == 0:
-            p.copy_(r)
+            p_it = b  # p = r = b
+            if first_q is None:
+                apply_a(p_it, q)
+            elif first_q is not q:
+                q.copy_(first_q)
         else:
-            beta = torch.where(active, rho / rho_prev, zero)
-            torch.addcmul(r, p, beta.view(view), out=p)  # p = r + beta p, one pass
-        apply_a(p, q)
-        step = torch.where(active, rho / _bdot(p, q), zero).view(view)
-        x.addcmul_(step, p)
-        r.addcmul_(step, q, value=-1.0)
+            beta = torch.where(active, rho / rho_prev, zero).view(view)
+            torch.addcmul(r, p_it, beta, out=p)  # p = r + beta p, one pass
+            p_it = p
+            apply_a(p_it, q)
+        step = torch.where(active, rho / _bdot(p_it, q), zero).view(view)
+        if started:
+            x.addcmul_(step, p_it)
+        else:
+            torch.mul(p_it, step, out=x)
+            started = True
+        if it < maxiter - 1:
+            r.addcmul_(step, q, value=-1.0)
         rho_prev = rho
+    if not started:
+        x.zero_()
     return x
 
 
-def _minmax_trunc_uint8(f: torch.Tensor) -> torch.Tensor:
-    """Per-system min-max to [0, 255] as OpenCV normalize (float64), truncated to uint8."""
+def _minmax_trunc_uint8(f: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-system min-max to [0, 255] as OpenCV normalize (float64), truncated to uint8.
+
+    Overwrites ``f``; writes into ``out`` when given.
+    """
     n = f.shape[0]
     flat = f.reshape(n, -1)
     lo = flat.amin(dim=1)
@@ -212,9 +289,12 @@ def _minmax_trunc_uint8(f: torch.Tensor) -> torch.Tensor:
     scale = torch.where(ok, 255.0 * (1.0 / torch.where(ok, rng, torch.ones_like(rng))), 0.0)
     shift = -lo * scale  # OpenCV: dmin - smin * scale with dmin = 0
     view = (n,) + (1,) * (f.dim() - 1)
-    out = f * scale.view(view) + shift.view(view)
+    f.mul_(scale.view(view)).add_(shift.view(view))
     # np.uint8(float) truncates toward zero; clamp first so the cast is defined
-    return out.clamp_(0.0, 255.0).to(torch.uint8)
+    f.clamp_(0.0, 255.0)
+    if out is None:
+        return f.to(torch.uint8)
+    return out.copy_(f)
 
 
 def _joint_minmax_round(x: torch.Tensor) -> torch.Tensor:
@@ -240,31 +320,42 @@ def _joint_minmax_round(x: torch.Tensor) -> torch.Tensor:
 
 
 def _lfm_systems(
-    chans: torch.Tensor, *, dtype: torch.dtype, maxiter: int, rtol: float
+    chans: torch.Tensor,
+    *,
+    dtype: torch.dtype,
+    maxiter: int,
+    rtol: float,
+    ws: _Workspace | None = None,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """B x H x W channels (any real dtype, 0..255) -> B x H x W uint8 (spec steps 1-5)."""
-    c = chans.to(dtype)
-    n = c.shape[0]
+    n, h, w = chans.shape
+    if ws is None:
+        ws = _workspace(n, h, w, dtype, chans.device)
     view = (n, 1, 1)
-    cmax = c.reshape(n, -1).amax(dim=1)
-    inv = torch.where(cmax > 0, cmax, torch.ones_like(cmax))
-    g = c / inv.view(view)  # c / max(c); all-zero channels stay 0 (no 0/0)
-    ws = _Workspace(g)
+    g = ws.g.copy_(chans)
+    cmax = g.reshape(n, -1).amax(dim=1)
+    # g = c / max(c); all-zero channels stay 0 (no 0/0)
+    g.div_(torch.where(cmax > 0, cmax, torch.ones_like(cmax)).view(view))
 
-    # |grad f|^2 with f = g, folded into the edge operator's diagonal
-    coef = torch.empty_like(g)
-    _dx(g, ws.t1)
-    _dy(g, ws.t2)
-    torch.mul(ws.t1, ws.t1, out=coef)
-    coef.addcmul_(ws.t2, ws.t2)
+    # |grad f|^2 with f = g, folded into the edge operator's diagonal. dx and dy
+    # are the image operator's buffers: their borders are 0 and stay 0.
+    coef = ws.coef
+    gx, gy = _dx(g, ws.dx), _dy(g, ws.dy)
+    torch.mul(gx, gx, out=coef)
+    coef.addcmul_(gy, gy)
     coef.mul_(ALPHA).add_(EDGE_ADD)
+    # iteration 0 applies A_e to b_e, a constant: its Laplacian is exactly 0
+    torch.mul(ws.b_e, coef, out=ws.q)
+    coef.add_(4 * LAP_MUL)
 
-    b_e = torch.full_like(g, EDGE_ADD)
-    v = _cg(lambda p, out: _edge_op(p, coef, ws, out), b_e, maxiter, rtol)
-    e = v.mul_(v)  # e = v^2
-
-    f = _cg(lambda p, out: _image_op(p, e, ws, out), g, maxiter, rtol)
-    return _minmax_trunc_uint8(f)
+    cg_bufs = {"r": ws.r, "p": ws.p, "q": ws.q}
+    v = _cg(
+        lambda p, o: _edge_op(p, coef, o), ws.b_e, maxiter, rtol, x=ws.v, first_q=ws.q, **cg_bufs
+    )
+    ec = v.mul_(v).mul_(-2 * ALPHA)  # e = v^2, times the image operator's -2 alpha
+    f = _cg(lambda p, o: _image_op(p, ec, ws, o), g, maxiter, rtol, x=ws.f, **cg_bufs)
+    return _minmax_trunc_uint8(f, out)
 
 
 # --------------------------------------------------------------------------
@@ -317,6 +408,7 @@ def _f_cg(apply_a, b: torch.Tensor, maxiter: int, rtol: float) -> torch.Tensor:
 
 
 def _f_lfm_systems(chans: torch.Tensor, maxiter: int, rtol: float) -> torch.Tensor:
+    """Spec steps 1-4 (f in float64); the caller normalises it outside the graph."""
     c = chans.to(torch.float64) if not chans.is_floating_point() else chans
     cmax = c.amax(dim=(1, 2))
     g = c / torch.where(cmax > 0, cmax, 1.0)[:, None, None]
@@ -328,7 +420,7 @@ def _f_lfm_systems(chans: torch.Tensor, maxiter: int, rtol: float) -> torch.Tens
     f = _f_cg(
         lambda u: u - 2 * ALPHA * (_f_dx(e * _f_dx(u)) + _f_dy(e * _f_dy(u))), g, maxiter, rtol
     )
-    return _minmax_trunc_uint8(f)
+    return f
 
 
 _COMPILED: dict[str, object] = {}
@@ -362,8 +454,16 @@ def _compiled_systems(device_type: str):
 
 
 def _run_systems(
-    chans: torch.Tensor, *, dtype: torch.dtype, maxiter: int, rtol: float, backend: str
-) -> torch.Tensor:
+    chans: torch.Tensor,
+    *,
+    dtype: torch.dtype,
+    maxiter: int,
+    rtol: float,
+    backend: str,
+    ws: _Workspace,
+    out: torch.Tensor,
+) -> None:
+    """Spec steps 1-5 of a chunk of systems into ``out`` (uint8), on the chosen backend."""
     h, w = chans.shape[-2:]
     dev = chans.device.type
     if backend == "compile" and h >= 3 and w >= 3 and dev not in _COMPILE_FAILED:
@@ -371,7 +471,8 @@ def _run_systems(
             f = _compiled_systems(dev)(chans.to(dtype), maxiter, rtol)
             # normalise outside the graph: inductor would fuse f * scale + shift into an
             # FMA, which flips a channel's brightest pixel between 254 and 255
-            return _minmax_trunc_uint8(f)
+            _minmax_trunc_uint8(f, out)
+            return
         except Exception as exc:  # noqa: BLE001 -- any backend failure (no C++ compiler, no Triton) falls back
             _COMPILE_FAILED.add(dev)
             warnings.warn(
@@ -380,7 +481,9 @@ def _run_systems(
                 RuntimeWarning,
                 stacklevel=3,
             )
-    return _lfm_systems(chans, dtype=dtype, maxiter=maxiter, rtol=rtol)
+    _lfm_systems(
+        chans, dtype=dtype, maxiter=maxiter, rtol=rtol, ws=ws.take(chans.shape[0]), out=out
+    )
 
 
 def lfm_tensor(
@@ -415,10 +518,17 @@ def lfm_tensor(
     systems = images.reshape(n * c, h, w)
     per_chunk = max(1, max_chunk_elements // (h * w))
     out = torch.empty((n * c, h, w), dtype=torch.uint8, device=images.device)
+    ws = _workspace(min(per_chunk, n * c), h, w, dtype, images.device)  # shared by every chunk
     for start in range(0, n * c, per_chunk):
         stop = min(start + per_chunk, n * c)
-        out[start:stop] = _run_systems(
-            systems[start:stop], dtype=dtype, maxiter=maxiter, rtol=rtol, backend=backend
+        _run_systems(
+            systems[start:stop],
+            dtype=dtype,
+            maxiter=maxiter,
+            rtol=rtol,
+            backend=backend,
+            ws=ws,
+            out=out[start:stop],
         )
     return _joint_minmax_round(out.reshape(n, c, h, w))
 
