@@ -447,10 +447,14 @@ class Predictor:
         start = time.perf_counter()
         chunks = iter(loader)
         done = False
+        # The first forward runs on the first chunk alone: the model would otherwise sit
+        # idle until the workers had filled a whole batch (on 2 CPU cores, 12% of a
+        # 64-image run at batch 32). Results do not depend on how images are batched.
+        want = chunk if workers > 0 else bs
         while not done:
             t0 = time.perf_counter()
             pending: list[dict[str, list[Any]]] = []
-            while sum(len(c["index"]) for c in pending) < bs:
+            while sum(len(c["index"]) for c in pending) < want:
                 nxt = next(chunks, None)
                 if nxt is None:
                     done = True
@@ -460,6 +464,7 @@ class Predictor:
             timing.wait_s += t1 - t0
             if not pending:
                 break
+            want = bs
             batch = _merge(pending)
             x_t, x_r = self._prepare(batch, on_device)
             self._sync()
