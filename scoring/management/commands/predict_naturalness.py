@@ -67,8 +67,8 @@ class Command(BaseCommand):
             "--lfm-backend",
             choices=["eager", "compile"],
             default="eager",
-            help="LFM implementation: eager (default) or compile (torch.compile: several "
-            "times faster once built; the first build of each image size takes seconds)",
+            help="LFM implementation: eager (default) or compile (torch.compile: faster on "
+            "a GPU, slower on a small CPU; each build takes seconds)",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:

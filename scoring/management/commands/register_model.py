@@ -20,7 +20,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--lfm-backend",
             choices=["eager", "compile"],
-            help="compile: torch.compile'd LFM (faster; one build per image size on CPU)",
+            help="compile: torch.compile'd LFM (faster on a GPU, slower on a small CPU)",
         )
 
     def handle(
