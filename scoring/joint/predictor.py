@@ -21,8 +21,9 @@ Two placements of the heavy preprocessing:
   on CPU workers to feed a GPU (measured: 3% of the bare forward on an H200).
   On CPU the compiled LFM belongs in the main process too: workers are new
   processes on every ``predict`` call and would each build or reload its
-  kernels, while the main process keeps them (measured on 2 cores: 73-81% of
-  the bare forward at batch 32, against 58-61% with the eager LFM in workers).
+  kernels, while the main process keeps them. On 2 cores both placements
+  measured near 70% of the bare forward at batch 32 (the total CPU work is the
+  bound there; docs/benchmarks.md, "Predictor").
 
 An artifact model (PAL4VST TorchScript) runs in the main process on the
 device; workers then hand over the 224 x 224 image and the artifact model's
