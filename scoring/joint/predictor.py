@@ -155,9 +155,11 @@ class _JointDataset(Dataset):
         lfm_order: LfmOrder,
         lfm_backend: str,
         seed: int,
+        gate: Any = None,
     ) -> None:
         self.images = images
         self.technical = technical
+        self.gate = gate  # a multiprocessing Event: items start only while it is set
         self.on_device = on_device
         self.artifact = artifact
         self.lfm_order = lfm_order
@@ -168,6 +170,8 @@ class _JointDataset(Dataset):
         return len(self.images)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
+        if self.gate is not None:
+            self.gate.wait()
         rgb = open_image(self.images[i], i)
         item: dict[str, Any] = {"index": i}
         if self.on_device:
@@ -208,11 +212,15 @@ def _collate(items: list[dict[str, Any]]) -> dict[str, list[Any]]:
     return dict(out)
 
 
-def _auto_workers(n_images: int) -> int:
+def _cores() -> int:
     try:
-        cores = len(os.sched_getaffinity(0))
+        return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
+        return os.cpu_count() or 1
+
+
+def _auto_workers(n_images: int) -> int:
+    cores = _cores()
     if n_images < 4 or cores < 2:
         return 0  # starting workers costs more than it saves
     return max(1, min(cores, 16, n_images // 2))
@@ -269,6 +277,22 @@ class Predictor:
         if artifact_model is not None and not isinstance(artifact_model, ArtifactModel):
             artifact_model = ArtifactModel(Path(artifact_model), device=self.device)
         self.artifact_model = artifact_model
+
+    def _worker_gate(self, workers: int) -> Any:
+        """An Event that holds the workers back while the forward runs, or None.
+
+        Only when the forward runs on the CPU with a thread for every core: the
+        workers would then take cores from it, and sharing them cost more than
+        taking turns. On 2 cores at batch 32 the forward ran 25-40% slower beside
+        busy workers, and with them held back the pipeline reached 74-76% of the
+        bare forward against 65-72% (docs/benchmarks.md, "Predictor"). With cores
+        to spare, or a GPU doing the forward, workers run throughout.
+        """
+        if workers <= 0 or self.device.type != "cpu" or torch.get_num_threads() < _cores():
+            return None
+        gate = torch.multiprocessing.get_context().Event()  # the DataLoader's default context
+        gate.set()
+        return gate
 
     def _preprocess_on_device(self) -> bool:
         """Where LFM and the final resizes run (see the module docstring)."""
@@ -419,6 +443,8 @@ class Predictor:
             return []
         bs = batch_size or self.batch_size
         on_device = self._preprocess_on_device()
+        workers = _auto_workers(len(images)) if self.num_workers is None else self.num_workers
+        gate = self._worker_gate(workers)
         dataset = _JointDataset(
             images,
             technical,
@@ -427,8 +453,8 @@ class Predictor:
             lfm_order=self.lfm_order,
             lfm_backend=self.lfm_backend,
             seed=self.seed,
+            gate=gate,
         )
-        workers = _auto_workers(len(images)) if self.num_workers is None else self.num_workers
         # A DataLoader hands whole batches to workers: with model-sized batches only
         # len(images) / batch_size workers would be busy. Workers load small chunks
         # (a divisor of the batch size) and the main process regroups them.
@@ -470,7 +496,13 @@ class Predictor:
             x_t, x_r = self._prepare(batch, on_device)
             self._sync()
             t2 = time.perf_counter()
-            t, r, nat = self.predict_tensors(x_t, x_r, batch_size=bs)  # .cpu() syncs
+            if gate is not None:
+                gate.clear()  # workers finish the item in hand and wait
+            try:
+                t, r, nat = self.predict_tensors(x_t, x_r, batch_size=bs)  # .cpu() syncs
+            finally:
+                if gate is not None:
+                    gate.set()
             t3 = time.perf_counter()
             timing.prepare_s += t2 - t1
             timing.forward_s += t3 - t2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 import pytest
@@ -179,3 +180,69 @@ def test_compiled_lfm_runs_in_the_main_process_by_default_on_cpu(random_model):
     assert compiled._preprocess_on_device() is True
     compiled.preprocess_on_device = False  # an explicit choice wins
     assert compiled._preprocess_on_device() is False
+
+
+def _item_starts_during_forwards(model, images, tmp_path, monkeypatch, *, gated: bool):
+    """Runs ``predict`` with 2 workers and a forward slowed to 0.3 s; returns the
+    results and how many worker items started while a forward was running (item
+    starts are logged by the workers, forward intervals by the main process, on
+    the machine-wide monotonic clock)."""
+    import scoring.joint.predictor as P
+
+    log = tmp_path / f"starts-{gated}.txt"
+    opened = P.open_image
+
+    def logged_open(image, index=0):
+        with open(log, "a") as fh:  # runs in a worker, right after the gate
+            fh.write(f"{time.monotonic()}\n")
+        return opened(image, index)
+
+    monkeypatch.setattr(P, "open_image", logged_open)
+    monkeypatch.setattr(P, "_cores", torch.get_num_threads)  # the forward covers every core
+    if not gated:
+        monkeypatch.setattr(Predictor, "_worker_gate", lambda self, workers: None)
+    p = Predictor(model, device="cpu", num_workers=2)
+    forward = p.predict_tensors
+    spans = []
+
+    def slow_forward(*args, **kwargs):
+        t0 = time.monotonic()
+        time.sleep(0.3)
+        out = forward(*args, **kwargs)
+        spans.append((t0, time.monotonic()))
+        return out
+
+    monkeypatch.setattr(p, "predict_tensors", slow_forward)
+    results = p.predict(images * 3, batch_size=4)
+    starts = [float(x) for x in log.read_text().split()]
+    inside = sum(1 for t in starts for a, b in spans if a + 0.02 < t < b)
+    return results, inside
+
+
+def test_workers_wait_while_a_cpu_forward_takes_every_core(
+    random_model, images, baseline, tmp_path, monkeypatch
+):
+    """When the forward has a thread per core, workers hold back while it runs (sharing
+    2 cores measured slower than taking turns) and resume after it: no item starts
+    inside a forward, results unchanged. Without the gate items do start inside."""
+    results, inside = _item_starts_during_forwards(
+        random_model, images, tmp_path, monkeypatch, gated=True
+    )
+    assert inside == 0
+    _close(results[:4], baseline)
+    _close(results[8:], baseline)
+    _, inside_ungated = _item_starts_during_forwards(
+        random_model, images, tmp_path, monkeypatch, gated=False
+    )
+    assert inside_ungated > 0
+
+
+def test_no_gate_for_a_gpu_forward_or_spare_cores(random_model, monkeypatch):
+    import scoring.joint.predictor as P
+
+    p = Predictor(random_model, device="cpu")
+    monkeypatch.setattr(P, "_cores", torch.get_num_threads)
+    assert p._worker_gate(2) is not None
+    assert p._worker_gate(0) is None  # no workers
+    monkeypatch.setattr(P, "_cores", lambda: torch.get_num_threads() + 4)
+    assert p._worker_gate(2) is None  # cores to spare: workers run beside the forward
