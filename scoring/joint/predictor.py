@@ -25,6 +25,10 @@ Two placements of the heavy preprocessing:
   measured near 70% of the bare forward at batch 32 (the total CPU work is the
   bound there; docs/benchmarks.md, "Predictor").
 
+When the forward itself runs on the CPU with a thread per core, workers wait
+while it runs and prepare the next batch between forwards (sharing the cores
+slowed the forward more than taking turns costs; see ``_worker_gate``).
+
 An artifact model (PAL4VST TorchScript) runs in the main process on the
 device; workers then hand over the 224 x 224 image and the artifact model's
 input, and the partition is cut after the masks are known.
