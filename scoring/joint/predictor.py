@@ -288,9 +288,10 @@ class Predictor:
         Only when the forward runs on the CPU with a thread for every core: the
         workers would then take cores from it, and sharing them cost more than
         taking turns. On 2 cores at batch 32 the forward ran 25-40% slower beside
-        busy workers, and with them held back the pipeline reached 74-76% of the
-        bare forward against 65-72% (docs/benchmarks.md, "Predictor"). With cores
-        to spare, or a GPU doing the forward, workers run throughout.
+        busy workers; held back, the pipeline reached 78% of the bare forward
+        against 73% (medians of an interleaved A/B, docs/benchmarks.md,
+        "Predictor"). With cores to spare, or a GPU doing the forward, workers
+        run throughout.
         """
         if workers <= 0 or self.device.type != "cpu" or torch.get_num_threads() < _cores():
             return None
@@ -480,7 +481,7 @@ class Predictor:
         done = False
         # The first forward runs on the first chunk alone: the model would otherwise sit
         # idle until the workers had filled a whole batch (on 2 CPU cores, 12% of a
-        # 64-image run at batch 32). Results do not depend on how images are batched.
+        # 64-image run at batch 32). Results do not depend on the batching (within 1e-4).
         want = chunk if workers > 0 else bs
         while not done:
             t0 = time.perf_counter()
