@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
+import scoring.joint.predictor as P
 from scoring.joint.partition import ArtifactModel
 from scoring.joint.predictor import ImageError, JointResult, Predictor
 
@@ -187,8 +188,6 @@ def _item_starts_during_forwards(model, images, tmp_path, monkeypatch, *, gated:
     results and how many worker items started while a forward was running (item
     starts are logged by the workers, forward intervals by the main process, on
     the machine-wide monotonic clock)."""
-    import scoring.joint.predictor as P
-
     log = tmp_path / f"starts-{gated}.txt"
     opened = P.open_image
 
@@ -237,9 +236,7 @@ def test_workers_wait_while_a_cpu_forward_takes_every_core(
     assert inside_ungated > 0
 
 
-def test_no_gate_for_a_gpu_forward_or_spare_cores(random_model, monkeypatch):
-    import scoring.joint.predictor as P
-
+def test_no_gate_without_workers_or_with_spare_cores(random_model, monkeypatch):
     p = Predictor(random_model, device="cpu")
     monkeypatch.setattr(P, "_cores", torch.get_num_threads)
     assert p._worker_gate(2) is not None
