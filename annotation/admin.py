@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db.models import Count, Q
 from django.utils.html import format_html
 
 from annotation import protocol
 from annotation.models import Claim, Rater, Rating, Session, Stimulus, StimulusTally, Study
+from annotation.studies import StudyRuleError, locked_fields, study_set_status, study_update
 
 
 @admin.register(Study)
@@ -82,9 +83,37 @@ class StudyAdmin(admin.ModelAdmin):
             return "-"
         return format_html('<a href="{0}">{0}</a>', obj.get_absolute_url())
 
+    def get_readonly_fields(self, request, obj=None):
+        # Status changes go through the actions (and their rules); settings fixed once the
+        # study has opened are shown, not edited.
+        fixed = ("status", *locked_fields(obj)) if obj is not None else ("status",)
+        if obj is not None:
+            fixed = (*fixed, "slug")
+        return (*self.readonly_fields, *fixed)
+
+    def get_prepopulated_fields(self, request, obj=None):
+        return {} if obj is not None else self.prepopulated_fields
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            super().save_model(request, obj, form, change)
+            return
+        changes = {name: form.cleaned_data[name] for name in form.changed_data}
+        changes.pop("shared_with", None)  # many-to-many: saved by save_related
+        try:
+            study_update(study=obj, changes=changes)
+        except StudyRuleError as exc:
+            self.message_user(request, f"not saved: {exc}", messages.ERROR)
+
     def _set_status(self, request, queryset, status):
-        updated = queryset.update(status=status)
-        self.message_user(request, f"{updated} stud{'y' if updated == 1 else 'ies'} now {status}.")
+        changed = 0
+        for study in queryset:
+            try:
+                study_set_status(study=study, status=status)
+                changed += 1
+            except StudyRuleError as exc:
+                self.message_user(request, f"{study.slug}: {exc}", messages.ERROR)
+        self.message_user(request, f"{changed} stud{'y' if changed == 1 else 'ies'} now {status}.")
 
     @admin.action(description="Open the selected studies")
     def open_studies(self, request, queryset):

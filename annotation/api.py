@@ -22,6 +22,8 @@ from annotation import protocol as proto
 from annotation.importing import ImportAborted, stimuli_import
 from annotation.models import Stimulus, Study
 from annotation.permissions import can_view_study, visible_studies
+from annotation.selectors import study_progress
+from annotation.studies import study_create, study_delete, study_set_status, study_update
 
 
 class FiniteFloatField(serializers.FloatField):
@@ -91,29 +93,14 @@ class StudySerializer(serializers.ModelSerializer):
         path = obj.get_absolute_url()
         return request.build_absolute_uri(path) if request else path
 
-    def validate_slug(self, value):
-        if self.instance is not None and value != self.instance.slug:
-            raise ValidationError("the slug cannot change: links already point to it")
-        return value
+    def create(self, validated_data):
+        return study_create(**validated_data)
 
     def update(self, instance, validated_data):
         # Defaults apply to new studies only: a PUT that omits a field keeps its value.
         sent = set(getattr(self, "initial_data", {}) or {})
-        validated_data = {k: v for k, v in validated_data.items() if k in sent}
-        return super().update(instance, validated_data)
-
-    def validate(self, attrs):
-        if self.instance is not None and self.instance.status != Study.Status.DRAFT:
-            # Only what the client sent counts (a PUT fills omitted fields with defaults).
-            sent = set(getattr(self, "initial_data", {}) or {})
-            locked = {"protocol", "scale"} & {
-                k for k, v in attrs.items() if k in sent and getattr(self.instance, k) != v
-            }
-            if locked:
-                raise ValidationError(
-                    {k: "cannot change once the study has opened" for k in sorted(locked)}
-                )
-        return attrs
+        changes = {k: v for k, v in validated_data.items() if k in sent}
+        return study_update(study=instance, changes=changes)
 
 
 class StimulusSerializer(serializers.ModelSerializer):
@@ -165,16 +152,10 @@ class StudyViewSet(
         serializer.save(owner=self.request.user)
 
     def perform_destroy(self, instance):
-        if instance.stimuli.filter(ratings__isnull=False).exists():
-            raise ValidationError({"slug": "the study has ratings: close it instead of deleting"})
-        instance.delete()
+        study_delete(study=instance)
 
     def _set_status(self, request, status_value):
-        study = self.get_object()
-        if status_value == Study.Status.OPEN and not study.stimuli.filter(role="test").exists():
-            raise ValidationError({"status": "import test stimuli before opening the study"})
-        study.status = status_value
-        study.save(update_fields=["status", "updated_at"])
+        study = study_set_status(study=self.get_object(), status=status_value)
         return Response(self.get_serializer(study).data)
 
     @extend_schema(request=None)
@@ -200,13 +181,18 @@ class StudyViewSet(
                 "in_progress": serializers.IntegerField(),
                 "untouched": serializers.IntegerField(),
                 "total": serializers.IntegerField(),
+                "k": serializers.IntegerField(),
+                "stimuli_by_ratings": serializers.ListField(child=serializers.DictField()),
+                "raters_active": serializers.IntegerField(),
+                "raters_completed": serializers.IntegerField(),
+                "raters_excluded": serializers.IntegerField(),
+                "median_seconds": serializers.FloatField(allow_null=True),
+                "n_ratings": serializers.IntegerField(),
             },
         )
     )
     @action(detail=True, methods=["get"])
     def progress(self, request, slug=None):
-        from scoring.dashboard import study_progress
-
         return Response(study_progress(self.get_object()))
 
 

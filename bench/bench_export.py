@@ -1,4 +1,4 @@
-"""Benchmark of the dataset exports (scoring.exports) at the AGIN scale. Not a test.
+"""Benchmark of the dataset exports (scoring.exports.formats) at the AGIN scale. Not a test.
 
 The raw-ratings export of a study the size of AGIN: 6,049 stimuli, 300 raters,
 30 raters per stimulus, protocol "agin" (13 dimensions), continuous 0-100
@@ -213,7 +213,7 @@ def setup_data(args: argparse.Namespace) -> dict:
     from django.contrib.auth import get_user_model
     from django.db import connection
 
-    from scoring import services
+    from scoring.analyses import services
 
     owner = get_user_model()(username="bench-owner")
     owner.set_unusable_password()
@@ -276,7 +276,7 @@ def _reset_hwm() -> bool:
 
 def _export(slug: str, fmt: str, analysis_id: int | None, path: str) -> int:
     from annotation.models import Study
-    from scoring.exports import export_stream
+    from scoring.exports.formats import export_stream
     from scoring.models import Analysis
 
     study = Study.objects.get(slug=slug)

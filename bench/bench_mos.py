@@ -1,4 +1,4 @@
-"""Benchmark of the MOS engine (scoring.mos) against Netflix SUREAL. Not a test.
+"""Benchmark of the MOS engine (scoring.numerics.mos) against Netflix SUREAL. Not a test.
 
 Synthetic, seeded crowd design at the AGIN scale: 6,049 stimuli, 300 raters,
 each stimulus rated by a random 30 of them, 13 rating dimensions (about 2.36
@@ -47,7 +47,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from scoring.mos import METHODS, compute, compute_dimensions  # noqa: E402
+from scoring.numerics.mos import METHODS, compute, compute_dimensions  # noqa: E402
 
 DIMENSIONS = [
     "overall",
@@ -120,7 +120,7 @@ def make_ratings(
             frame["stimulus"]
         ]
         return frame, sorted(f"w{i:03d}" for i in random_raters)
-    # Database primary keys, as scoring.selectors.ratings_frame returns them.
+    # Database primary keys, as scoring.analyses.selectors.ratings_frame returns them.
     frame["rater"] += 1000
     frame["stimulus"] += 100_000
     return frame, sorted(int(i) + 1000 for i in random_raters)

@@ -1,11 +1,11 @@
-"""Benchmark of the model scoring path (scoring.jobs on a real Celery worker). Not a test.
+"""Benchmark of the model scoring path (scoring.model_scoring on a real Celery worker). Not a test.
 
 Stimuli scored per second through the whole path: ``scoring_job_start`` ->
 ``score_job`` on the ``gpu`` queue in Redis -> a real worker process
 (``celery -A studyweb worker -Q gpu -c 1``, started and stopped here) ->
 ``score_batch`` tasks -> ``Prediction`` upserts in PostgreSQL, until the job's
 status is ``done``. Against it, in the same run and in this process, the
-predictor alone on the same image files (``scoring.runtime.load_scorer(version)``,
+predictor alone on the same image files (``scoring.model_scoring.model_cache.load_scorer(version)``,
 the object the worker builds): once with one ``predict(paths, batch_size=...)``
 call for all images (the reference), once with one call per job batch as the
 worker makes them (to tell the cost of the split from the cost of the
@@ -281,7 +281,7 @@ class Failed(Exception):
 def whole_path(version, study, batch_size: int, worker, log_path: Path, timeout: float) -> dict:
     """One scoring job through broker and worker, timed to its ``finished_at``."""
     from annotation.models import Stimulus
-    from scoring.jobs import scoring_job_start
+    from scoring.model_scoring.services import scoring_job_start
     from scoring.models import Prediction, ScoringJob
 
     # Every run is a first scoring: nothing to skip, every row an insert.
@@ -390,7 +390,7 @@ PATH_LABELS = {
 def measure(label: str, version, study, args, worker, log_path: Path, rounds: int) -> dict:
     """Rounds of the three paths, the order rotated each round (drift hits each alike)."""
     from annotation.models import Stimulus
-    from scoring.runtime import load_scorer
+    from scoring.model_scoring.model_cache import load_scorer
 
     paths = study_paths(study)
     ids = list(
@@ -546,8 +546,8 @@ def main() -> int:
         import torch
         from django.contrib.auth import get_user_model
 
-        from scoring.jobs import model_version_register
         from scoring.joint import build_model, save_checkpoint
+        from scoring.model_scoring.services import model_version_register
 
         torch.set_num_threads(args.threads)  # OMP_NUM_THREADS says the same; be explicit
         owner = get_user_model().objects.create(username="bench-owner")
@@ -599,7 +599,7 @@ def main() -> int:
                 label, versions[key], warm, args, worker, log_path
             )
 
-        from scoring.runtime import load_scorer
+        from scoring.model_scoring.model_cache import load_scorer
 
         # The in-process predictors, warmed on the same image as the worker's.
         warm_path = study_paths(warm)

@@ -7,8 +7,9 @@ from django.db.models import Count, Q
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
-from scoring.exports import FORMATS
-from scoring.jobs import ScoringError, model_version_register, scoring_job_cancel
+from scoring.analyses.services import analysis_create
+from scoring.exports.formats import FORMATS
+from scoring.model_scoring.services import model_version_register, scoring_job_cancel
 from scoring.models import (
     Analysis,
     ModelVersion,
@@ -17,7 +18,8 @@ from scoring.models import (
     ScoringJob,
     StimulusResult,
 )
-from scoring.services import AnalysisError, analysis_create
+from studyweb.errors import ServiceError
+from studyweb.jobs import BrokerUnavailable
 
 
 class RejectedRaterInline(admin.TabularInline):
@@ -116,7 +118,10 @@ class AnalysisAdmin(admin.ModelAdmin):
                 options=obj.options or {},
                 user=request.user,
             )
-        except AnalysisError as exc:
+        except BrokerUnavailable as exc:
+            self.message_user(request, str(exc), messages.WARNING)
+            created = exc.job
+        except ServiceError as exc:
             self.message_user(request, str(exc), messages.ERROR)
             return
         obj.pk = created.pk
@@ -125,13 +130,16 @@ class AnalysisAdmin(admin.ModelAdmin):
     @admin.action(description="Run again with the same settings")
     def rerun(self, request, queryset):
         for analysis in queryset:
-            analysis_create(
-                study=analysis.study,
-                method=analysis.method,
-                reject_on=analysis.reject_on,
-                options=analysis.options,
-                user=request.user,
-            )
+            try:
+                analysis_create(
+                    study=analysis.study,
+                    method=analysis.method,
+                    reject_on=analysis.reject_on,
+                    options=analysis.options,
+                    user=request.user,
+                )
+            except BrokerUnavailable as exc:
+                self.message_user(request, str(exc), messages.WARNING)
         self.message_user(request, f"{queryset.count()} analysis run(s) queued")
 
 
@@ -210,7 +218,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
                 description=obj.description,
                 user=request.user,
             )
-        except ScoringError as exc:
+        except ServiceError as exc:
             self.message_user(request, f"not registered: {exc}", messages.ERROR)
             return
         obj.pk = created.pk
@@ -240,6 +248,8 @@ class ScoringJobAdmin(admin.ModelAdmin):
         "done",
         "force",
         "error",
+        "error_code",
+        "waiting_for_broker",
         "worker_host",
         "created_by",
         "created_at",

@@ -1,8 +1,10 @@
-"""Celery tasks: ids in, a service call, nothing more.
+"""Celery tasks: a job id in, a service call, nothing more.
 
+Only Celery's task discovery imports this module (an import-linter contract
+checks it); services send work by task name through :mod:`studyweb.jobs`.
 Routing (settings.CELERY_TASK_ROUTES): ``score_*`` go to the ``gpu`` queue, the
-rest to ``default``. Scoring tasks acknowledge late, so a batch whose worker
-died is delivered again; its writes are idempotent upserts.
+rest to ``default``. Tasks acknowledge late, so a task whose worker died is
+delivered again; every one of them is idempotent.
 """
 
 from __future__ import annotations
@@ -10,30 +12,32 @@ from __future__ import annotations
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
+from scoring.analyses.services import analysis_run
+from scoring.exports.services import export_job_run
+from scoring.model_scoring.batches import job_fail, job_plan_batches, score_batch_run
+from scoring.model_scoring.model_cache import ModelLoadError
+
 # Errors worth retrying: the database or broker blinked, not a bug in the input.
 TRANSIENT = (OperationalError, InterfaceError, ConnectionError, TimeoutError)
 
 
-@shared_task(name="scoring.tasks.run_analysis", acks_late=True)
+@shared_task(name="scoring.tasks.run_analysis", acks_late=True, ignore_result=True)
 def run_analysis(analysis_id: int) -> str:
-    from scoring.services import analysis_run
-
     return analysis_run(analysis_id=analysis_id).status
 
 
 @shared_task(
     name="scoring.tasks.score_job",
     acks_late=True,
+    ignore_result=True,
     autoretry_for=TRANSIENT,
     retry_backoff=True,
     max_retries=5,
 )
 def score_job(job_id: int) -> int:
-    from scoring.jobs import job_plan_batches
-
     batches = job_plan_batches(job_id=job_id)
     for ids in batches:
-        score_batch.delay(job_id, ids)
+        score_batch.apply_async((job_id, ids), ignore_result=True)
     return len(batches)
 
 
@@ -41,6 +45,7 @@ def score_job(job_id: int) -> int:
     bind=True,
     name="scoring.tasks.score_batch",
     acks_late=True,
+    ignore_result=True,
     autoretry_for=TRANSIENT,
     retry_backoff=True,
     retry_backoff_max=120,
@@ -51,14 +56,14 @@ def score_job(job_id: int) -> int:
 def score_batch(self, job_id: int, stimulus_ids: list[int]) -> int:
     from celery.exceptions import SoftTimeLimitExceeded
 
-    from scoring.jobs import job_fail, score_batch_run
-    from scoring.runtime import ModelLoadError
-
     try:
         return score_batch_run(job_id=job_id, stimulus_ids=stimulus_ids)
-    except (ModelLoadError, SoftTimeLimitExceeded) as exc:
+    except ModelLoadError as exc:
         # Not transient: the same batch would fail again. The job says why.
-        job_fail(job_id=job_id, error=f"{type(exc).__name__}: {exc}")
+        job_fail(job_id=job_id, error=str(exc), code="model_load")
+        raise
+    except SoftTimeLimitExceeded as exc:
+        job_fail(job_id=job_id, error=f"a batch ran out of time: {exc}", code="time_limit")
         raise
     except TRANSIENT:
         raise
@@ -72,11 +77,10 @@ def score_batch(self, job_id: int, stimulus_ids: list[int]) -> int:
 @shared_task(
     name="scoring.tasks.run_export",
     acks_late=True,
+    ignore_result=True,
     autoretry_for=TRANSIENT,
     retry_backoff=True,
     max_retries=5,
 )
 def run_export(job_id: int) -> None:
-    from scoring.exports import export_job_run
-
     export_job_run(job_id=job_id)

@@ -11,26 +11,30 @@ from drf_spectacular.views import (
 from rest_framework.routers import DefaultRouter
 
 from annotation import api as annotation_api
-from scoring import api as scoring_api
+from scoring.analyses import api as analyses_api
+from scoring.exports import api as exports_api
+from scoring.model_scoring import api as model_scoring_api
 
 router = DefaultRouter()
 router.register("studies", annotation_api.StudyViewSet, basename="study")
 router.register(
     r"studies/(?P<study_slug>[-\w]+)/stimuli", annotation_api.StimulusViewSet, basename="stimulus"
 )
-router.register("analyses", scoring_api.AnalysisViewSet, basename="analysis")
-router.register("model-versions", scoring_api.ModelVersionViewSet, basename="model-version")
-router.register("scoring-jobs", scoring_api.ScoringJobViewSet, basename="scoring-job")
-router.register("predictions", scoring_api.PredictionViewSet, basename="prediction")
-router.register("exports", scoring_api.ExportJobViewSet, basename="export")
+router.register("analyses", analyses_api.AnalysisViewSet, basename="analysis")
+router.register("model-versions", model_scoring_api.ModelVersionViewSet, basename="model-version")
+router.register("scoring-jobs", model_scoring_api.ScoringJobViewSet, basename="scoring-job")
+router.register("predictions", model_scoring_api.PredictionViewSet, basename="prediction")
+router.register("exports", exports_api.ExportJobViewSet, basename="export")
 
 urlpatterns = [
     # Before the router: "formats" is not an export job id.
-    path("v1/exports/formats/", scoring_api.export_formats, name="export-formats"),
+    path("v1/exports/formats/", exports_api.export_formats, name="export-formats"),
     path("v1/", include(router.urls)),
-    path("v1/studies/<slug:slug>/agreement/", scoring_api.agreement_view, name="api-agreement"),
     path(
-        "v1/studies/<slug:slug>/export/<str:fmt>/", scoring_api.export_download, name="api-export"
+        "v1/studies/<slug:slug>/agreement/", model_scoring_api.agreement_view, name="api-agreement"
+    ),
+    path(
+        "v1/studies/<slug:slug>/export/<str:fmt>/", exports_api.export_download, name="api-export"
     ),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("schema/swagger/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="swagger"),

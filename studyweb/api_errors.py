@@ -4,7 +4,11 @@
 from __future__ import annotations
 
 from rest_framework import exceptions
+from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_handler
+
+from studyweb.errors import ServiceError
+from studyweb.jobs import BrokerUnavailable
 
 
 def _flatten(value) -> str:
@@ -15,7 +19,25 @@ def _flatten(value) -> str:
     return str(value)
 
 
+def service_error_response(exc: ServiceError) -> Response:
+    """A refusal from a service, as the API answers it (503 names the waiting job)."""
+    body = exc.as_dict()
+    headers = {}
+    if isinstance(exc, BrokerUnavailable):
+        job = exc.job
+        body["job"] = {
+            "kind": job.noun,
+            "id": job.pk,
+            "status": job.status,
+            "waiting_for_broker": job.waiting_for_broker,
+        }
+        headers["Retry-After"] = "30"
+    return Response(body, status=exc.status, headers=headers)
+
+
 def exception_handler(exc, context):
+    if isinstance(exc, ServiceError):
+        return service_error_response(exc)
     response = drf_handler(exc, context)
     if response is None:
         return None

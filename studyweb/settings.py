@@ -178,7 +178,18 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=5),
     "unacked_restore_interval": env_int("CELERY_RESTORE_SWEEP_SECONDS", 60, minimum=1),
     "unacked_restore_throttle": 1,
+    # A broker that is down must not hold a web request: refuse fast, keep the job waiting.
+    "socket_connect_timeout": 1,
 }
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 1,
+    "interval_start": 0.2,
+    "interval_step": 0.2,
+    "interval_max": 0.2,
+}
+CELERY_REDIS_BACKEND_HEALTH_CHECK_INTERVAL = 10
+# Workers send the jobs that waited for the broker, and settle running jobs, this often.
+JOB_TICK_SECONDS = env_int("JOB_TICK_SECONDS", 10, minimum=0)
 
 # --- Cache and rate limits -----------------------------------------------------
 CACHE_URL = env_str("CACHE_URL") or None

@@ -11,7 +11,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include("studyweb.api")),
     path("", include("annotation.urls")),
-    path("", include("scoring.urls")),
+    path("", include("scoring.workspace.urls")),
 ]
 
 if settings.DEBUG:

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, settings
 from rest_framework.authtoken.models import Token
 from schemathesis.checks import not_a_server_error
 
-from scoring.jobs import model_version_register
+from scoring.model_scoring.services import model_version_register
 from tests.factories import StimulusFactory, StudyFactory, UserFactory
 
 _spec = SchemaGenerator().get_schema(request=None, public=True)

@@ -11,7 +11,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from annotation import services
-from scoring.jobs import model_version_register
+from scoring.model_scoring.services import model_version_register
 from tests.factories import StimulusFactory, StudyFactory, png_bytes
 
 pytestmark = pytest.mark.django_db

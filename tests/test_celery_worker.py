@@ -50,8 +50,8 @@ def test_analysis_runs_on_a_real_worker(broker):
     from django.core.management import call_command
 
     from annotation.models import Study
+    from scoring.analyses.services import analysis_create
     from scoring.models import Analysis
-    from scoring.services import analysis_create
     from tests.celery_worker import wait_for
 
     call_command("seed_demo", "--simulate-raters", "6", stdout=io.StringIO())
@@ -71,7 +71,7 @@ def test_scoring_job_survives_a_killed_worker(broker):
     """SIGKILL the worker mid-job, start another: exactly one prediction per stimulus."""
     import signal
 
-    from scoring.jobs import model_version_register, scoring_job_start
+    from scoring.model_scoring.services import model_version_register, scoring_job_start
     from scoring.models import Prediction, ScoringJob
     from tests.celery_worker import wait_for
     from tests.factories import StimulusFactory, StudyFactory
@@ -102,8 +102,8 @@ def test_scoring_job_survives_a_killed_worker(broker):
 @pytest.mark.django_db(transaction=True)
 def test_joint_job_on_a_real_prefork_worker(broker, tmp_path):
     """JOINT batches start DataLoader workers inside Celery's daemonic pool process."""
-    from scoring.jobs import model_version_register, scoring_job_start
     from scoring.joint import build_model, save_checkpoint
+    from scoring.model_scoring.services import model_version_register, scoring_job_start
     from scoring.models import Prediction, ScoringJob
     from tests.celery_worker import wait_for
     from tests.factories import StimulusFactory, StudyFactory

@@ -14,7 +14,7 @@ from rest_framework.test import APIClient
 
 from annotation import assignment, services, statements
 from annotation.models import Rating, Session
-from scoring.jobs import model_version_register
+from scoring.model_scoring.services import model_version_register
 from scoring.models import Prediction, ScoringJob
 from tests.factories import StimulusFactory, StudyFactory
 

@@ -17,7 +17,7 @@ The recipe follows the authors' training facts:
   :class:`~scoring.joint.predictor.Predictor` bit for bit.
 - Optimiser: AdamW with a cosine schedule over all steps.
 - Metrics after every epoch (METHODS.md section 8, via
-  :func:`scoring.agreement.agreement`): SRCC, KRCC and PLCC (after the
+  :func:`scoring.numerics.agreement.agreement`): SRCC, KRCC and PLCC (after the
   logistic fit, or raw when there are too few points) of the held-out images,
   T vs MOS_tech, R vs MOS_rat and N vs MOS_nat.
 
@@ -500,7 +500,7 @@ def fit_fusion(t: Any, r: Any, mos_nat: Any) -> FusionFit:
 def _metric(pred: np.ndarray, mos: np.ndarray) -> dict[str, Any]:
     """METHODS.md section 8 without bootstrap: SRCC/KRCC raw, PLCC/RMSE after the logistic
     fit, or on raw predictions with fewer than 5 points (``plcc_on`` says which)."""
-    from scoring.agreement import agreement  # numpy/scipy only, no Django
+    from scoring.numerics.agreement import agreement  # numpy/scipy only, no Django
 
     res = agreement(pred, mos, n_boot=0)
     return {

@@ -1,4 +1,4 @@
-"""Model-vs-human agreement (scoring/agreement.py, METHODS.md section 8).
+"""Model-vs-human agreement (scoring/numerics/agreement.py, METHODS.md section 8).
 
 Pure: no Django, no database. Reference figures come from SciPy itself
 (spearmanr, kendalltau, pearsonr, curve_fit) on the NFLX ratings: the MOS of
@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 from scipy import stats
 from scipy.optimize import curve_fit
 
-from scoring import agreement as agreement_module
-from scoring.agreement import (
+from scoring.numerics import agreement as agreement_module
+from scoring.numerics.agreement import (
     METRICS,
     AgreementResult,
     LogisticFitError,

@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 from django.core.management import CommandError, call_command
 
-from scoring.agreement import agreement
+from scoring.numerics.agreement import agreement
 
 ROOT = Path(__file__).resolve().parents[2]
 NFLX = ROOT / "tests" / "data" / "sureal_nflx" / "ratings.csv"

@@ -10,10 +10,10 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 
 from annotation.models import Rating, Study
-from scoring import runtime
-from scoring.agreement_report import AgreementUnavailable, agreement_report
-from scoring.jobs import model_version_register, scoring_job_start
-from scoring.services import analysis_create, analysis_run
+from scoring.analyses.services import analysis_create, analysis_run
+from scoring.model_scoring import model_cache as runtime
+from scoring.model_scoring.agreement_report import AgreementUnavailable, agreement_report
+from scoring.model_scoring.services import model_version_register, scoring_job_start
 
 pytestmark = pytest.mark.django_db
 
@@ -105,7 +105,7 @@ def test_predictions_csv_and_jobs_json(client, scored):
 
 
 def test_no_analysis_is_a_clear_message(researcher_a):
-    from scoring.agreement_report import reference_analysis
+    from scoring.model_scoring.agreement_report import reference_analysis
 
     study = Study.objects.create(slug="bare", title="Bare", owner=researcher_a)
     with pytest.raises(AgreementUnavailable, match="no finished MOS analysis"):

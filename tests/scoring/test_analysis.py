@@ -10,9 +10,9 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 
 from annotation.models import Rater, Rating, Study
+from scoring.analyses.selectors import ratings_frame
+from scoring.analyses.services import AnalysisError, analysis_create, analysis_run
 from scoring.models import Analysis, RaterResult, StimulusResult
-from scoring.selectors import ratings_frame
-from scoring.services import AnalysisError, analysis_create, analysis_run
 
 pytestmark = pytest.mark.django_db
 

@@ -17,8 +17,8 @@ import pandas as pd
 import pytest
 from django.core.management import CommandError, call_command
 
-from scoring.mos import compute
-from scoring.ratings_csv import RatingsFileError, read_ratings_csv
+from scoring.numerics.mos import compute
+from scoring.numerics.ratings_csv import RatingsFileError, read_ratings_csv
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "sureal_nflx"
 ROOT = Path(__file__).resolve().parents[2]

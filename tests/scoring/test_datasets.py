@@ -8,9 +8,9 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from annotation.models import Stimulus, Study
-from scoring.exports import export_stream
+from scoring.analyses.services import analysis_create, analysis_run
+from scoring.exports.formats import export_stream
 from scoring.models import StimulusResult
-from scoring.services import analysis_create, analysis_run
 from tests.factories import png_bytes
 
 pytestmark = pytest.mark.django_db

@@ -12,8 +12,14 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from annotation.models import Rating
-from scoring.exports import FORMATS, ExportError, dataset_columns, escape_cell, export_stream
-from scoring.services import analysis_create, analysis_run
+from scoring.analyses.services import analysis_create, analysis_run
+from scoring.exports.formats import (
+    FORMATS,
+    ExportError,
+    dataset_columns,
+    escape_cell,
+    export_stream,
+)
 from tests.factories import RaterFactory, SessionFactory, StimulusFactory, StudyFactory
 
 pytestmark = pytest.mark.django_db

@@ -7,8 +7,13 @@ import io
 import pytest
 from django.core.management import CommandError, call_command
 
-from scoring import runtime
-from scoring.jobs import ScoringError, model_version_register, scoring_job_cancel, scoring_job_start
+from scoring.model_scoring import model_cache as runtime
+from scoring.model_scoring.services import (
+    ScoringError,
+    model_version_register,
+    scoring_job_cancel,
+    scoring_job_start,
+)
 from scoring.models import ModelVersion, Prediction, ScoringJob
 from tests.factories import StimulusFactory, StudyFactory
 
@@ -128,7 +133,7 @@ def test_registration_errors(tmp_path):
 
 def test_options_reach_the_predictor(tmp_path):
     from scoring.joint import build_model, save_checkpoint
-    from scoring.runtime import load_scorer
+    from scoring.model_scoring.model_cache import load_scorer
 
     ckpt = tmp_path / "random.pth"
     save_checkpoint(build_model(seed=0), ckpt)
@@ -149,7 +154,7 @@ def test_cancel_and_join(study, sharpness):
     assert job.status == "cancelled"
     with pytest.raises(ScoringError, match="only queued or running"):
         scoring_job_cancel(job=job)
-    from scoring.jobs import score_batch_run
+    from scoring.model_scoring.services import score_batch_run
 
     assert score_batch_run(job_id=job.pk, stimulus_ids=[s.pk for s in study.stimuli.all()]) == 0
 

@@ -1,4 +1,4 @@
-"""Correctness of scoring.mos: SUREAL 0.9.0 reference values, properties, degenerate input.
+"""Correctness of scoring.numerics.mos: SUREAL 0.9.0 reference values, properties, degenerate input.
 
 The reference data (tests/data/sureal_nflx, see ORIGIN.md there) is the Netflix
 public NFLX dataset: 26 raters x 79 stimuli, full design, ACR 1-5.
@@ -19,8 +19,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from scoring import mos
-from scoring.mos import METHODS, RATER_COLUMNS, STIMULUS_COLUMNS, compute, compute_dimensions
+from scoring.numerics import mos
+from scoring.numerics.mos import (
+    METHODS,
+    RATER_COLUMNS,
+    STIMULUS_COLUMNS,
+    compute,
+    compute_dimensions,
+)
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "sureal_nflx"
 ROOT = Path(__file__).resolve().parents[2]
@@ -454,7 +460,8 @@ def test_repetitions_are_pooled_like_sureal() -> None:
 
 def test_no_django_import() -> None:
     code = (
-        "import sys, scoring.mos, scoring.reliability, scoring.ratings_csv; "
+        "import sys, scoring.numerics.mos, scoring.numerics.reliability, "
+        "scoring.numerics.ratings_csv, scoring.numerics.agreement; "
         "bad = [m for m in sys.modules if m.split('.')[0] in ('django', 'celery')]; "
         "assert not bad, bad"
     )

@@ -1,4 +1,4 @@
-"""scoring.reliability: textbook values, brute-force cross-checks, the NFLX data."""
+"""scoring.numerics.reliability: textbook values, brute-force cross-checks, the NFLX data."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scoring.reliability import (
+from scoring.numerics.reliability import (
     icc,
     is_full_design,
     krippendorff_alpha,

@@ -8,14 +8,14 @@ From two CSV files, without a database::
 Both files are joined on their first column (image name). ``--json`` prints
 one JSON object with ``n, srcc, krcc, plcc, rmse, logistic_params, fit,
 plcc_on, rmse_on, ci95, n_boot, seed, n_dropped, notes`` (from
-:meth:`scoring.agreement.AgreementResult.as_dict`, None for undefined values),
+:meth:`scoring.numerics.agreement.AgreementResult.as_dict`, None for undefined values),
 plus ``columns`` and ``unmatched``; without it a readable table.
 
 From the database (not implemented yet)::
 
     python manage.py agreement <study-slug> --model-version NAME [--analysis ID] [--json]
 
-The numerics live in :mod:`scoring.agreement`; this file only connects them to
+The numerics live in :mod:`scoring.numerics.agreement`; this file only connects them to
 the command line.
 """
 
@@ -27,7 +27,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from scoring.agreement import (
+from scoring.numerics.agreement import (
     METRICS,
     AgreementResult,
     ScoresFileError,
@@ -120,7 +120,7 @@ class Command(BaseCommand):
     def _database_mode(self, options: dict[str, Any]) -> None:
         """Predictions of a model version against a study's analysis (the latest by default)."""
         from annotation.models import Study
-        from scoring.agreement_report import (
+        from scoring.model_scoring.agreement_report import (
             PAIRS,
             AgreementUnavailable,
             agreement_frame,

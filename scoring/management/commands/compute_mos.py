@@ -8,7 +8,7 @@ Example::
 The CSV has columns ``rater,stimulus,score`` and optionally ``dimension`` and
 ``repetition``; the output has ``stimulus,mos,std,ci_low,ci_high,n`` (with
 ``dimension`` first when the input has it). Parsing lives in
-:mod:`scoring.ratings_csv` and the numerics in :mod:`scoring.mos`; this file only
+:mod:`scoring.numerics.ratings_csv` and the numerics in :mod:`scoring.numerics.mos`; this file only
 connects them to the command line.
 """
 
@@ -20,8 +20,8 @@ from typing import Any
 import pandas as pd
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from scoring.mos import METHODS, compute, compute_dimensions
-from scoring.ratings_csv import RatingsFileError, read_ratings_csv
+from scoring.numerics.mos import METHODS, compute, compute_dimensions
+from scoring.numerics.ratings_csv import RatingsFileError, read_ratings_csv
 
 OUTPUT_COLUMNS = ["stimulus", "mos", "std", "ci_low", "ci_high", "n"]
 

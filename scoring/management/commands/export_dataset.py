@@ -8,7 +8,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from annotation.models import Study
-from scoring.exports import FORMATS, ExportError, export_stream
+from scoring.exports.formats import FORMATS, ExportError, export_stream
 from scoring.models import Analysis
 
 

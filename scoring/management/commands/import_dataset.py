@@ -6,7 +6,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from annotation.importing import ImportAborted
-from scoring.datasets import FORMATS, dataset_import
+from scoring.exports.published_datasets import FORMATS, dataset_import
 
 
 class Command(BaseCommand):

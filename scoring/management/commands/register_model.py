@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from scoring.jobs import ScoringError, model_version_register
+from scoring.model_scoring.services import ScoringError, model_version_register
 
 
 class Command(BaseCommand):

@@ -3,8 +3,10 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 
 from annotation.models import Study
-from scoring import mos
-from scoring.services import AnalysisError, analysis_create, analysis_run
+from scoring.analyses.services import AnalysisError, analysis_create, analysis_run
+from scoring.management.commands.score_study import BROKER_DOWN_EXIT
+from scoring.numerics import mos
+from studyweb.jobs import BrokerUnavailable
 
 
 class Command(BaseCommand):
@@ -12,7 +14,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("study", help="the study's slug")
-        parser.add_argument("--method", choices=list(mos.METHODS), default="bt500")
+        parser.add_argument("--method", choices=list(mos.REGISTRY), default="bt500")
         parser.add_argument("--reject-on", choices=["overall", "per_dimension"], default="overall")
         parser.add_argument("--ci", choices=["normal", "t"], default="normal")
         parser.add_argument(
@@ -36,10 +38,12 @@ class Command(BaseCommand):
             analysis = analysis_create(
                 study=study_obj, method=method, reject_on=reject_on, options=opts, enqueue=queue
             )
+        except BrokerUnavailable as exc:
+            raise CommandError(str(exc), returncode=BROKER_DOWN_EXIT) from None
         except AnalysisError as exc:
             raise CommandError(str(exc)) from None
         if queue:
-            self.stdout.write(f"analysis {analysis.pk} queued")
+            self.stdout.write(f"analysis {analysis.pk} sent to a worker")
             return
         analysis = analysis_run(analysis_id=analysis.pk)
         if analysis.status != analysis.Status.DONE:

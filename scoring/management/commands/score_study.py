@@ -7,8 +7,12 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from annotation.models import Study
-from scoring.jobs import ScoringError, scoring_job_start
+from scoring.model_scoring.services import ScoringError, scoring_job_start
 from scoring.models import ModelVersion, ScoringJob
+from studyweb.jobs import BrokerUnavailable
+
+# EX_TEMPFAIL: the job is saved and will be sent once the broker is back.
+BROKER_DOWN_EXIT = 75
 
 
 class Command(BaseCommand):
@@ -35,6 +39,8 @@ class Command(BaseCommand):
             job, created = scoring_job_start(
                 model_version=model_version, study=study_obj, force=force, batch_size=batch_size
             )
+        except BrokerUnavailable as exc:
+            raise CommandError(str(exc), returncode=BROKER_DOWN_EXIT) from None
         except ScoringError as exc:
             raise CommandError(str(exc)) from None
         verb = "started" if created else f"already {job.status}"

@@ -7,7 +7,7 @@ Examples::
     python manage.py train_joint --study my-study --init JOINT_2024.pth --out joint_ft.pth
 
 Data: ``--mos-csv`` (AGIN convention: ``filename, MOS_nat, MOS_tech, MOS_rat``,
-read by :func:`scoring.datasets.parse_agin_csv`) with a folder of images, or
+read by :func:`scoring.exports.published_datasets.parse_agin_csv`) with a folder of images, or
 ``--study``: the latest finished analysis of that study (overall, technical
 and rationality MOS per stimulus, joined to the stimulus' image file). Both
 become the same list of (image path, MOS_nat, MOS_tech, MOS_rat); images
@@ -111,7 +111,7 @@ class Command(BaseCommand):
 
     def _from_csv(self, csv_path: str, images: str | None) -> tuple[list, list[str], dict]:
         from annotation.importing import MetadataError
-        from scoring.datasets import parse_agin_csv
+        from scoring.exports.published_datasets import parse_agin_csv
 
         if images is None:
             raise _fail("--mos-csv needs --images DIR (the folder holding its files)")
@@ -148,7 +148,7 @@ class Command(BaseCommand):
 
     def _from_study(self, slug: str) -> tuple[list, list[str], dict]:
         from annotation.models import Study
-        from scoring.agreement_report import AgreementUnavailable, reference_analysis
+        from scoring.model_scoring.agreement_report import AgreementUnavailable, reference_analysis
         from scoring.models import StimulusResult
 
         study = Study.objects.filter(slug=slug).first()

@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 from annotation import protocol
 from annotation.models import Rating, Stimulus, Study
 from scoring.models import Analysis, StimulusResult
+from studyweb.errors import ServiceError
 
 CHUNK_ROWS = 2000
 # Rows per Parquet row group: the writer holds each group's metadata until the
@@ -37,8 +38,8 @@ FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 AGIN_NAMES = {"overall": "nat", "technical": "tech", "rationality": "rat"}
 
 
-class ExportError(ValueError):
-    pass
+class ExportError(ServiceError):
+    """An export that cannot be made (unknown format, no finished analysis)."""
 
 
 def escape_cell(value):
@@ -87,7 +88,9 @@ def latest_done_analysis(study: Study) -> Analysis:
     if analysis is None:
         raise ExportError(
             f"study {study.slug!r} has no finished analysis: run one first "
-            "(manage.py run_analysis, the study page or the admin)"
+            "(manage.py run_analysis, the study page or the admin)",
+            code="no_analysis",
+            field="analysis",
         )
     return analysis
 
@@ -405,110 +408,15 @@ def export_stream(
     try:
         exporter = FORMATS[fmt]
     except KeyError:
-        raise ExportError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}") from None
+        raise ExportError(
+            f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}", field="format"
+        ) from None
     if exporter.needs_analysis:
         if analysis is None:
             analysis = latest_done_analysis(study)
         elif analysis.study_id != study.pk or analysis.status != Analysis.Status.DONE:
-            raise ExportError(f"analysis {analysis.pk} is not a finished analysis of this study")
+            raise ExportError(
+                f"analysis {analysis.pk} is not a finished analysis of this study",
+                field="analysis",
+            )
     return exporter, exporter.stream(study, analysis)
-
-
-# --- Export jobs (written by a worker) ------------------------------------------
-
-
-def export_job_start(*, study: Study, fmt: str, analysis: Analysis | None = None, user=None):
-    """Record an export job and queue it; the format and analysis are checked now."""
-    from django.db import transaction
-
-    from scoring.models import ExportJob
-
-    exporter = FORMATS.get(fmt)
-    if exporter is None:
-        raise ExportError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
-    if exporter.needs_analysis:
-        if analysis is None:
-            analysis = latest_done_analysis(study)
-        elif analysis.study_id != study.pk or analysis.status != Analysis.Status.DONE:
-            raise ExportError(f"analysis {analysis.pk} is not a finished analysis of this study")
-    job = ExportJob.objects.create(study=study, format=fmt, analysis=analysis, created_by=user)
-    transaction.on_commit(lambda: export_job_send(job.pk))
-    return job
-
-
-def export_job_send(job_id: int) -> None:
-    """Queue the job; if the broker is down, keep it waiting (sent again later)."""
-    from scoring import queueing
-    from scoring.models import ExportJob
-    from scoring.tasks import run_export
-
-    queueing.send(run_export, ExportJob, job_id, "export")
-
-
-def export_jobs_requeue_waiting() -> int:
-    from scoring import queueing
-    from scoring.models import ExportJob
-    from scoring.tasks import run_export
-
-    return queueing.requeue_waiting(run_export, ExportJob, "export")
-
-
-def export_job_run(*, job_id: int) -> None:
-    """Write the export to storage (a temporary name first), then record it."""
-    import tempfile
-
-    from django.core.files import File
-    from django.utils import timezone
-
-    from scoring.models import ExportJob
-
-    job = ExportJob.objects.select_related("study", "analysis").get(pk=job_id)
-    if job.status == ExportJob.Status.DONE:
-        return
-    ExportJob.objects.filter(pk=job.pk).update(status=ExportJob.Status.RUNNING)
-    try:
-        exporter, chunks = export_stream(job.study, job.format, analysis=job.analysis)
-        with tempfile.TemporaryFile() as spool:
-            size = 0
-            for chunk in chunks:
-                spool.write(chunk)
-                size += len(chunk)
-            spool.seek(0)
-            name = f"{job.study.slug}-{exporter.name}-{job.pk}.{exporter.extension}"
-            job.file.save(name, File(spool), save=False)
-        ExportJob.objects.filter(pk=job.pk).update(
-            status=ExportJob.Status.DONE,
-            file=job.file.name,
-            size=size,
-            finished_at=timezone.now(),
-            error="",
-        )
-    except Exception as exc:
-        ExportJob.objects.filter(pk=job.pk).update(
-            status=ExportJob.Status.FAILED, error=str(exc)[:2000], finished_at=timezone.now()
-        )
-        raise
-
-
-# --- HTTP downloads (the study page and the API share these) ---------------------
-
-
-def analysis_from_param(study: Study, raw: str | None) -> Analysis | None:
-    """The ``?analysis=`` of a download, or None; LookupError when it is not this study's."""
-    if not raw:
-        return None
-    try:
-        return Analysis.objects.get(pk=int(raw), study=study)
-    except (ValueError, Analysis.DoesNotExist):
-        raise LookupError("no such analysis of this study") from None
-
-
-def streaming_download(study: Study, exporter: ExportFormat, chunks, analysis=None):
-    """A StreamingHttpResponse with an attachment name that says what it holds."""
-    from django.http import StreamingHttpResponse
-
-    response = StreamingHttpResponse(chunks, content_type=exporter.content_type)
-    suffix = f"-analysis{analysis.pk}" if analysis else ""
-    filename = f"{study.slug}-{exporter.name}{suffix}.{exporter.extension}"
-    response["Content-Disposition"] = f'attachment; filename="{filename}"'
-    return response

@@ -37,7 +37,7 @@ from annotation.importing import (
     stimulus_import_bytes,
 )
 from annotation.models import Study
-from scoring.exports import AGIN_NAMES
+from scoring.exports.formats import AGIN_NAMES
 from scoring.models import Analysis, StimulusResult
 
 AGIN_TAGS = {v: k for k, v in AGIN_NAMES.items()}  # nat -> overall, ...

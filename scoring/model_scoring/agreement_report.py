@@ -1,5 +1,5 @@
 """Model-vs-human agreement for a study: the reads behind the dashboard, the API
-and ``manage.py agreement <slug>`` (numerics in scoring.agreement)."""
+and ``manage.py agreement <slug>`` (numerics in scoring.numerics.agreement)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pandas as pd
 from django.core.cache import cache
 
 from annotation.models import Study
-from scoring import agreement
 from scoring.models import Analysis, ModelVersion, Prediction, StimulusResult
+from scoring.numerics import agreement
 
 PAIRS = {"naturalness": "overall", "technical": "technical", "rationality": "rationality"}
 PALETTE = (

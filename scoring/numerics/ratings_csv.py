@@ -41,7 +41,7 @@ def _first(mask: np.ndarray) -> int:
 
 
 def read_ratings_csv(path: str | Path) -> pd.DataFrame:
-    """Read a ratings CSV into a long frame ready for :mod:`scoring.mos`.
+    """Read a ratings CSV into a long frame ready for :mod:`scoring.numerics.mos`.
 
     Returns columns ``rater``, ``stimulus`` (str, stripped), ``score`` (float) and,
     when present, ``dimension`` (str) and ``repetition`` (int). Other columns are

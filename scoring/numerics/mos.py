@@ -31,6 +31,8 @@ from scipy import stats
 
 __all__ = [
     "METHODS",
+    "REGISTRY",
+    "Method",
     "RATER_COLUMNS",
     "STIMULUS_COLUMNS",
     "Z95",
@@ -1063,25 +1065,46 @@ def correlation_mos(
 
 # --------------------------------------------------------------------------- registry
 
-#: Public entry points: a long ratings frame in, a MOSResult out.
-METHODS: dict[str, Callable[..., MOSResult]] = {
-    "mean": mean_mos,
-    "zscore": zscore_mos,
-    "bt500": bt500_mos,
-    "p913": p913_mos,
-    "p910": p910_mos,
-    "correlation": correlation_mos,
+
+@dataclass(frozen=True)
+class Method:
+    """One MOS method of the registry (after SUREAL's ``TYPE`` and ``VERSION``).
+
+    ``version`` changes whenever the method's results change for the same input,
+    so an analysis stamped with it can be reproduced; ``rejects`` says whether it
+    has a rejection rule of its own (where ``reject_on`` matters).
+    """
+
+    name: str
+    label: str
+    version: str
+    rejects: bool
+    run: Callable[..., MOSResult]
+    core: Callable[..., tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]]
+
+
+def _p913_core(rt: Ratings, **kw: Any):
+    return _bt500_core(rt, _bias_removal=True, **kw)
+
+
+#: The one registry of MOS methods: name -> Method.
+REGISTRY: dict[str, Method] = {
+    m.name: m
+    for m in (
+        Method("mean", "Plain MOS", "1.0", False, mean_mos, _mean_core),
+        Method("zscore", "Per-rater z-scores (0-100)", "1.0", False, zscore_mos, _zscore_core),
+        Method("bt500", "ITU-R BT.500-14 subject rejection", "1.0", True, bt500_mos, _bt500_core),
+        Method("p913", "ITU-T P.913 bias removal + rejection", "1.0", True, p913_mos, _p913_core),
+        Method(
+            "p910", "ITU-T P.910 Annex E maximum likelihood", "1.0", False, p910_mos, _p910_core
+        ),
+        Method(
+            "correlation", "Correlation screening", "1.0", True, correlation_mos, _correlation_core
+        ),
+    )
 }
-_CORES: dict[str, Callable[..., tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]]] = {
-    "mean": _mean_core,
-    "zscore": _zscore_core,
-    "bt500": _bt500_core,
-    "p913": lambda rt, **kw: _bt500_core(rt, _bias_removal=True, **kw),
-    "p910": _p910_core,
-    "correlation": _correlation_core,
-}
-#: Methods with a rejection rule of their own (where ``reject_on`` matters).
-REJECTING_METHODS = frozenset({"bt500", "p913", "correlation"})
+#: Public entry points by name (a long ratings frame in, a MOSResult out).
+METHODS: dict[str, Callable[..., MOSResult]] = {n: m.run for n, m in REGISTRY.items()}
 
 
 def _check_method(method: str) -> None:
@@ -1132,7 +1155,7 @@ def compute_dimensions(
     d_codes, dims = _codes_checked(ratings, "dimension")
     rt = prepare_ratings(ratings, _within=d_codes)
     dims_list = list(dims)
-    decides = method in REJECTING_METHODS and reject_on == "overall"
+    decides = REGISTRY[method].rejects and reject_on == "overall"
     if decides and overall not in dims_list:
         raise ValueError(
             f"reject_on='overall' needs a dimension named {overall!r}; dimensions are "
@@ -1145,7 +1168,7 @@ def compute_dimensions(
         dims_list.insert(0, overall)
     order = np.argsort(d_codes, kind="stable")
     bounds = np.concatenate([[0], np.cumsum(np.bincount(d_codes, minlength=len(dims)))])
-    core = _CORES[method]
+    core = REGISTRY[method].core
     overall_verdict: pd.DataFrame | None = None
     stim_frames, rater_frames, infos = [], [], {}
     for dim in dims_list:

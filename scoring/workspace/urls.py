@@ -1,6 +1,6 @@
 from django.urls import path
 
-from scoring import views
+from scoring.workspace import views
 
 app_name = "scoring"
 

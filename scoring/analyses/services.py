@@ -1,4 +1,4 @@
-"""The writes of the scoring side: analyses (MOS + screening + reliability)."""
+"""Where an analysis is queued, computed (scoring.numerics) and stored."""
 
 from __future__ import annotations
 
@@ -9,17 +9,19 @@ from django.db import transaction
 from django.utils import timezone
 
 from annotation.models import Study
-from scoring import mos, reliability
+from scoring.analyses.selectors import ratings_frame
 from scoring.models import Analysis, RaterResult, StimulusResult
-from scoring.selectors import ratings_frame
+from scoring.numerics import mos, reliability
+from studyweb import jobs
+from studyweb.errors import ServiceError
 
 logger = logging.getLogger("scoring")
 
 ALLOWED_OPTIONS = {"ci": {"normal", "t"}, "include_excluded": {True, False}}
 
 
-class AnalysisError(ValueError):
-    pass
+class AnalysisError(ServiceError):
+    """An analysis that cannot be made as asked (unknown method, bad option...)."""
 
 
 def _finite(value) -> float | None:
@@ -39,40 +41,55 @@ def analysis_create(
     user=None,
     enqueue: bool = True,
 ) -> Analysis:
-    """Record an analysis and queue it (queue ``default``); eager without a broker."""
+    """Record an analysis and send it to a worker (queue ``default``).
+
+    Raises BrokerUnavailable (the analysis saved, waiting) when the broker is down.
+    """
+    if not isinstance(options, dict | None):
+        raise AnalysisError("options must be an object", field="options")
     options = dict(options or {})
-    if method not in mos.METHODS:
-        raise AnalysisError(f"unknown method {method!r}; use one of {', '.join(mos.METHODS)}")
+    if method not in mos.REGISTRY:
+        raise AnalysisError(
+            f"unknown method {method!r}; use one of {', '.join(mos.REGISTRY)}", field="method"
+        )
     if reject_on not in ("overall", "per_dimension"):
-        raise AnalysisError("reject_on must be 'overall' or 'per_dimension'")
+        raise AnalysisError("reject_on must be 'overall' or 'per_dimension'", field="reject_on")
     for key, value in options.items():
-        if key not in ALLOWED_OPTIONS or value not in ALLOWED_OPTIONS[key]:
-            raise AnalysisError(f"unknown option {key}={value!r}")
+        allowed = ALLOWED_OPTIONS.get(key)
+        if allowed is None or not isinstance(value, str | bool) or value not in allowed:
+            raise AnalysisError(f"unknown option {key}={value!r}", field="options")
     analysis = Analysis.objects.create(
-        study=study, method=method, reject_on=reject_on, options=options, created_by=user
+        study=study,
+        method=method,
+        method_version=mos.REGISTRY[method].version,
+        reject_on=reject_on,
+        options=options,
+        created_by=user,
+        waiting_for_broker=enqueue,
     )
     if enqueue:
-        from scoring.tasks import run_analysis
-
-        transaction.on_commit(lambda: run_analysis.delay(analysis.pk))
+        jobs.job_send(analysis)
     return analysis
 
 
 def analysis_run(*, analysis_id: int) -> Analysis:
     """Compute and store an analysis; a failure is recorded on it, never lost."""
     analysis = Analysis.objects.select_related("study").get(pk=analysis_id)
-    if analysis.status == Analysis.Status.DONE:
-        return analysis  # a redelivered task: the results are already stored
+    if analysis.status in Analysis.FINISHED:
+        return analysis  # a redelivered task, or cancelled: nothing to do
     Analysis.objects.filter(pk=analysis.pk).update(
-        status=Analysis.Status.RUNNING, started_at=timezone.now(), error=""
+        status=Analysis.Status.RUNNING,
+        started_at=timezone.now(),
+        error="",
+        error_code="",
+        error_field="",
     )
     try:
         _compute_and_store(analysis)
     except Exception as exc:
         logger.exception("analysis %s failed", analysis.pk)
-        Analysis.objects.filter(pk=analysis.pk).update(
-            status=Analysis.Status.FAILED, error=str(exc)[:2000], finished_at=timezone.now()
-        )
+        code = exc.code if isinstance(exc, ServiceError) else "error"
+        jobs.job_mark_failed(Analysis, analysis.pk, error=str(exc)[:2000], code=code)
     analysis.refresh_from_db()
     return analysis
 
@@ -82,7 +99,7 @@ def _compute_and_store(analysis: Analysis) -> None:
     include_excluded = options.pop("include_excluded", False)
     frame = ratings_frame(analysis.study, include_excluded=include_excluded)
     if frame.empty:
-        raise AnalysisError("the study has no ratings of test items yet")
+        raise AnalysisError("the study has no ratings of test items yet", code="no_ratings")
     result = mos.compute_dimensions(frame, analysis.method, reject_on=analysis.reject_on, **options)
     overall = frame[frame["dimension"] == "overall"]
     rejected = set(result.verdicts.loc[result.verdicts["rejected"], "rater"])
@@ -146,9 +163,11 @@ def _compute_and_store(analysis: Analysis) -> None:
         RaterResult.objects.filter(analysis=analysis).delete()
         StimulusResult.objects.bulk_create(stimulus_rows, batch_size=5000)
         RaterResult.objects.bulk_create(rater_rows, batch_size=2000)
-        Analysis.objects.filter(pk=analysis.pk).update(
-            status=Analysis.Status.DONE,
-            finished_at=timezone.now(),
+        jobs.job_mark_done(
+            Analysis,
+            analysis.pk,
+            total=1,
+            done=1,
             n_ratings=int(frame[frame["dimension"] == frame["dimension"].iloc[0]].shape[0]),
             n_raters=int(frame["rater"].nunique()),
             n_stimuli=int(frame["stimulus"].nunique()),

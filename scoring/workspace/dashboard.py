@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import statistics
-from collections import Counter
 from urllib.parse import urlencode
 
-from django.db.models import Count, Q
-
-from annotation import assignment, protocol
-from annotation.models import Rater, Rating, Stimulus, Study
+from annotation import protocol
+from annotation import selectors as annotation_selectors
+from annotation.models import Study
 from scoring.models import Analysis
 
 
@@ -38,34 +36,16 @@ def _bar(index: int, height: float) -> dict:
 
 
 def study_progress(study: Study) -> dict:
-    fill = assignment.study_fill(study)
-    per_stimulus = list(
-        Stimulus.objects.filter(study=study, role=Stimulus.Role.TEST)
-        .annotate(n=Count("ratings", filter=Q(ratings__repetition=1)))
-        .values_list("n", flat=True)
-    )
-    k = study.ratings_per_stimulus
-    counts = Counter(min(n, k) for n in per_stimulus)
-    top = max(counts.values(), default=1) or 1
-    raters = dict(Rater.objects.filter(study=study).values_list("status").annotate(n=Count("id")))
-    seconds = list(
-        Rating.objects.filter(stimulus__study=study).values_list("viewing_seconds", flat=True)
-    )
-    return {
-        **fill,
-        "total": len(per_stimulus),
-        "k": k,
-        "ratings_histogram": [
-            {"n": n, "count": counts.get(n, 0), "tx": n * 10 + 5, **_bar(n, counts.get(n, 0) / top)}
-            for n in range(k + 1)
-        ],
-        "hist_width": (k + 1) * 10,
-        "raters_active": raters.get(Rater.Status.ACTIVE, 0),
-        "raters_completed": raters.get(Rater.Status.COMPLETED, 0),
-        "raters_excluded": raters.get(Rater.Status.EXCLUDED, 0),
-        "median_seconds": statistics.median(seconds) if seconds else None,
-        "n_ratings": len(seconds),
-    }
+    """The annotation side's progress figures plus the SVG geometry of the page's
+    histogram of ratings per stimulus."""
+    progress = annotation_selectors.study_progress(study)
+    bins = progress["stimuli_by_ratings"]
+    top = max((b["count"] for b in bins), default=1) or 1
+    progress["ratings_histogram"] = [
+        {**b, "tx": b["n"] * 10 + 5, **_bar(b["n"], b["count"] / top)} for b in bins
+    ]
+    progress["hist_width"] = len(bins) * 10
+    return progress
 
 
 def crowd_links(study: Study, base_url: str) -> dict[str, str]:

@@ -1,6 +1,6 @@
 """Reliability of collected subjective scores (METHODS.md section 7).
 
-Pure NumPy / pandas / SciPy, same long-frame input as :mod:`scoring.mos`
+Pure NumPy / pandas / SciPy, same long-frame input as :mod:`scoring.numerics.mos`
 (``rater, stimulus, score``, optional ``repetition``). Repetitions are averaged
 per (rater, stimulus) first: reliability is about raters agreeing, and a
 repeated presentation is not another rater.
@@ -26,7 +26,14 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from scoring.mos import Ratings, _bincount, _div, _group_moments, _pearson_by_group, prepare_ratings
+from scoring.numerics.mos import (
+    Ratings,
+    _bincount,
+    _div,
+    _group_moments,
+    _pearson_by_group,
+    prepare_ratings,
+)
 
 __all__ = [
     "ICCResult",

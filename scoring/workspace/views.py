@@ -14,24 +14,16 @@ from django.views.decorators.http import require_POST
 
 from annotation.models import Rater, Study
 from annotation.permissions import can_view_study, visible_studies
-from scoring import agreement_report, dashboard, mos
-from scoring.exports import (
-    FORMATS,
-    ExportError,
-    analysis_from_param,
-    csv_lines,
-    export_stream,
-    streaming_download,
-)
-from scoring.jobs import (
-    BrokerUnavailable,
-    ScoringError,
-    jobs_requeue_waiting,
-    scoring_job_cancel,
-    scoring_job_start,
-)
+from scoring.analyses.services import analysis_create
+from scoring.exports.formats import FORMATS, csv_lines, export_stream
+from scoring.exports.services import analysis_from_param, streaming_download
+from scoring.model_scoring import agreement_report
+from scoring.model_scoring.services import scoring_job_cancel, scoring_job_start
 from scoring.models import Analysis, ModelVersion, Prediction, ScoringJob
-from scoring.services import AnalysisError, analysis_create
+from scoring.numerics import mos
+from scoring.workspace import dashboard
+from studyweb.errors import ServiceError
+from studyweb.jobs import BrokerUnavailable
 
 
 def _study_for(request: HttpRequest, slug: str) -> Study:
@@ -61,7 +53,7 @@ def study_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "analysis": analysis,
         "figures": dashboard.analysis_figures(analysis) if analysis else None,
         "recent": study.analyses.order_by("-created_at")[:5],
-        "methods": list(mos.METHODS),
+        "methods": list(mos.REGISTRY.values()),
         "formats": FORMATS.values(),
     }
     return render(request, "scoring/study_detail.html", context)
@@ -77,10 +69,12 @@ def analysis_start(request: HttpRequest, slug: str) -> HttpResponse:
         analysis = analysis_create(
             study=study, method=method, reject_on=reject_on, user=request.user
         )
-    except AnalysisError as exc:
+    except BrokerUnavailable as exc:
+        messages.warning(request, str(exc))
+    except ServiceError as exc:
         messages.error(request, str(exc))
     else:
-        messages.success(request, f"Analysis {analysis.pk} ({method}) started.")
+        messages.success(request, f"Analysis {analysis.pk} ({method}) is {analysis.status}.")
     return redirect("scoring:study-detail", slug=study.slug)
 
 
@@ -94,7 +88,7 @@ def export_download(request: HttpRequest, slug: str, fmt: str) -> HttpResponse:
         raise Http404(str(exc)) from None
     try:
         exporter, chunks = export_stream(study, fmt, analysis=analysis)
-    except ExportError as exc:
+    except ServiceError as exc:
         messages.error(request, str(exc))
         return redirect("scoring:study-detail", slug=study.slug)
     return streaming_download(study, exporter, chunks, analysis)
@@ -161,7 +155,9 @@ def scoring_job_create(request: HttpRequest, slug: str) -> HttpResponse:
                 force=request.POST.get("force") == "1",
                 user=request.user,
             )
-        except (ScoringError, BrokerUnavailable) as exc:
+        except BrokerUnavailable as exc:
+            messages.warning(request, str(exc))
+        except ServiceError as exc:
             messages.error(request, str(exc))
         else:
             verb = "started" if created else f"is already {job.get_status_display().lower()}"
@@ -178,7 +174,7 @@ def scoring_job_stop(request: HttpRequest, slug: str, job_id: int) -> HttpRespon
     try:
         scoring_job_cancel(job=job)
         messages.success(request, f"Job {job.pk} cancelled.")
-    except ScoringError as exc:
+    except ServiceError as exc:
         messages.error(request, str(exc))
     return redirect("scoring:agreement", slug=study.slug)
 
@@ -187,7 +183,6 @@ def scoring_job_stop(request: HttpRequest, slug: str, job_id: int) -> HttpRespon
 def jobs_json(request: HttpRequest, slug: str) -> JsonResponse:
     """Live progress for the dashboard's job list (polled by static/js/jobs.js)."""
     study = _study_for(request, slug)
-    jobs_requeue_waiting()  # the broker may be back: send what could not be sent
     jobs = ScoringJob.objects.filter(study=study).select_related("model_version")[:20]
     return JsonResponse(
         {
@@ -198,6 +193,7 @@ def jobs_json(request: HttpRequest, slug: str) -> JsonResponse:
                     "status": j.status,
                     "done": j.done,
                     "total": j.total,
+                    "waiting_for_broker": j.waiting_for_broker,
                     "error": j.error[:300],
                 }
                 for j in jobs

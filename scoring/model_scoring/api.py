@@ -1,0 +1,237 @@
+"""REST API of model scoring: model versions, scoring jobs, predictions, agreement."""
+
+from __future__ import annotations
+
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.decorators import action, api_view, permission_classes
+from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.response import Response
+
+from annotation.api import FiniteFloatField
+from annotation.models import Study
+from annotation.permissions import can_view_study, visible_studies
+from scoring.model_scoring import agreement_report
+from scoring.model_scoring.services import (
+    model_version_register,
+    scoring_job_cancel,
+    scoring_job_start,
+)
+from scoring.models import ModelVersion, Prediction, ScoringJob
+
+
+class IsAdminOrReadOnly(IsAuthenticated):
+    """Model versions name files on the workers' disks: only admins register them."""
+
+    def has_permission(self, request, view):
+        if not super().has_permission(request, view):
+            return False
+        return request.method in ("GET", "HEAD", "OPTIONS") or request.user.is_superuser
+
+
+class ModelVersionSerializer(serializers.ModelSerializer):
+    kind = serializers.ChoiceField(choices=[k.value for k in ModelVersion.Kind])
+    fusion_w_t = FiniteFloatField(required=False)
+    fusion_w_r = FiniteFloatField(required=False)
+
+    class Meta:
+        model = ModelVersion
+        fields = [
+            "id",
+            "name",
+            "kind",
+            "description",
+            "checkpoint_path",
+            "checkpoint_sha256",
+            "baseline",
+            "fusion_w_t",
+            "fusion_w_r",
+            "options",
+            "created_at",
+        ]
+        read_only_fields = ["checkpoint_sha256", "created_at"]
+
+
+class ModelVersionViewSet(
+    mixins.CreateModelMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    viewsets.GenericViewSet,
+):
+    serializer_class = ModelVersionSerializer
+    permission_classes = [IsAdminOrReadOnly]
+    queryset = ModelVersion.objects.order_by("name")
+    lookup_field = "name"
+
+    def perform_create(self, serializer):
+        data = serializer.validated_data
+        serializer.instance = model_version_register(
+            name=data["name"],
+            kind=data["kind"],
+            checkpoint_path=data.get("checkpoint_path", ""),
+            baseline=data.get("baseline", ""),
+            fusion_w_t=data.get("fusion_w_t"),
+            fusion_w_r=data.get("fusion_w_r"),
+            options=data.get("options") or {},
+            description=data.get("description", ""),
+            user=self.request.user,
+        )
+
+
+class ScoringJobSerializer(serializers.ModelSerializer):
+    study = serializers.SlugRelatedField(slug_field="slug", queryset=Study.objects.all())
+    model_version = serializers.SlugRelatedField(
+        slug_field="name", queryset=ModelVersion.objects.all()
+    )
+    batch_size = serializers.IntegerField(min_value=1, max_value=1024, default=16)
+
+    class Meta:
+        model = ScoringJob
+        fields = [
+            "id",
+            "model_version",
+            "study",
+            "status",
+            "total",
+            "done",
+            "batch_size",
+            "force",
+            "error",
+            "waiting_for_broker",
+            "worker_host",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]
+        # A live job for the same pair is joined by scoring_job_start, not refused.
+        validators = []
+        read_only_fields = [
+            "status",
+            "total",
+            "done",
+            "error",
+            "waiting_for_broker",
+            "worker_host",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]
+
+
+class ScoringJobViewSet(
+    mixins.CreateModelMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Score a study with a model version on the `gpu` queue; follow and cancel jobs."""
+
+    serializer_class = ScoringJobSerializer
+    permission_classes = [IsAuthenticated]
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return ScoringJob.objects.none()
+        qs = ScoringJob.objects.filter(study__in=visible_studies(self.request.user))
+        if slug := self.request.query_params.get("study"):
+            qs = qs.filter(study__slug=slug)
+        return qs.select_related("study", "model_version").order_by("-created_at")
+
+    def create(self, request, *args, **kwargs):
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        if not can_view_study(request.user, data["study"]):
+            raise PermissionDenied("this study is not yours")
+        job, created = scoring_job_start(
+            model_version=data["model_version"],
+            study=data["study"],
+            force=data.get("force", False),
+            batch_size=data["batch_size"],
+            user=request.user,
+        )
+        code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        return Response(self.get_serializer(job).data, status=code)
+
+    @extend_schema(request=None)
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        job = scoring_job_cancel(job=self.get_object())
+        return Response(self.get_serializer(job).data)
+
+
+class PredictionSerializer(serializers.ModelSerializer):
+    model_version = serializers.CharField(source="model_version.name")
+    image = serializers.CharField(source="stimulus.original_name")
+
+    class Meta:
+        model = Prediction
+        fields = [
+            "model_version",
+            "stimulus",
+            "image",
+            "technical",
+            "rationality",
+            "naturalness",
+            "artifact_map",
+            "created_at",
+        ]
+
+
+class PredictionViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+    """Predictions on your studies; filter with ?study=SLUG&model_version=NAME."""
+
+    serializer_class = PredictionSerializer
+    permission_classes = [IsAuthenticated]
+
+    def get_queryset(self):
+        qs = Prediction.objects.filter(stimulus__study__in=visible_studies(self.request.user))
+        if slug := self.request.query_params.get("study"):
+            qs = qs.filter(stimulus__study__slug=slug)
+        if name := self.request.query_params.get("model_version"):
+            qs = qs.filter(model_version__name=name)
+        return qs.select_related("model_version", "stimulus").order_by("model_version", "stimulus")
+
+
+@extend_schema(
+    parameters=[
+        OpenApiParameter("model_version", str, required=True),
+        OpenApiParameter("analysis", int, required=False),
+        OpenApiParameter("n_boot", int, required=False),
+    ],
+    responses={200: OpenApiResponse(description="metrics per pair, per generator and task")},
+)
+@api_view(["GET"])
+@permission_classes([IsAuthenticated])
+def agreement_view(request, slug: str):
+    """Model-vs-human agreement (SRCC, KRCC, PLCC/RMSE after the logistic fit, 95% CIs)."""
+    study = get_object_or_404(Study, slug=slug)
+    if not can_view_study(request.user, study):
+        raise PermissionDenied("this study is not yours")
+    name = request.query_params.get("model_version")
+    if not name:
+        raise ValidationError({"model_version": ["required"]})
+    version = ModelVersion.objects.filter(name=name).first()
+    if version is None:
+        raise ValidationError({"model_version": [f"no model version named {name!r}"]})
+    try:
+        n_boot = int(request.query_params.get("n_boot", 1000))
+        analysis_id = request.query_params.get("analysis")
+        analysis_id = int(analysis_id) if analysis_id else None
+    except ValueError:
+        raise ValidationError({"n_boot": ["must be an integer"]}) from None
+    if not 0 <= n_boot <= 10000:
+        raise ValidationError({"n_boot": ["must be between 0 and 10000"]})
+    try:
+        analysis = agreement_report.reference_analysis(study, analysis_id)
+        report = agreement_report.agreement_report(
+            study, version, analysis, n_boot=n_boot, group_boot=min(n_boot, 200)
+        )
+    except agreement_report.AgreementUnavailable as exc:
+        return Response(
+            {"error": "unavailable", "detail": str(exc), "fields": {}},
+            status=status.HTTP_409_CONFLICT,
+        )
+    return Response({k: v for k, v in report.items() if k != "points"})

@@ -1,0 +1,98 @@
+"""The GPU workers' side of model scoring: where JOINT (or a baseline) runs.
+
+Flow: ``scoring_job_start`` records a job and the job layer sends ``score_job``
+to the ``gpu`` queue; that task (:func:`job_plan_batches`) splits the study's
+stimuli into batches and sends one ``score_batch`` each; a batch
+(:func:`score_batch_run`) loads the model once per worker process
+(:mod:`scoring.model_scoring.model_cache`), predicts, upserts one Prediction per
+(model version, stimulus) and recounts the job's progress. Batches are
+idempotent: a batch redelivered after a worker died writes the same rows again,
+never duplicates.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterable
+
+from annotation.models import Stimulus
+from scoring.model_scoring.services import job_stimuli
+from scoring.models import Prediction, ScoringJob
+from studyweb import jobs
+
+
+def job_plan_batches(*, job_id: int) -> list[list[int]]:
+    """Mark the job running and return the stimulus ids to score, in batches."""
+    job = ScoringJob.objects.select_related("model_version", "study").get(pk=job_id)
+    if job.status not in ScoringJob.ACTIVE:
+        return []
+    ids = list(job_stimuli(job.study).order_by("pk").values_list("pk", flat=True))
+    if not job.force:
+        done = set(
+            Prediction.objects.filter(
+                model_version=job.model_version, stimulus_id__in=ids
+            ).values_list("stimulus_id", flat=True)
+        )
+        ids = [i for i in ids if i not in done]
+    jobs.job_mark_running(ScoringJob, job.pk, worker_host=socket.gethostname()[:200])
+    job.refresh_progress()
+    size = job.batch_size
+    return [ids[i : i + size] for i in range(0, len(ids), size)]
+
+
+def _image_input(stimulus: Stimulus):
+    try:
+        return stimulus.image.path  # local or shared file system: workers read the file
+    except NotImplementedError:
+        from PIL import Image
+
+        with stimulus.image.open("rb") as handle:  # object storage
+            image = Image.open(handle)
+            image.load()
+        return image
+
+
+def score_batch_run(*, job_id: int, stimulus_ids: Iterable[int]) -> int:
+    """Predict one batch and upsert its predictions; returns how many were written."""
+    from scoring.model_scoring.model_cache import child_processes_allowed, load_scorer
+
+    job = ScoringJob.objects.select_related("model_version").get(pk=job_id)
+    if job.status not in ScoringJob.ACTIVE:
+        return 0  # cancelled or already finished: drop the batch
+    stimuli = list(Stimulus.objects.filter(pk__in=list(stimulus_ids)).order_by("pk"))
+    if not stimuli:
+        return 0
+    scorer = load_scorer(job.model_version)
+    with child_processes_allowed():  # a Celery pool process is daemonic
+        results = scorer.predict([_image_input(s) for s in stimuli], batch_size=job.batch_size)
+    rows = [
+        Prediction(
+            model_version=job.model_version,
+            stimulus=s,
+            technical=r.technical,
+            rationality=r.rationality,
+            naturalness=r.naturalness,
+            artifact_map=str(r.artifact_map)[:200],
+            job=job,
+        )
+        for s, r in zip(stimuli, results, strict=True)
+    ]
+    Prediction.objects.bulk_create(
+        rows,
+        update_conflicts=True,
+        unique_fields=["model_version", "stimulus"],
+        update_fields=[
+            "technical",
+            "rationality",
+            "naturalness",
+            "artifact_map",
+            "job",
+            "created_at",
+        ],
+    )
+    job.refresh_progress()
+    return len(rows)
+
+
+def job_fail(*, job_id: int, error: str, code: str = "error") -> None:
+    jobs.job_mark_failed(ScoringJob, job_id, error=error, code=code)

@@ -1,0 +1,214 @@
+"""Model scoring: register model versions, start scoring jobs, and the worker's
+batch step that writes predictions.
+
+Flow: ``scoring_job_start`` records a job and enqueues ``score_job`` on the
+``gpu`` queue; that task splits the study's stimuli into batches and enqueues
+one ``score_batch`` each; a batch loads the model once per worker process
+(scoring.model_scoring.model_cache), predicts, upserts one Prediction per (model version,
+stimulus) and recounts the job's progress. Batches are idempotent: a batch
+redelivered after a worker died writes the same rows again, never duplicates.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from django.db import transaction
+
+from annotation.models import Stimulus, Study
+from scoring.models import ModelVersion, Prediction, ScoringJob
+from studyweb import jobs
+from studyweb.errors import ServiceError
+
+logger = logging.getLogger("scoring")
+
+
+class ScoringError(ServiceError):
+    """A request that cannot be honoured (bad model version, nothing to score...)."""
+
+
+# --- Model versions -------------------------------------------------------------
+
+
+def model_version_register(
+    *,
+    name: str,
+    kind: str,
+    checkpoint_path: str = "",
+    baseline: str = "",
+    fusion_w_t: float | None = None,
+    fusion_w_r: float | None = None,
+    options: dict | None = None,
+    description: str = "",
+    user=None,
+) -> ModelVersion:
+    """Check and record a model version; the checkpoint's sha256 is taken now."""
+    from scoring import joint
+    from scoring.model_scoring.model_cache import file_sha256
+
+    if ModelVersion.objects.filter(name=name).exists():
+        raise ScoringError(f"a model version named {name!r} exists already", field="name")
+    fields: dict = {
+        "name": name,
+        "kind": kind,
+        "options": _checked_options(options or {}),
+        "description": description,
+        "created_by": user,
+    }
+    if kind == ModelVersion.Kind.BASELINE:
+        if baseline not in joint.BASELINES:
+            raise ScoringError(
+                f"unknown baseline {baseline!r}; use one of {', '.join(joint.BASELINES)}",
+                field="baseline",
+            )
+        fields["baseline"] = baseline
+    elif kind in (ModelVersion.Kind.JOINT, ModelVersion.Kind.TORCHSCRIPT):
+        try:
+            path = Path(checkpoint_path).expanduser()
+            found = path.is_file()
+        except (OSError, ValueError) as exc:  # a name too long, a NUL byte...
+            raise ScoringError(
+                f"checkpoint path is not usable: {exc}", field="checkpoint_path"
+            ) from None
+        if not found:
+            raise ScoringError(f"checkpoint {path} not found", field="checkpoint_path")
+        if kind == ModelVersion.Kind.JOINT:
+            try:
+                joint.model.check_state_dict(
+                    joint.model.load_state_dict_file(path), source=str(path)
+                )
+            except joint.CheckpointError as exc:
+                raise ScoringError(str(exc), field="checkpoint_path") from None
+        fields["checkpoint_path"] = str(path.resolve())
+        fields["checkpoint_sha256"] = file_sha256(path)
+        fusion_file = joint.model.fusion_path(path)
+        if fusion_w_t is None and fusion_file.exists():
+            # A fine-tuned checkpoint carries its own fitted fusion weights.
+            fusion = joint.model._read_fusion(fusion_file)
+            fusion_w_t, fusion_w_r = fusion.w_t, fusion.w_r
+    else:
+        raise ScoringError(
+            f"unknown kind {kind!r}; use joint, baseline or torchscript", field="kind"
+        )
+    if fusion_w_t is not None:
+        fields["fusion_w_t"] = fusion_w_t
+    if fusion_w_r is not None:
+        fields["fusion_w_r"] = fusion_w_r
+    return ModelVersion.objects.create(**fields)
+
+
+# What a GPU worker reads from a version's options (scoring.model_scoring.model_cache.load_scorer),
+# checked at registration so that a typo fails here, not in every batch of a job.
+_OPTION_CHOICES = {
+    "lfm_order": ("before_resize", "after_resize"),
+    "lfm_backend": ("eager", "compile"),
+}
+
+
+def _checked_options(options: dict) -> dict:
+    if not isinstance(options, dict):
+        raise ScoringError("options must be an object", field="options")
+    known = {"artifact_model", "batch_size", "seed", *_OPTION_CHOICES}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ScoringError(
+            f"unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}",
+            field="options",
+        )
+    for key, choices in _OPTION_CHOICES.items():
+        if key in options and options[key] not in choices:
+            raise ScoringError(f"option {key} must be one of {', '.join(choices)}", field="options")
+    for key, low in (("batch_size", 1), ("seed", 0)):
+        value = options.get(key)
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < low
+        ):
+            raise ScoringError(
+                f"option {key} must be an integer of at least {low}", field="options"
+            )
+    artifact = options.get("artifact_model")
+    if artifact is not None and not isinstance(artifact, str):
+        raise ScoringError("option artifact_model must be a path", field="options")
+    return options
+
+
+# --- Jobs -----------------------------------------------------------------------
+
+
+def job_stimuli(study: Study):
+    # Test stimuli are what MOS exists for; imported datasets hold only test items.
+    return Stimulus.objects.filter(study=study, role=Stimulus.Role.TEST)
+
+
+def scoring_job_start(
+    *,
+    model_version: ModelVersion,
+    study: Study,
+    force: bool = False,
+    batch_size: int = 16,
+    user=None,
+    enqueue: bool = True,
+) -> tuple[ScoringJob, bool]:
+    """Start (or join) a scoring job. Returns (job, created).
+
+    A live job for the same model version and study is joined (and sent, if it
+    still waits for the broker); a finished one that covers every stimulus is
+    returned as is unless ``force``. Raises BrokerUnavailable (the job saved,
+    waiting) when the broker is down.
+    """
+    if (
+        isinstance(batch_size, bool)
+        or not isinstance(batch_size, int)
+        or not 1 <= batch_size <= 1024
+    ):
+        raise ScoringError("batch_size must be between 1 and 1024", field="batch_size")
+    total = job_stimuli(study).count()
+    if total == 0:
+        raise ScoringError(
+            f"study {study.slug!r} has no test stimuli to score",
+            code="nothing_to_score",
+            field="study",
+        )
+    with transaction.atomic():
+        live = (
+            ScoringJob.objects.select_for_update()
+            .filter(model_version=model_version, study=study, status__in=ScoringJob.ACTIVE)
+            .first()
+        )
+        created = live is None
+        if live is not None:
+            job = live
+        else:
+            finished = None
+            if not force:
+                finished = (
+                    ScoringJob.objects.filter(
+                        model_version=model_version, study=study, status=ScoringJob.Status.DONE
+                    )
+                    .order_by("-finished_at")
+                    .first()
+                )
+                covered = Prediction.objects.filter(
+                    model_version=model_version, stimulus__in=job_stimuli(study)
+                ).count()
+                if finished is not None and covered < total:
+                    finished = None
+            if finished is not None:
+                return finished, False
+            job = ScoringJob.objects.create(
+                model_version=model_version,
+                study=study,
+                total=total,
+                force=force,
+                batch_size=batch_size,
+                created_by=user,
+                waiting_for_broker=enqueue,
+            )
+    if enqueue and job.waiting_for_broker:
+        jobs.job_send(job)
+    return job, created
+
+
+def scoring_job_cancel(*, job: ScoringJob) -> ScoringJob:
+    return jobs.job_cancel(job)

@@ -1,0 +1,1 @@
+"""The researcher's pages: study list, study page, agreement dashboard."""

@@ -1,0 +1,279 @@
+"""The one background-job layer: every kind of job (analysis, export, model
+scoring, and the kinds to come) is a row of a :class:`Job` subclass and is sent
+to Celery here, by task name, so no service imports a task module.
+
+Life of a job:
+
+1. A service writes the row (``waiting_for_broker`` is true: not yet handed to
+   the broker) and calls :func:`job_send` once its transaction has committed.
+2. :func:`job_send` claims the row (``waiting_for_broker`` true -> false, one
+   statement, so two senders never both send it) and publishes the task. If the
+   broker does not take it, whatever the Celery client raised, the row is marked
+   waiting again and :class:`BrokerUnavailable` names the job; the API answers
+   503 with the job, pages a message, commands exit 75 (EX_TEMPFAIL).
+3. :func:`jobs_send_waiting` sends every waiting row of every kind. Workers call
+   it when they start and then every ``JOB_RESEND_SECONDS`` (studyweb.celery), so
+   jobs saved during a broker outage go out once it is back; never a read.
+4. The worker's task marks the row running, reports progress, then done or
+   failed with an error code (and the field it concerns, when there is one).
+
+Without a broker (the embedded ``make run``) the task runs in-process at step 2,
+as Label Studio's ``start_job_async_or_sync`` does.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import ClassVar
+
+from django.apps import apps
+from django.conf import settings
+from django.db import models, transaction
+from django.utils import timezone
+
+from studyweb.errors import ServiceError
+
+logger = logging.getLogger("studyweb.jobs")
+
+# A publish may wait this long for a reachable broker (two tries); well inside the
+# 2 s an API caller is promised when Redis is down.
+PUBLISH_RETRY_POLICY = {
+    "max_retries": 1,
+    "interval_start": 0.2,
+    "interval_step": 0.2,
+    "interval_max": 0.2,
+}
+
+
+class Job(models.Model):
+    """What every background job has: status, progress, error, times, broker state."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    ACTIVE: ClassVar[tuple[str, ...]] = (Status.QUEUED, Status.RUNNING)
+    FINISHED: ClassVar[tuple[str, ...]] = (Status.DONE, Status.FAILED, Status.CANCELLED)
+    #: The Celery task that runs this kind of job, called with the row's id.
+    task_name: ClassVar[str] = ""
+    #: How the job is named in messages ("analysis 12 ...").
+    noun: ClassVar[str] = "job"
+
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    total = models.PositiveIntegerField(default=0, help_text="Units of work (0: unknown).")
+    done = models.PositiveIntegerField(default=0, help_text="Units of work finished.")
+    error = models.TextField(blank=True)
+    error_code = models.CharField(max_length=64, blank=True)
+    error_field = models.CharField(
+        max_length=64, blank=True, help_text="The input the error concerns, when there is one."
+    )
+    waiting_for_broker = models.BooleanField(
+        default=True,
+        help_text="Not yet handed to the task broker (it is sent as soon as the broker takes it).",
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        abstract = True
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(status__in=["queued", "running", "done", "failed", "cancelled"]),
+                name="%(app_label)s_%(class)s_status",
+            ),
+        ]
+
+    @property
+    def percent(self) -> float:
+        if self.status == self.Status.DONE:
+            return 100.0
+        return 100.0 * self.done / self.total if self.total else 0.0
+
+    @property
+    def label(self) -> str:
+        return f"{self.noun} {self.pk}"
+
+    def refresh_progress(self) -> None:
+        """Bring ``done`` (and the status) up to date from the job's own results.
+
+        Kinds whose work is split over several tasks override it; the job layer's
+        periodic tick calls it for running jobs, so a job whose last piece of work
+        landed after the last count still finishes.
+        """
+
+
+class BrokerUnavailable(ServiceError):
+    """The broker did not take the job; it is kept and sent once the broker is back."""
+
+    code = "broker_unavailable"
+    status = 503
+
+    def __init__(self, job: Job, reason: str):
+        self.job = job
+        super().__init__(
+            f"{job.label} is saved and waits for the task broker, which is unreachable "
+            f"({reason}); it will be sent as soon as the broker is back"
+        )
+
+
+def job_kinds() -> list[type[Job]]:
+    """Every concrete job model of the installed apps."""
+    return [m for m in apps.get_models() if issubclass(m, Job)]
+
+
+def _eager() -> bool:
+    return bool(getattr(settings, "CELERY_TASK_ALWAYS_EAGER", False))
+
+
+def _publish(job: Job) -> None:
+    from studyweb.celery import app
+
+    if _eager():
+        # In-process (no broker): the task records its own failure on the row.
+        result = app.tasks[job.task_name].apply(args=(job.pk,))
+        if result.failed():
+            logger.warning("%s failed in-process: %s", job.label, result.result)
+        return
+    app.send_task(
+        job.task_name,
+        args=(job.pk,),
+        ignore_result=True,  # the row is the result; no result-backend round trip
+        retry=True,
+        retry_policy=PUBLISH_RETRY_POLICY,
+    )
+
+
+def job_send(job: Job) -> None:
+    """Hand the job to the broker now, once; raise BrokerUnavailable if it is down."""
+    model = type(job)
+    claimed = model.objects.filter(pk=job.pk, waiting_for_broker=True).update(
+        waiting_for_broker=False
+    )
+    job.waiting_for_broker = False
+    if not claimed:
+        return  # already sent (by a worker's resend, or a second request)
+    try:
+        _publish(job)
+    except Exception as exc:
+        model.objects.filter(pk=job.pk, status=Job.Status.QUEUED).update(waiting_for_broker=True)
+        job.waiting_for_broker = True
+        logger.warning("%s waits for the broker: %s: %s", job.label, type(exc).__name__, exc)
+        raise BrokerUnavailable(job, f"{type(exc).__name__}: {exc}") from exc
+
+
+def job_send_on_commit(job: Job) -> None:
+    """Send the job once the current transaction commits (at once outside one).
+
+    Inside a transaction a broker outage is only logged: the job stays waiting
+    and is sent later. Services that answer a caller send after their own
+    transaction instead, so the caller hears about the outage.
+    """
+
+    def send() -> None:
+        try:
+            job_send(job)
+        except BrokerUnavailable as exc:
+            if not transaction.get_connection().in_atomic_block:
+                raise
+            logger.warning("%s", exc)
+
+    transaction.on_commit(send)
+
+
+def jobs_send_waiting() -> int:
+    """Send every queued job that is waiting for the broker; returns how many went out."""
+    sent = 0
+    for model in job_kinds():
+        for pk in model.objects.filter(
+            waiting_for_broker=True, status=Job.Status.QUEUED
+        ).values_list("pk", flat=True):
+            job = model.objects.get(pk=pk)
+            try:
+                job_send(job)
+            except BrokerUnavailable:
+                return sent  # still down: the next round tries again
+            sent += 1
+    if sent:
+        logger.info("sent %d job(s) that were waiting for the broker", sent)
+    return sent
+
+
+def jobs_settle_running() -> int:
+    """Recount the running jobs of kinds that split their work; returns how many finished."""
+    finished = 0
+    for model in job_kinds():
+        if model.refresh_progress is Job.refresh_progress:
+            continue
+        for job in model.objects.filter(status=Job.Status.RUNNING):
+            job.refresh_progress()
+            finished += job.status == Job.Status.DONE
+    return finished
+
+
+def jobs_tick() -> dict[str, int]:
+    """What workers run periodically: send waiting jobs, settle running ones."""
+    return {"sent": jobs_send_waiting(), "finished": jobs_settle_running()}
+
+
+# --- State changes made by the workers' tasks -------------------------------------
+
+
+def job_mark_running(model: type[Job], pk: int, **fields) -> bool:
+    """queued -> running; False when the job is no longer queued (or running already)."""
+    return bool(
+        model.objects.filter(pk=pk, status=Job.Status.QUEUED).update(
+            status=Job.Status.RUNNING, started_at=timezone.now(), **fields
+        )
+    )
+
+
+def job_mark_done(model: type[Job], pk: int, **fields) -> bool:
+    return bool(
+        model.objects.filter(pk=pk, status__in=Job.ACTIVE).update(
+            status=Job.Status.DONE,
+            finished_at=timezone.now(),
+            error="",
+            error_code="",
+            error_field="",
+            **fields,
+        )
+    )
+
+
+def job_mark_failed(
+    model: type[Job], pk: int, *, error: str, code: str = "error", field: str = ""
+) -> bool:
+    return bool(
+        model.objects.filter(pk=pk, status__in=Job.ACTIVE).update(
+            status=Job.Status.FAILED,
+            finished_at=timezone.now(),
+            error=error[:4000],
+            error_code=code[:64],
+            error_field=field[:64],
+        )
+    )
+
+
+def job_cancel(job: Job) -> Job:
+    """Stop a queued or running job; its remaining work is dropped by the worker."""
+    model = type(job)
+    updated = model.objects.filter(pk=job.pk, status__in=Job.ACTIVE).update(
+        status=Job.Status.CANCELLED, finished_at=timezone.now(), waiting_for_broker=False
+    )
+    job.refresh_from_db()
+    if not updated:
+        raise ServiceError(
+            f"{job.label} is {job.status}; only queued or running jobs stop",
+            code="not_active",
+            field="status",
+            status=409,
+        )
+    return job
