@@ -232,9 +232,8 @@ SPECTACULAR_SETTINGS = {
         "studyweb.openapi.add_rater_endpoints",
     ],
     "ENUM_NAME_OVERRIDES": {
-        # Analyses and export jobs share one set of states.
-        "WorkStatusEnum": "scoring.models.Analysis.Status",
-        "ScoringJobStatusEnum": "scoring.models.ScoringJob.Status",
+        # Every kind of background job has one set of states (studyweb.jobs).
+        "JobStatusEnum": "studyweb.jobs.Job.Status",
         "StudyStatusEnum": "annotation.models.Study.Status",
     },
 }

@@ -53,7 +53,9 @@ def worker_env() -> dict:
 
 
 @contextlib.contextmanager
-def celery_worker(queues: str = "default,gpu", *, concurrency: int = 1, name: str = "w1"):
+def celery_worker(
+    queues: str = "default,gpu", *, concurrency: int = 1, name: str = "w1", env: dict | None = None
+):
     """A worker subprocess; yields the Popen. Stopped (and reaped) on exit."""
     log = open(Path(settings.MEDIA_ROOT).parent / f"worker-{name}.log", "a")
     proc = subprocess.Popen(
@@ -77,7 +79,7 @@ def celery_worker(queues: str = "default,gpu", *, concurrency: int = 1, name: st
             "INFO",
         ],
         cwd=ROOT,
-        env=worker_env(),
+        env=env or worker_env(),
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,

@@ -15,8 +15,7 @@ from rest_framework.test import APIClient
 from annotation import assignment, services, statements
 from annotation.models import Rating, Session
 from scoring.model_scoring.services import model_version_register
-from scoring.models import Prediction, ScoringJob
-from tests.factories import StimulusFactory, StudyFactory
+from tests.factories import StimulusFactory, StudyFactory, rater_at_rating
 
 SCORES = {"overall": 61, "technical": 52, "rationality": 73}
 
@@ -97,65 +96,67 @@ def test_connection_drops_after_commit_then_retry(rating_setup, monkeypatch):
     assert retry.json()["rating"]["id"] == Rating.objects.get().pk
 
 
+def _broker_down(*args, **kwargs):
+    # What Celery's Redis result backend raises after its retries (not a kombu error).
+    raise RuntimeError("Retry limit exceeded while trying to reconnect to the Celery redis")
+
+
+JOB_REQUESTS = [
+    ("scoring job", "/api/v1/scoring-jobs/", {"study": "nobroker", "model_version": "sharp"}),
+    ("export", "/api/v1/exports/", {"study": "nobroker", "format": "ratings-csv"}),
+    ("analysis", "/api/v1/analyses/", {"study": "nobroker", "method": "mean"}),
+]
+
+
 @pytest.mark.django_db(transaction=True)
-def test_broker_down_when_a_job_starts_then_back(researcher_a, monkeypatch):
-    from kombu.exceptions import OperationalError as BrokerError
+@pytest.mark.parametrize(("kind", "path", "body"), JOB_REQUESTS, ids=[k for k, *_ in JOB_REQUESTS])
+def test_broker_down_when_a_job_starts_then_back(researcher_a, monkeypatch, kind, path, body):
+    """Whatever the Celery client raises: a JSON 503 naming the job, the row kept
+    waiting, a second request joins (scoring) or waits too, and the workers' tick
+    sends each job once when the broker is back."""
+    from studyweb import jobs
 
-    from scoring import tasks
-
-    study = StudyFactory(slug="nobroker", owner=researcher_a)
+    study = StudyFactory(slug="nobroker", owner=researcher_a, status="open")
     StimulusFactory.create_batch(3, study=study)
+    for i in range(2):  # two raters rate everything, so the analysis has data
+        rater, session = rater_at_rating(study, external_id=f"R{i}")
+        while (claim := assignment.claim_next(session=session)) is not None:
+            services.rating_submit(
+                rater=rater,
+                stimulus_id=claim.stimulus_id,
+                scores=SCORES,
+                client_id=uuid.uuid4(),
+                viewing_seconds=5.0,
+                check_view_time=False,
+            )
     model_version_register(name="sharp", kind="baseline", baseline="sharpness")
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=researcher_a)}")
 
-    def down(*args, **kwargs):
-        raise BrokerError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
-
-    real_delay = tasks.score_job.delay
-    monkeypatch.setattr(tasks.score_job, "delay", down)
-    response = client.post(
-        "/api/v1/scoring-jobs/", {"study": "nobroker", "model_version": "sharp"}, format="json"
-    )
+    real_publish = jobs._publish
+    sent = []
+    monkeypatch.setattr(jobs, "_publish", _broker_down)
+    response = client.post(path, body, format="json")
     assert response.status_code == 503 and response["Retry-After"]
-    assert "broker" in response.json()["detail"]
-    job = ScoringJob.objects.get()
+    data = response.json()
+    assert data["error"] == "broker_unavailable" and "broker" in data["detail"]
+    assert data["job"]["kind"] == kind and data["job"]["waiting_for_broker"] is True
+    assert f"{kind} {data['job']['id']}" in data["detail"]
+    model = next(m for m in jobs.job_kinds() if m.noun == kind)
+    job = model.objects.get(pk=data["job"]["id"])
     assert job.status == "queued" and job.waiting_for_broker  # kept, not lost
-    # The broker is back: the next look at the jobs sends it, and it runs.
-    monkeypatch.setattr(tasks.score_job, "delay", real_delay)
-    listed = client.get("/api/v1/scoring-jobs/").json()
-    assert listed["count"] == 1
+    # Reads never send (the broker may be back, but sending is the workers' tick).
+    monkeypatch.setattr(jobs, "_publish", lambda j: sent.append(j.pk) or real_publish(j))
+    client.get(path)
+    assert sent == []
+    if kind == "scoring job":  # a second request while waiting joins the same job
+        monkeypatch.setattr(jobs, "_publish", _broker_down)
+        again = client.post(path, body, format="json")
+        assert again.status_code == 503 and again.json()["job"]["id"] == job.pk
+        assert model.objects.count() == 1
+        monkeypatch.setattr(jobs, "_publish", lambda j: sent.append(j.pk) or real_publish(j))
+    assert jobs.jobs_tick()["sent"] == 1
+    assert jobs.jobs_tick()["sent"] == 0  # sent once
+    assert sent == [job.pk]
     job.refresh_from_db()
-    assert not job.waiting_for_broker and job.status == "done"
-    assert Prediction.objects.count() == 3
-
-
-@pytest.mark.django_db(transaction=True)
-def test_export_job_with_broker_down_then_back(researcher_a, monkeypatch):
-    from kombu.exceptions import OperationalError as BrokerError
-
-    from scoring import tasks
-    from scoring.models import ExportJob
-
-    study = StudyFactory(slug="exportdown", owner=researcher_a)
-    StimulusFactory.create_batch(2, study=study)
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=researcher_a)}")
-    real_delay = tasks.run_export.delay
-
-    def down(*args, **kwargs):
-        raise BrokerError("Connection refused")
-
-    monkeypatch.setattr(tasks.run_export, "delay", down)
-    response = client.post(
-        "/api/v1/exports/", {"study": "exportdown", "format": "ratings-csv"}, format="json"
-    )
-    assert response.status_code == 503 and response["Retry-After"]
-    job = ExportJob.objects.get()
-    assert job.status == "queued" and job.waiting_for_broker
-    monkeypatch.setattr(tasks.run_export, "delay", real_delay)
-    detail = client.get(f"/api/v1/exports/{job.pk}/").json()
-    assert detail["status"] == "done" and detail["download_url"]
-    download = client.get(f"/api/v1/exports/{job.pk}/download/")
-    assert download.status_code == 200
-    assert b"".join(download.streaming_content).startswith(b"rating_id,rater,")
+    assert not job.waiting_for_broker and job.status == "done", (job.status, job.error)

@@ -200,10 +200,12 @@ def icc(frame: pd.DataFrame | Ratings) -> ICCResult:
     ss_rows = float(k * np.sum((row - grand) ** 2))
     ss_cols = float(n * np.sum((col - grand) ** 2))
     ss_err = ss_total - ss_rows - ss_cols
-    bms = ss_rows / (n - 1)
-    wms = (ss_total - ss_rows) / (n * (k - 1))
-    jms = ss_cols / (k - 1)
-    ems = ss_err / ((n - 1) * (k - 1))
+    # NumPy scalars, so that constant scores (every mean square 0) give NaN, not a
+    # ZeroDivisionError from Python floats.
+    bms = np.float64(ss_rows) / (n - 1)
+    wms = np.float64(ss_total - ss_rows) / (n * (k - 1))
+    jms = np.float64(ss_cols) / (k - 1)
+    ems = np.float64(ss_err) / ((n - 1) * (k - 1))
     with np.errstate(invalid="ignore", divide="ignore"):
         icc1_1 = (bms - wms) / (bms + (k - 1) * wms)
         icc1_k = (bms - wms) / bms
@@ -216,10 +218,10 @@ def icc(frame: pd.DataFrame | Ratings) -> ICCResult:
         float(icc2_k),
         n,
         k,
-        bms,
-        wms,
-        jms,
-        ems,
+        float(bms),
+        float(wms),
+        float(jms),
+        float(ems),
     )
 
 
@@ -336,7 +338,7 @@ def reliability_summary(
     full = is_full_design(rt) and rt.n_raters >= 2 and rt.n_stimuli >= 2
     alpha = krippendorff_alpha(rt)
     icc_res = icc(rt) if full else None
-    if full:
+    if icc_res is not None:
         design, measure, value = "full", "ICC(2,k)", icc_res.icc2_k
     else:
         design, measure, value = "sparse", "Krippendorff alpha (interval)", alpha

@@ -15,6 +15,7 @@ from scoring.model_scoring.services import (
     scoring_job_start,
 )
 from scoring.models import ModelVersion, Prediction, ScoringJob
+from studyweb.errors import ServiceError
 from tests.factories import StimulusFactory, StudyFactory
 
 pytestmark = pytest.mark.django_db
@@ -152,9 +153,9 @@ def test_cancel_and_join(study, sharpness):
     assert created and not created_again and joined.pk == job.pk
     scoring_job_cancel(job=job)
     assert job.status == "cancelled"
-    with pytest.raises(ScoringError, match="only queued or running"):
+    with pytest.raises(ServiceError, match="only queued or running"):
         scoring_job_cancel(job=job)
-    from scoring.model_scoring.services import score_batch_run
+    from scoring.model_scoring.batches import score_batch_run
 
     assert score_batch_run(job_id=job.pk, stimulus_ids=[s.pk for s in study.stimuli.all()]) == 0
 

@@ -114,6 +114,16 @@ def test_icc_shrout_fleiss_table() -> None:
         assert got == pytest.approx(want, abs=5e-3)
 
 
+def test_icc_of_constant_scores_is_undefined_not_an_error() -> None:
+    # Every rater gives every stimulus the same score: all mean squares are 0.
+    frame = pd.DataFrame(
+        [(r, s, 61.0) for r in range(2) for s in range(3)], columns=["rater", "stimulus", "score"]
+    )
+    res = icc(frame)
+    assert np.isnan(res.icc1_1) and np.isnan(res.icc2_k)
+    assert reliability_summary(frame).as_dict()["measure"]  # the summary still answers
+
+
 def test_icc_needs_a_full_design() -> None:
     frame = _shrout_fleiss_frame().iloc[1:]
     assert not is_full_design(frame)
