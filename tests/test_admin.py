@@ -68,3 +68,54 @@ def test_ratings_are_read_only_in_admin(client, admin_user, data):
     client.post(reverse("admin:annotation_rating_change", args=[rating.pk]), {"overall": 99})
     rating.refresh_from_db()
     assert rating.overall == 42
+
+
+def test_admin_open_action_keeps_the_study_rules(client, admin_user):
+    """The admin's open action goes through the study rules: no opening without
+    test stimuli; the refusal is shown and nothing changes."""
+    empty = StudyFactory(slug="adm-empty", status="draft")
+    ready = StudyFactory(slug="adm-ready", status="draft")
+    StimulusFactory(study=ready)
+    client.force_login(admin_user)
+    response = client.post(
+        reverse("admin:annotation_study_changelist"),
+        {"action": "open_studies", "_selected_action": [empty.pk, ready.pk]},
+        follow=True,
+    )
+    shown = [str(m) for m in response.context["messages"]]
+    assert any("adm-empty: import test stimuli before opening" in m for m in shown), shown
+    empty.refresh_from_db()
+    ready.refresh_from_db()
+    assert (empty.status, ready.status) == ("draft", "open")
+
+
+def test_admin_change_form_shows_locked_settings_and_cannot_change_them(
+    client, admin_user, data
+):
+    client.force_login(admin_user)
+    url = reverse("admin:annotation_study_change", args=[data.pk])
+    form = client.get(url).context["adminform"]
+    readonly = set(form.readonly_fields)
+    assert {"protocol", "scale", "status", "slug"} <= readonly  # the study is open
+    # A crafted POST cannot change them either: read-only fields are not in the form.
+    response = client.post(
+        url,
+        {
+            "title": "Renamed",
+            "owner": data.owner_id,
+            "protocol": "agin",
+            "scale": "acr5",
+            "ratings_per_stimulus": 3,
+            "session_size": 10,
+            "gold_rate": 0,
+            "gold_fail_limit": 2,
+            "min_view_seconds": 0,
+            "break_every": 40,
+            "claim_ttl_seconds": 600,
+            "completion_code": data.completion_code,
+        },
+    )
+    assert response.status_code == 302, response.content[:500]
+    data.refresh_from_db()
+    assert data.title == "Renamed"
+    assert (data.protocol, data.scale) == ("overall", "continuous")

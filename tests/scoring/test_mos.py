@@ -582,3 +582,18 @@ def test_p910_reports_convergence_and_rater_se_option() -> None:
     stim_se = compute(nflx(), "p910").stimuli
     pd.testing.assert_series_equal(rater_se["mos"], stim_se["mos"])
     assert rater_se["se"].nunique() == 1  # full design: the same raters everywhere
+
+
+def test_one_registry_names_runs_and_versions_every_method() -> None:
+    from scoring.numerics.mos import REGISTRY
+
+    assert set(REGISTRY) == set(METHODS)
+    frame = pd.DataFrame(
+        [(r, s, float((r * 7 + s * 13) % 5 + 1)) for r in range(6) for s in range(8)],
+        columns=["rater", "stimulus", "score"],
+    )
+    for name, method in REGISTRY.items():
+        assert method.name == name and method.version and method.label
+        assert compute(frame, name).method == name
+    # Only the methods with a rejection rule of their own let reject_on decide.
+    assert {n for n, m in REGISTRY.items() if m.rejects} == {"bt500", "p913", "correlation"}

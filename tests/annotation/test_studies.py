@@ -1,0 +1,91 @@
+"""The study rules (annotation/studies.py), the same for the API, pages and admin."""
+
+from __future__ import annotations
+
+import pytest
+
+from annotation.studies import (
+    StudyRuleError,
+    locked_fields,
+    study_delete,
+    study_set_status,
+    study_update,
+)
+from tests.factories import StimulusFactory, StudyFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def test_open_needs_test_stimuli_and_changes_nothing_when_refused():
+    study = StudyFactory(status="draft")
+    StimulusFactory(study=study, role="training")
+    with pytest.raises(StudyRuleError, match="import test stimuli") as refused:
+        study_set_status(study=study, status="open")
+    assert refused.value.field == "status" and refused.value.status == 409
+    study.refresh_from_db()
+    assert study.status == "draft"
+    StimulusFactory(study=study)
+    assert study_set_status(study=study, status="open").status == "open"
+
+
+@pytest.mark.parametrize(
+    ("start", "target", "allowed"),
+    [
+        ("draft", "paused", False),
+        ("open", "draft", False),
+        ("closed", "paused", False),
+        ("open", "paused", True),
+        ("paused", "open", True),
+        ("paused", "closed", True),
+        ("closed", "open", True),
+    ],
+)
+def test_status_transitions(start, target, allowed):
+    study = StudyFactory(status=start)
+    StimulusFactory(study=study)
+    if allowed:
+        assert study_set_status(study=study, status=target).status == target
+    else:
+        with pytest.raises(StudyRuleError, match=f"cannot become {target}"):
+            study_set_status(study=study, status=target)
+
+
+def test_protocol_and_scale_lock_once_open_and_slug_never_changes():
+    study = StudyFactory(status="draft", protocol="perspectives")
+    assert locked_fields(study) == {}
+    study_update(study=study, changes={"protocol": "agin", "title": "T"})
+    assert (study.protocol, study.title) == ("agin", "T")
+    StimulusFactory(study=study)
+    study_set_status(study=study, status="open")
+    assert set(locked_fields(study)) == {"protocol", "scale"}
+    for field, value in (("protocol", "overall"), ("scale", "acr5"), ("slug", "other")):
+        with pytest.raises(StudyRuleError) as refused:
+            study_update(study=study, changes={field: value, "title": "changed"})
+        assert refused.value.field == field
+    study.refresh_from_db()
+    assert (study.protocol, study.title, study.scale) == ("agin", "T", "continuous")
+    # Sending the current value is no change, and is accepted.
+    study_update(study=study, changes={"protocol": "agin", "title": "Same protocol"})
+    assert study.title == "Same protocol"
+
+
+def test_a_study_with_ratings_is_closed_not_deleted():
+    from tests.factories import rater_at_rating
+
+    study = StudyFactory(owner=UserFactory())
+    StimulusFactory(study=study)
+    empty = StudyFactory()
+    study_delete(study=empty)
+    rater, session = rater_at_rating(study)
+    from annotation import assignment, services
+
+    claim = assignment.claim_next(session=session)
+    services.rating_submit(
+        rater=rater,
+        stimulus_id=claim.stimulus_id,
+        scores={"overall": 50, "technical": 50, "rationality": 50},
+        client_id="6f1c8a2e-4d5b-4c3a-9e1f-0a1b2c3d4e5f",
+        viewing_seconds=4,
+    )
+    with pytest.raises(StudyRuleError, match="close it instead"):
+        study_delete(study=study)
