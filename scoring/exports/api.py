@@ -83,7 +83,10 @@ class ExportJobSerializer(serializers.ModelSerializer):
             "waiting_for_broker",
             "size",
             "error",
+            "error_code",
+            "error_field",
             "created_at",
+            "started_at",
             "finished_at",
             "download_url",
         ]
@@ -92,7 +95,10 @@ class ExportJobSerializer(serializers.ModelSerializer):
             "waiting_for_broker",
             "size",
             "error",
+            "error_code",
+            "error_field",
             "created_at",
+            "started_at",
             "finished_at",
             "download_url",
         ]
