@@ -29,6 +29,11 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from scoring.numerics.groupstats import bincount as _bincount
+from scoring.numerics.groupstats import div as _div
+from scoring.numerics.groupstats import group_moments as _group_moments
+from scoring.numerics.groupstats import pearson_by_group as _pearson_by_group
+
 __all__ = [
     "METHODS",
     "REGISTRY",
@@ -314,28 +319,6 @@ class DimensionsResult:
 # --------------------------------------------------------------------------- helpers
 
 
-def _bincount(codes: np.ndarray, size: int, weights: np.ndarray | None = None) -> np.ndarray:
-    return np.bincount(codes, weights=weights, minlength=size).astype(float)
-
-
-def _div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return a / b
-
-
-def _group_moments(codes: np.ndarray, x: np.ndarray, size: int):
-    """Count, mean, deviations from the group mean and their sum of squares.
-
-    Two passes (mean first, then squared deviations) for accuracy: the one-pass
-    sum(x^2) - n mean^2 loses digits on 0-100 scales.
-    """
-    n = _bincount(codes, size)
-    mean = _div(_bincount(codes, size, x), n)
-    d = x - mean[codes]
-    ss = _bincount(codes, size, d * d)
-    return n, mean, d, ss
-
-
 def _is_zero_spread(sd: np.ndarray, mean: np.ndarray) -> np.ndarray:
     # A constant group can show sd ~ 1e-17 when its mean is not exactly
     # representable (0.1, 0.1, 0.1); treat that as zero, not as a tiny spread.
@@ -395,17 +378,6 @@ def _residual_fit(rt: Ratings, x: np.ndarray, mos: np.ndarray, valid: np.ndarray
     m = valid & np.isfinite(mos[rt.s])
     n, bias, _, ss = _group_moments(rt.r[m], x[m] - mos[rt.s[m]], rt.n_raters)
     return bias, np.sqrt(_div(ss, n))
-
-
-def _pearson_by_group(g: np.ndarray, a: np.ndarray, b: np.ndarray, size: int) -> np.ndarray:
-    """Pearson r of a and b within each group of codes g (NaN if undefined)."""
-    n, _, da, saa = _group_moments(g, a, size)
-    _, _, db, sbb = _group_moments(g, b, size)
-    sab = _bincount(g, size, da * db)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        r = sab / np.sqrt(saa * sbb)
-    r[(n < 2) | (saa <= 0) | (sbb <= 0)] = np.nan
-    return np.clip(r, -1.0, 1.0)
 
 
 def _rater_fit(

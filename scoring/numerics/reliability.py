@@ -26,14 +26,11 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from scoring.numerics.mos import (
-    Ratings,
-    _bincount,
-    _div,
-    _group_moments,
-    _pearson_by_group,
-    prepare_ratings,
-)
+from scoring.numerics.groupstats import bincount as _bincount
+from scoring.numerics.groupstats import div as _div
+from scoring.numerics.groupstats import group_moments as _group_moments
+from scoring.numerics.groupstats import pearson_by_group as _pearson_by_group
+from scoring.numerics.mos import Ratings, prepare_ratings
 
 __all__ = [
     "ICCResult",
