@@ -160,3 +160,18 @@ def test_broker_down_when_a_job_starts_then_back(researcher_a, monkeypatch, kind
     assert sent == [job.pk]
     job.refresh_from_db()
     assert not job.waiting_for_broker and job.status == "done", (job.status, job.error)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_broker_down_the_study_page_says_the_analysis_waits(client, researcher_a, monkeypatch):
+    from studyweb import jobs
+
+    study = StudyFactory(slug="pagedown", owner=researcher_a)
+    monkeypatch.setattr(jobs, "_publish", _broker_down)
+    client.force_login(researcher_a)
+    response = client.post(f"/studies/{study.slug}/analyses/", {"method": "mean"}, follow=True)
+    assert response.status_code == 200
+    shown = [str(m) for m in response.context["messages"]]
+    analysis = study.analyses.get()
+    assert any(f"analysis {analysis.pk} is saved and waits for the task broker" in m for m in shown)
+    assert analysis.status == "queued" and analysis.waiting_for_broker
