@@ -1,6 +1,7 @@
 """The rater's side of the wire: link parameters, the token cookie, and the JSON endpoints.
 
-Parsing lives here; every write goes through ``services`` and ``assignment``.
+Parsing lives here; the rater flow's decisions live in ``rater_flow`` and every
+write goes through it, ``services`` and ``assignment``.
 Errors are answered as ``{"error": code, "detail": message, "fields": {...}}``,
 the shape of ``SubmitRefused.as_dict()``, so the page's script handles one shape.
 
@@ -13,27 +14,25 @@ header-authenticated requests need no CSRF token.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
 from django.middleware.csrf import CsrfViewMiddleware
 from django.urls import reverse
-from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 
-from annotation import assignment, protocol, services, statements
-from annotation.models import Claim, Rater, Session, Stimulus, Study
+from annotation import protocol, rater_flow, services, statements
+from annotation.models import Rater, Stimulus, Study
+from annotation.rater_flow import Progress, Step, StepKind
 from annotation.services import SubmitRefused
 
 RATER_COOKIE = "rater_token"
 RATER_HEADER = "X-Rater-Token"
 COOKIE_MAX_AGE = 60 * 60 * 24 * 60  # long enough to come back to a paused study
 MTURK_PREVIEW = "ASSIGNMENT_ID_NOT_AVAILABLE"
-# Where MTurk's externalSubmit may be posted: never to a host taken from the link alone.
-MTURK_SUBMIT_HOSTS = ("https://www.mturk.com", "https://workersandbox.mturk.com")
 TRAINING_SESSION_KEY = "training:{rater}"
 PARAM_MAX = 128
 
@@ -121,18 +120,19 @@ def rater_from_request(request: HttpRequest, study: Study) -> Rater | None:
     return Rater.objects.select_related("study").filter(study=study, token=token).first()
 
 
-def current_session_queryset(rater: Rater) -> QuerySet[Session]:
-    """The rater's unfinished sessions, the current one first."""
-    return (
-        rater.sessions.filter(finished_at__isnull=True)
-        .exclude(stage__in=[Session.Stage.DONE, Session.Stage.STOPPED])
-        .order_by("-started_at")
-    )
+# --- Training answers: kept in the Django session, never as Ratings -----------------
+# Read only where the rater is at the training stage: reading the Django session
+# costs a query and makes the response vary by cookie.
 
 
-def current_session(rater: Rater) -> Session | None:
-    """The rater's unfinished session, without starting one."""
-    return current_session_queryset(rater).first()
+def training_answers(request: HttpRequest, rater: Rater) -> Mapping[str, dict]:
+    state = request.session.get(TRAINING_SESSION_KEY.format(rater=rater.pk), {})
+    return state.get("answers", {})
+
+
+def _training_answers_keep(request: HttpRequest, rater: Rater, answers: dict[str, dict]) -> None:
+    key = TRAINING_SESSION_KEY.format(rater=rater.pk)
+    request.session[key] = {**request.session.get(key, {}), "answers": answers}
 
 
 # --- Shapes shared by pages and endpoints ------------------------------------------
@@ -148,125 +148,25 @@ def stimulus_payload(stimulus: Stimulus) -> dict:
     }
 
 
-def progress_payload(session: Session, done: int | None = None) -> dict:
-    """Items rated in the session and planned; ``done`` when the caller has counted them."""
-    if done is None:
-        done = session.ratings.count()
-    return {"done": done, "planned": session.planned_items}
+def progress_payload(progress: Progress) -> dict:
+    """Items rated in the session (or training examples answered) and planned."""
+    return {"done": progress.done, "planned": progress.planned}
 
 
-def _refresh_states(study: Study, session: Session) -> tuple[int, Claim | None]:
-    """The session's stage, the rater's and the study's status, fresh, in one query
-    that also counts the session's ratings and finds its live claim (returned: the
-    progress and the next step need them).
-
-    Another request (a quality check, the researcher pausing the study) may have
-    changed them since these objects were read.
-    """
-    stage, finished_at, rater_status, study_status, done, live = statements.session_states(
-        session, timezone.now()
-    )
-    session.stage, session.finished_at = stage, finished_at
-    session.rater.status = rater_status
-    study.status = study_status
-    return done, live
-
-
-def next_step(
-    study: Study,
-    session: Session,
-    *,
-    after_rating: bool = False,
-    done: int | None = None,
-    fresh: bool = False,
-    live=assignment.UNREAD,
-) -> dict:
-    """What the rater does next: rate a stimulus, take a break, or leave the page.
-
-    Claims the next stimulus when one is due; finishes the session when nothing is
-    left, and stops it when quality checks excluded the rater meanwhile.
-
-    ``done`` is the session's rating count when the caller has just counted it;
-    ``fresh`` says the session, its rater and the study were all read from the
-    database earlier in this request, after any write of it (saves a query);
-    ``live`` the session's live claim (or None) when the caller read it with them.
-    """
-    url = entry_url(study)
-    if not fresh:
-        counted, live = _refresh_states(study, session)
-        done = counted if done is None else done
-    if session.stage != Session.Stage.RATING:
-        return {"step": "done" if session.stage == Session.Stage.DONE else "page", "url": url}
-    rater = session.rater
-    if rater.status == Rater.Status.EXCLUDED:
-        services.session_advance(session=session, stage=Session.Stage.STOPPED)
-        return {"step": "ended", "url": url}
-    if not study.is_open:
-        return {"step": "unavailable", "url": url}
-    if done is None:
-        done = session.ratings.count()
-    planned = session.planned_items
-    if after_rating and 0 < done < planned and done % study.break_every == 0:
-        # No claim during the break: its time to live would run out while resting.
-        return {"step": "break", "url": reverse("annotation:rater-next", args=[study.slug])}
-    claim = assignment.claim_next(session=session, done=done, status_checked=True, live=live)
-    if claim is None:
-        rater.refresh_from_db(fields=["status"])
-        if rater.status == Rater.Status.EXCLUDED:
-            services.session_advance(session=session, stage=Session.Stage.STOPPED)
-            return {"step": "ended", "url": url}
-        services.session_finish(session=session)
-        return {"step": "done", "url": url}
-    return {
-        "step": "rate",
-        "stimulus": stimulus_payload(claim.stimulus),
-        "claim_expires_at": claim.expires_at.isoformat(),
-    }
-
-
-# --- Training: answers live in the Django session, never as Ratings ---------------
-
-
-def training_items(study: Study) -> list[Stimulus]:
-    return list(study.stimuli.filter(role=Stimulus.Role.TRAINING).order_by("id"))
-
-
-def training_state(request: HttpRequest, rater: Rater) -> dict:
-    return request.session.get(TRAINING_SESSION_KEY.format(rater=rater.pk), {"answers": {}})
-
-
-def next_training_item(request: HttpRequest, rater: Rater) -> Stimulus | None:
-    answered = training_state(request, rater)["answers"]
-    for stimulus in training_items(rater.study):
-        if str(stimulus.pk) not in answered:
-            return stimulus
-    return None
-
-
-def training_feedback(study: Study, stimulus: Stimulus, scores: dict[str, float]) -> dict:
-    """ "Experts rated this around 80": the centre of the expected overall range."""
-    center = stimulus.expected_center
-    yours = scores.get("overall")
-    scale = study.scale_def
-    if center is None:
-        message = "There is no reference answer for this example; any honest rating is fine."
-    else:
-        message = (
-            f"Experts rated this image around {center:g} ({anchor_label(scale, center)}) for "
-            f"overall naturalness. You rated it {yours:g}."
-        )
-    return {
-        "expected": center,
-        "low": stimulus.expected_low,
-        "high": stimulus.expected_high,
-        "yours": yours,
-        "message": message,
-    }
-
-
-def anchor_label(scale: protocol.Scale, value: float) -> str:
-    """The anchor word closest to a value (e.g. 80 -> "Good")."""
-    return min(scale.anchor_positions(), key=lambda pos: abs(pos[0] - value))[1]
+def step_payload(study: Study, step: Step) -> dict:
+    """A rating-stage step as the page's script and scripted clients read it."""
+    if step.kind == StepKind.RATE:
+        return {
+            "step": step.kind.value,
+            "stimulus": stimulus_payload(step.stimulus),
+            "claim_expires_at": step.claim.expires_at.isoformat(),
+        }
+    if step.kind == StepKind.TRAIN:
+        return {"step": step.kind.value, "stimulus": stimulus_payload(step.stimulus)}
+    if step.kind == StepKind.BREAK:
+        # Back to the endpoint that claims the next stimulus when the break is over.
+        return {"step": step.kind.value, "url": reverse("annotation:rater-next", args=[study.slug])}
+    return {"step": step.kind.value, "url": entry_url(study)}
 
 
 # --- JSON helpers ------------------------------------------------------------------
@@ -369,13 +269,8 @@ def submit(request: HttpRequest, slug: str) -> JsonResponse:
         return error(exc.code, exc.detail, status=400)
     except SubmitRefused as exc:
         return JsonResponse(exc.as_dict(), status=exc.status)
-    session = result.rating.session
-    if session.rater_id == rater.pk:
-        session.rater = rater  # the same row: spare next_step a query for it
-    # Fresh states (the quality checks may just have excluded the rater), the
-    # session's rating count and live claim, in one query, for the progress and
-    # for next_step.
-    done, live = _refresh_states(study, session)
+    # The rating's session read again: the quality checks may just have excluded the rater.
+    context = rater_flow.rater_context(study, rater, session=result.rating.session)
     return JsonResponse(
         {
             "created": result.created,
@@ -384,8 +279,8 @@ def submit(request: HttpRequest, slug: str) -> JsonResponse:
                 "stimulus": result.rating.stimulus_id,
                 "client_id": str(result.rating.client_id),
             },
-            "progress": progress_payload(session, done),
-            "next": next_step(study, session, after_rating=True, done=done, fresh=True, live=live),
+            "progress": progress_payload(context.progress),
+            "next": step_payload(study, rater_flow.next_step(context=context, after_rating=True)),
         },
         status=201 if result.created else 200,
     )
@@ -398,17 +293,11 @@ def next_item(request: HttpRequest, slug: str) -> JsonResponse:
     if isinstance(auth, JsonResponse):
         return auth
     study, rater = auth
-    # current_session, its rating count (the progress) and its live claim in one query.
-    session, done, live = statements.current_session(rater, timezone.now())
-    if session is None or session.stage != Session.Stage.RATING:
-        # Not rating (yet or any more): the entry page knows which page to show.
-        progress = progress_payload(session, done) if session else {"done": 0, "planned": 0}
-        return JsonResponse(
-            {"progress": progress, "next": {"step": "page", "url": entry_url(study)}}
-        )
-    # Session, rater and study were all read in this request: no refresh needed.
-    step = next_step(study, session, done=done, fresh=True, live=live)
-    return JsonResponse({"progress": progress_payload(session, done), "next": step})
+    context = rater_flow.rater_context(study, rater)
+    step = rater_flow.next_step(context=context)
+    return JsonResponse(
+        {"progress": progress_payload(context.progress), "next": step_payload(study, step)}
+    )
 
 
 @never_cache
@@ -420,39 +309,26 @@ def training_submit(request: HttpRequest, slug: str) -> JsonResponse:
     if isinstance(auth, JsonResponse):
         return auth
     study, rater = auth
-    session = current_session(rater)
-    if session is None or session.stage != Session.Stage.TRAINING:
+    context = rater_flow.rater_context(study, rater)
+    if not rater_flow.training_open(context):
         return error("wrong_stage", "training is not the current step", status=409)
+    context = context.with_training_answers(training_answers(request, rater))
     try:
         body = json_object(request)
-        stimulus_id = _stimulus_id(body)
-        scores = protocol.validate_scores(study.protocol, study.scale, body.get("scores"))
+        answered = rater_flow.training_answer_submit(
+            context=context, stimulus_id=_stimulus_id(body), scores=body.get("scores")
+        )
     except BadBody as exc:
         return error(exc.code, exc.detail, status=400)
     except SubmitRefused as exc:
         return JsonResponse(exc.as_dict(), status=exc.status)
-    except protocol.ProtocolError as exc:
-        return error(
-            "invalid_scores", f"the scores do not fit this study: {exc}", 400, fields=exc.errors
-        )
-    stimulus = study.stimuli.filter(pk=stimulus_id, role=Stimulus.Role.TRAINING).first()
-    if stimulus is None:
-        return error("unknown_stimulus", "no such training image", 404, {"stimulus": "unknown"})
-
-    feedback = training_feedback(study, stimulus, scores)
-    state = training_state(request, rater)
-    state["answers"][str(stimulus.pk)] = {"scores": scores, "feedback": feedback["message"]}
-    request.session[TRAINING_SESSION_KEY.format(rater=rater.pk)] = state
-    items = training_items(study)
-    following = next_training_item(request, rater)
-    if following is None:
-        services.session_advance(session=session, stage=Session.Stage.RATING)
-        step = {"step": "page", "url": entry_url(study)}
-    else:
-        step = {"step": "train", "stimulus": stimulus_payload(following)}
-    answered = sum(1 for s in items if str(s.pk) in state["answers"])
+    _training_answers_keep(request, rater, answered.answers)
     return JsonResponse(
-        {"feedback": feedback, "progress": {"done": answered, "planned": len(items)}, "next": step}
+        {
+            "feedback": answered.feedback,
+            "progress": progress_payload(answered.progress),
+            "next": step_payload(study, answered.step),
+        }
     )
 
 
@@ -514,16 +390,15 @@ def start(request: HttpRequest, slug: str) -> JsonResponse:
     )
     if rater.status == Rater.Status.EXCLUDED:
         return error("rater_excluded", "your participation has ended", status=403)
-    session = services.session_start(rater=rater, user_agent=request.headers.get("User-Agent", ""))
-    if session.stage in (Session.Stage.CONSENT, Session.Stage.INSTRUCTIONS, Session.Stage.TRAINING):
-        services.session_advance(session=session, stage=Session.Stage.RATING)
-    done = session.ratings.count()
+    session = rater_flow.scripted_session_start(
+        rater=rater, user_agent=request.headers.get("User-Agent", "")
+    )
     return JsonResponse(
         {
             "token": rater.token,
             "rater": rater.pseudonym,
             "session": session.pk,
-            "progress": progress_payload(session, done),
+            "progress": progress_payload(Progress(session.ratings.count(), session.planned_items)),
             "protocol": {
                 "preset": study.protocol,
                 "scale": study.scale,
@@ -542,14 +417,11 @@ def finish(request: HttpRequest, slug: str) -> JsonResponse:
     if isinstance(auth, JsonResponse):
         return auth
     study, rater = auth
-    session = current_session(rater)
-    if session is not None:
-        services.session_finish(session=session)
-    rater.refresh_from_db(fields=["status"])
+    status = rater_flow.rater_finish(context=rater_flow.rater_context(study, rater))
     return JsonResponse(
         {
             "completion_code": study.completion_code,
             "completion_url": study.completion_url,
-            "status": rater.status,
+            "status": status,
         }
     )

@@ -1,4 +1,5 @@
-"""Rater pages (server-rendered). Business logic lives in services.py and assignment.py.
+"""Rater pages (server-rendered). The rater flow's decisions live in rater_flow.py, the
+writes in services.py and assignment.py.
 
 One entry URL, ``/s/<slug>/``, shows whatever page the rater's session stage calls
 for (consent, instructions, training, rating, completion), so a reload or a
@@ -8,7 +9,7 @@ advance the stage and redirect back to the entry URL.
 
 from __future__ import annotations
 
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from collections.abc import Iterable
 
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -16,8 +17,9 @@ from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
-from annotation import protocol, rater_api, services
-from annotation.models import Rater, Session, Study
+from annotation import protocol, rater_api, rater_flow, services
+from annotation.models import Rater, Session, Stimulus, Study
+from annotation.rater_flow import RaterContext, StepKind
 
 DEFAULT_CONSENT = (
     "This is a research study on how natural images look to people. You will see a series "
@@ -74,105 +76,88 @@ def study_entry(request: HttpRequest, slug: str) -> HttpResponse:
 def _stage_page(
     request: HttpRequest, study: Study, rater: Rater, platform_session_id: str = ""
 ) -> HttpResponse:
-    if rater.status == Rater.Status.EXCLUDED:
-        return _ended(request, study, rater)
-    if rater.status == Rater.Status.COMPLETED:
-        # Coming back after the end (e.g. to copy the code again) shows the end again.
-        return _completion(request, study, rater)
-    session = services.session_start(
+    context = rater_flow.session_enter(
+        study=study,
         rater=rater,
         user_agent=request.headers.get("User-Agent", ""),
         platform_session_id=platform_session_id,
     )
-    if session.stage == Session.Stage.CONSENT:
+    if rater_flow.training_open(context):
+        context = context.with_training_answers(rater_api.training_answers(request, rater))
+    step = rater_flow.page_step(context=context)
+    if step.kind == StepKind.CONSENT:
         return render(request, "annotation/consent.html", _consent_context(study))
-    if session.stage == Session.Stage.INSTRUCTIONS:
-        return render(request, "annotation/instructions.html", _instructions_context(study))
-    if session.stage == Session.Stage.TRAINING:
-        item = rater_api.next_training_item(request, rater)
-        if item is not None:
-            return _rate_page(request, study, "training", item, _training_progress(request, rater))
-        services.session_advance(session=session, stage=Session.Stage.RATING)
-    step = rater_api.next_step(study, session)
-    if step["step"] == "rate":
-        claim_stimulus = study.stimuli.get(pk=step["stimulus"]["id"])
-        return _rate_page(
-            request, study, "rating", claim_stimulus, rater_api.progress_payload(session)
-        )
-    if step["step"] == "ended":
-        return _ended(request, study, rater)
-    if step["step"] == "unavailable":
+    if step.kind == StepKind.INSTRUCTIONS:
+        examples = _instructions_context(study, context.training.items)
+        return render(request, "annotation/instructions.html", examples)
+    if step.kind == StepKind.TRAIN:
+        progress = rater_api.progress_payload(step.progress)
+        return _rate_page(request, study, "training", step.stimulus, progress)
+    if step.kind == StepKind.RATE:
+        # The whole row: the claim's stimulus may carry only what the JSON answers show.
+        stimulus = study.stimuli.get(pk=step.claim.stimulus_id)
+        progress = rater_api.progress_payload(step.progress)
+        return _rate_page(request, study, "rating", stimulus, progress)
+    if step.kind == StepKind.ENDED:
+        return render(request, "annotation/ended.html", {"study": study})
+    if step.kind == StepKind.UNAVAILABLE:
         return _unavailable(request, study)
-    rater.refresh_from_db(fields=["status"])
-    return _completion(request, study, rater)
+    return _completion(request, context)
 
 
-def _rater_or_page(request: HttpRequest, study: Study) -> Rater | HttpResponse:
-    """The rater behind the cookie, or a page that explains what to do."""
+def _posting_context(request: HttpRequest, study: Study) -> RaterContext | HttpResponse:
+    """The context of the rater behind the cookie for a stage form, or the page to
+    show instead."""
+    if not study.is_open:
+        return _unavailable(request, study)
     rater = rater_api.rater_from_request(request, study)
     if rater is None:
         return render(request, "annotation/not_recognised.html", {"study": study}, status=403)
-    return rater
-
-
-def _posting_rater(request: HttpRequest, slug: str):
-    """(study, session) for a stage form, or the page to show instead."""
-    study = _get_study(slug)
-    if not study.is_open:
-        return _unavailable(request, study)
-    rater = _rater_or_page(request, study)
-    if isinstance(rater, HttpResponse):
-        return rater
-    return study, rater_api.current_session(rater)
+    return rater_flow.rater_context(study, rater)
 
 
 @require_POST
 def consent(request: HttpRequest, slug: str) -> HttpResponse:
     study = _get_study(slug)
     new_visitor = request.POST.get("new_visitor") == "1"
+    agreed = request.POST.get("action") == "agree"
     if (
         new_visitor
         and study.is_open
-        and request.POST.get("action") == "agree"
+        and agreed
         and rater_api.rater_from_request(request, study) is None
     ):
-        # A new visitor of the anonymous link agreeing: registered now, with consent.
-        # Only from the page shown to such a visitor: a crowd-platform rater whose
-        # cookie went missing must not become an anonymous stranger (their platform
-        # id would be lost); they are told to open their link again instead.
-        rater, _ = services.rater_enter(study=study)
-        session = services.session_start(
-            rater=rater, user_agent=request.headers.get("User-Agent", "")
+        # Only from the page shown to a new visitor of the anonymous link: a
+        # crowd-platform rater whose cookie went missing must not become an anonymous
+        # stranger (their platform id would be lost); they are told to open their link
+        # again instead.
+        rater = rater_flow.visitor_register(
+            study=study, user_agent=request.headers.get("User-Agent", "")
         )
-        services.session_advance(session=session, stage=Session.Stage.INSTRUCTIONS)
         response = redirect(rater_api.entry_url(study))
         rater_api.set_rater_cookie(response, study, rater)
         return response
-    found = _posting_rater(request, slug)
+    found = _posting_context(request, study)
     if isinstance(found, HttpResponse):
-        if new_visitor and request.POST.get("action") != "agree" and study.is_open:
+        if new_visitor and not agreed and study.is_open:
             return render(request, "annotation/declined.html", {"study": study})  # nothing kept
         return found
-    study, session = found
-    if session is not None and session.stage == Session.Stage.CONSENT:
-        if request.POST.get("action") != "agree":
-            # Nothing is written: session_advance(STOPPED) would also set consented_at.
-            # The session stays at consent, so the link asks again if they come back.
-            return render(request, "annotation/declined.html", {"study": study})
-        services.session_advance(session=session, stage=Session.Stage.INSTRUCTIONS)
+    context = found
+    if context.stage == Session.Stage.CONSENT and not agreed:
+        # Nothing is written: session_advance(STOPPED) would also set consented_at.
+        # The session stays at consent, so the link asks again if they come back.
+        return render(request, "annotation/declined.html", {"study": study})
+    rater_flow.consent_give(context=context)
     return redirect(rater_api.entry_url(study))
 
 
 @require_POST
 def instructions(request: HttpRequest, slug: str) -> HttpResponse:
-    found = _posting_rater(request, slug)
+    study = _get_study(slug)
+    found = _posting_context(request, study)
     if isinstance(found, HttpResponse):
         return found
-    study, session = found
-    if session is not None and session.stage == Session.Stage.INSTRUCTIONS:
-        has_training = bool(rater_api.training_items(study))
-        stage = Session.Stage.TRAINING if has_training else Session.Stage.RATING
-        services.session_advance(session=session, stage=stage)
+    rater_flow.instructions_finish(context=found)
     return redirect(rater_api.entry_url(study))
 
 
@@ -199,27 +184,21 @@ def _consent_context(study: Study) -> dict:
     return {**_study_context(study), "consent_text": text}
 
 
-def _instructions_context(study: Study) -> dict:
+def _instructions_context(study: Study, training_items: Iterable[Stimulus]) -> dict:
     scale = study.scale_def
     examples = [
         {
             "stimulus": s,
             "center": s.expected_center,
             "anchor": (
-                rater_api.anchor_label(scale, s.expected_center)
+                rater_flow.anchor_label(scale, s.expected_center)
                 if s.expected_center is not None
                 else ""
             ),
         }
-        for s in rater_api.training_items(study)
+        for s in training_items
     ]
     return {**_study_context(study), "examples": examples}
-
-
-def _training_progress(request: HttpRequest, rater: Rater) -> dict:
-    items = rater_api.training_items(rater.study)
-    answered = rater_api.training_state(request, rater)["answers"]
-    return {"done": sum(1 for s in items if str(s.pk) in answered), "planned": len(items)}
 
 
 def _rate_page(request: HttpRequest, study: Study, mode: str, stimulus, progress: dict):
@@ -262,50 +241,15 @@ def _rate_page(request: HttpRequest, study: Study, mode: str, stimulus, progress
     )
 
 
-def _ended(request: HttpRequest, study: Study, rater: Rater) -> HttpResponse:
-    session = rater_api.current_session(rater)
-    if session is not None:
-        services.session_advance(session=session, stage=Session.Stage.STOPPED)
-    return render(request, "annotation/ended.html", {"study": study})
-
-
-def completion_target(study: Study, rater: Rater) -> dict | None:
-    """Where the rater goes at the end: a link, or MTurk's externalSubmit form."""
-    code = study.completion_code
-    if rater.source == Rater.Source.MTURK:
-        submit_to = (rater.platform.get("turk_submit_to") or "").rstrip("/")
-        assignment_id = rater.platform.get("assignment_id")
-        if submit_to in rater_api.MTURK_SUBMIT_HOSTS and assignment_id:
-            return {
-                "method": "post",
-                "url": f"{submit_to}/mturk/externalSubmit",
-                "fields": {"assignmentId": assignment_id, "completionCode": code},
-                "label": "Submit the HIT on MTurk",
-            }
-    url = study.completion_url
-    if not url:
-        return None
-    if rater.source == Rater.Source.PROLIFIC:
-        parts = urlsplit(url)
-        query = parse_qsl(parts.query, keep_blank_values=True)
-        if not any(key == "cc" for key, _ in query):
-            url = urlunsplit(parts._replace(query=urlencode([*query, ("cc", code)])))
-        return {"method": "get", "url": url, "label": "Return to Prolific"}
-    return {"method": "get", "url": url, "label": "Continue"}
-
-
-def _completion(request: HttpRequest, study: Study, rater: Rater) -> HttpResponse:
-    session = rater.sessions.filter(stage=Session.Stage.DONE).order_by(
-        "-finished_at"
-    ).first() or rater_api.current_session(rater)
-    progress = rater_api.progress_payload(session) if session else {"done": 0, "planned": 0}
+def _completion(request: HttpRequest, context: RaterContext) -> HttpResponse:
+    end = rater_flow.completion(context)
     return render(
         request,
         "annotation/completion.html",
         {
-            "study": study,
-            "code": study.completion_code,
-            "target": completion_target(study, rater),
-            "progress": progress,
+            "study": context.study,
+            "code": end.code,
+            "target": end.target,
+            "progress": rater_api.progress_payload(end.progress),
         },
     )

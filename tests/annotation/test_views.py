@@ -336,7 +336,7 @@ def _finished_rater(study: Study, **rater_fields) -> Rater:
     ],
 )
 def test_completion_links(study, url, source, expected):
-    from annotation.views import completion_target
+    from annotation.rater_flow import completion_target
 
     study.completion_url = url
     target = completion_target(study, _finished_rater(study, source=source, external_id="e"))
@@ -362,7 +362,7 @@ def test_mturk_completion_posts_to_external_submit(client, study):
     assert 'action="https://www.mturk.com/mturk/externalSubmit"' in html
     assert 'name="assignmentId" value="A5"' in html
     # A turkSubmitTo pointing elsewhere is never used as a form target.
-    from annotation.views import completion_target
+    from annotation.rater_flow import completion_target
 
     rater.platform["turk_submit_to"] = "https://evil.example"
     assert completion_target(study, rater) is None

@@ -1,0 +1,399 @@
+"""The rater's way through a study: which step comes next, training, the end.
+
+The pages (``views``) and the JSON endpoints (``rater_api``) read a rater's
+situation once, as a ``RaterContext`` (``rater_context``, or ``session_enter``
+for the study link, which starts the session first), and hand it to the
+decisions here. They keep HTTP to themselves: tokens, cookies, CSRF, request
+bodies, and the Django session, where training answers are kept (they are not
+test data, so never Ratings): callers pass them in with
+``RaterContext.with_training_answers`` and store what comes back.
+
+The decisions that move a rater on write through ``services`` and
+``assignment`` (a claim, a finished or stopped session): they are services,
+keyword-only, named ``<noun>_<verb>`` where they are not plainly a step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from django.utils import timezone
+
+from annotation import assignment, protocol, services, statements
+from annotation.models import Claim, Rater, Session, Stimulus, Study
+from annotation.services import SubmitRefused
+
+# Where MTurk's externalSubmit may be posted: never to a host taken from the link alone.
+MTURK_SUBMIT_HOSTS = ("https://www.mturk.com", "https://workersandbox.mturk.com")
+_FINISHED = (Session.Stage.DONE, Session.Stage.STOPPED)
+
+
+class StepKind(StrEnum):
+    """What the rater does next. The JSON endpoints answer the value as ``step``."""
+
+    CONSENT = "consent"
+    INSTRUCTIONS = "instructions"
+    TRAIN = "train"
+    RATE = "rate"
+    BREAK = "break"
+    DONE = "done"
+    ENDED = "ended"  # excluded by the quality checks
+    UNAVAILABLE = "unavailable"  # the study is not open (paused, closed)
+    PAGE = "page"  # not rating (yet or any more): the entry page knows which page to show
+
+
+@dataclass(frozen=True)
+class Progress:
+    done: int
+    planned: int
+
+
+@dataclass(frozen=True)
+class Step:
+    kind: StepKind
+    stimulus: Stimulus | None = None  # TRAIN: the example; RATE: the claimed stimulus
+    claim: Claim | None = None  # RATE
+    progress: Progress | None = None  # TRAIN (examples answered) and RATE (items rated)
+
+
+@dataclass(frozen=True)
+class Training:
+    """The study's training examples and the rater's answers to them so far."""
+
+    items: tuple[Stimulus, ...]
+    # By stimulus id as a string (the JSON keys of the Django session that keeps them).
+    answers: Mapping[str, dict] = field(default_factory=dict)
+
+    @property
+    def progress(self) -> Progress:
+        done = sum(1 for s in self.items if str(s.pk) in self.answers)
+        return Progress(done, len(self.items))
+
+    def next_item(self) -> Stimulus | None:
+        return next((s for s in self.items if str(s.pk) not in self.answers), None)
+
+    def item(self, pk: int) -> Stimulus | None:
+        return next((s for s in self.items if s.pk == pk), None)
+
+
+@dataclass(frozen=True)
+class RaterContext:
+    """A rater's situation in a study, as read once for one request."""
+
+    study: Study
+    rater: Rater
+    session: Session | None  # the current session, unless the caller named one
+    done: int  # ratings in that session
+    live: Claim | None  # that session's oldest unexpired claim, with its stimulus
+    # At the instructions and training stages only (the pages show the examples there).
+    training: Training | None = None
+
+    @property
+    def stage(self) -> str | None:
+        return self.session.stage if self.session is not None else None
+
+    @property
+    def progress(self) -> Progress:
+        return Progress(self.done, self.session.planned_items if self.session else 0)
+
+    def with_training_answers(self, answers: Mapping[str, dict]) -> RaterContext:
+        """The context with the rater's training answers, which the caller keeps."""
+        if self.training is None:
+            return self
+        return replace(self, training=replace(self.training, answers=answers))
+
+
+# --- Reading the context --------------------------------------------------------------
+
+
+def rater_context(
+    study: Study, rater: Rater, *, session: Session | None = None, now=None
+) -> RaterContext:
+    """The rater's context: their session, its rating count and its live claim, in
+    one query (and the training examples at the stages that show them).
+
+    Without ``session``: the rater's current (unfinished) session, if any; ``rater``
+    and ``study`` must have been read earlier in this request, as they are taken
+    to be fresh. With ``session`` (the session of a rating just written, or one just
+    started): that session, its stage and the rater's and the study's status read
+    again with it, since another request (a quality check, the researcher pausing
+    the study) may have changed them since the objects were read.
+    """
+    now = now or timezone.now()
+    if session is None:
+        session, done, live = statements.current_session(rater, now)
+    else:
+        if session.rater_id == rater.pk:
+            session.rater = rater  # the same row: spares a query for it
+        stage, finished_at, rater_status, study_status, done, live = statements.session_states(
+            session, now
+        )
+        session.stage, session.finished_at = stage, finished_at
+        session.rater.status = rater_status
+        study.status = study_status
+    training = None
+    if session is not None and session.stage in (
+        Session.Stage.INSTRUCTIONS,
+        Session.Stage.TRAINING,
+    ):
+        items = study.stimuli.filter(role=Stimulus.Role.TRAINING).order_by("id")
+        training = Training(items=tuple(items))
+    return RaterContext(study, rater, session, done, live, training)
+
+
+def session_enter(
+    *, study: Study, rater: Rater, user_agent: str = "", platform_session_id: str = ""
+) -> RaterContext:
+    """The rater opening the study link: an active rater's session started (or
+    resumed) and their context read with it. A rater who completed the study or
+    was excluded starts nothing: their context is read as it is."""
+    if rater.status != Rater.Status.ACTIVE:
+        return rater_context(study, rater)
+    session = services.session_start(
+        rater=rater, user_agent=user_agent, platform_session_id=platform_session_id
+    )
+    return rater_context(study, rater, session=session)
+
+
+# --- The next step --------------------------------------------------------------------
+
+
+def page_step(*, context: RaterContext) -> Step:
+    """The page the study link shows: consent, instructions, a training example, or
+    the rating step (``next_step``), for a context from ``session_enter`` (with the
+    training answers at the training stage).
+
+    An excluded rater's session is stopped; a rater who finished sees the end again
+    (e.g. to copy the code). After the last training example the session moves on
+    to rating.
+    """
+    rater, session = context.rater, context.session
+    if rater.status == Rater.Status.EXCLUDED:
+        if session is not None:
+            services.session_advance(session=session, stage=Session.Stage.STOPPED)
+        return Step(StepKind.ENDED)
+    if rater.status == Rater.Status.COMPLETED:
+        return Step(StepKind.DONE)
+    if context.stage == Session.Stage.CONSENT:
+        return Step(StepKind.CONSENT)
+    if context.stage == Session.Stage.INSTRUCTIONS:
+        return Step(StepKind.INSTRUCTIONS)
+    if context.stage == Session.Stage.TRAINING:
+        training = context.training
+        item = training.next_item()
+        if item is not None:
+            return Step(StepKind.TRAIN, stimulus=item, progress=training.progress)
+        services.session_advance(session=session, stage=Session.Stage.RATING)
+        # Read again at the rating stage, as the next request would see it.
+        context = rater_context(context.study, rater, session=session)
+    return next_step(context=context)
+
+
+def next_step(*, context: RaterContext, after_rating: bool = False) -> Step:
+    """What the rater does next at the rating stage: rate a stimulus, take a break
+    (only ``after_rating``, every ``break_every`` items), or leave for a page.
+
+    Claims the next stimulus when one is due (or resumes the live claim: a reload
+    shows the same one); finishes the session when nothing is left, and stops it
+    when quality checks excluded the rater meanwhile.
+    """
+    study, rater, session = context.study, context.rater, context.session
+    if session is None or session.stage != Session.Stage.RATING:
+        return Step(StepKind.DONE if context.stage == Session.Stage.DONE else StepKind.PAGE)
+    if rater.status == Rater.Status.EXCLUDED:
+        services.session_advance(session=session, stage=Session.Stage.STOPPED)
+        return Step(StepKind.ENDED)
+    if not study.is_open:
+        return Step(StepKind.UNAVAILABLE)
+    progress = context.progress
+    done = progress.done
+    if after_rating and 0 < done < progress.planned and done % study.break_every == 0:
+        # No claim during the break: its time to live would run out while resting.
+        return Step(StepKind.BREAK)
+    claim = assignment.claim_next(
+        session=session, done=done, status_checked=True, live=context.live
+    )
+    if claim is None:
+        # Nothing left to claim. The status is read again first: a rater whom the
+        # quality checks excluded meanwhile (another of their requests) ends the
+        # session, and must not be marked completed.
+        rater.refresh_from_db(fields=["status"])
+        if rater.status == Rater.Status.EXCLUDED:
+            services.session_advance(session=session, stage=Session.Stage.STOPPED)
+            return Step(StepKind.ENDED)
+        services.session_finish(session=session)
+        return Step(StepKind.DONE)
+    return Step(StepKind.RATE, stimulus=claim.stimulus, claim=claim, progress=progress)
+
+
+# --- Stages before rating -------------------------------------------------------------
+
+
+def visitor_register(*, study: Study, user_agent: str = "") -> Rater:
+    """A new visitor of the anonymous link who agreed on the consent page: registered
+    only now, with their consent, and on to the instructions (link previews and
+    crawlers open links too, and must not leave raters behind)."""
+    rater, _ = services.rater_enter(study=study)
+    session = services.session_start(rater=rater, user_agent=user_agent)
+    services.session_advance(session=session, stage=Session.Stage.INSTRUCTIONS)
+    return rater
+
+
+def consent_give(*, context: RaterContext) -> None:
+    """Consent given: on to the instructions. Only from the consent stage: a form
+    posted again from an old page changes nothing."""
+    if context.stage == Session.Stage.CONSENT:
+        services.session_advance(session=context.session, stage=Session.Stage.INSTRUCTIONS)
+
+
+def instructions_finish(*, context: RaterContext) -> None:
+    """Instructions read: on to training, or straight to rating when the study has no
+    training examples. Only from the instructions stage, as ``consent_give``."""
+    if context.stage == Session.Stage.INSTRUCTIONS:
+        stage = Session.Stage.TRAINING if context.training.items else Session.Stage.RATING
+        services.session_advance(session=context.session, stage=stage)
+
+
+def scripted_session_start(*, rater: Rater, user_agent: str = "") -> Session:
+    """A scripted client's session (the rater API's start), at the rating stage: the
+    client shows consent and instructions itself; training examples are the pages' only."""
+    session = services.session_start(rater=rater, user_agent=user_agent)
+    if session.stage in (Session.Stage.CONSENT, Session.Stage.INSTRUCTIONS, Session.Stage.TRAINING):
+        services.session_advance(session=session, stage=Session.Stage.RATING)
+    return session
+
+
+# --- Training -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrainingAnswer:
+    feedback: dict
+    answers: dict[str, dict]  # all the rater's answers, this one included: for the caller to keep
+    progress: Progress
+    step: Step  # the next example, or PAGE when training is over (the session is at rating)
+
+
+def training_open(context: RaterContext) -> bool:
+    """Whether the rater is at the training stage (the only one that takes answers)."""
+    return context.stage == Session.Stage.TRAINING
+
+
+def training_answer_submit(
+    *, context: RaterContext, stimulus_id: int, scores: object
+) -> TrainingAnswer:
+    """Check a training answer like a rating and answer it with feedback; after the
+    last example the session moves on to rating. For a context at the training
+    stage (``training_open``), with the rater's answers so far. Refusals raise
+    ``SubmitRefused``."""
+    study, training = context.study, context.training
+    try:
+        clean = protocol.validate_scores(study.protocol, study.scale, scores)
+    except protocol.ProtocolError as exc:
+        raise SubmitRefused(
+            "invalid_scores", f"the scores do not fit this study: {exc}", errors=exc.errors
+        ) from None
+    stimulus = training.item(stimulus_id)
+    if stimulus is None:
+        raise SubmitRefused(
+            "unknown_stimulus", "no such training image", status=404, errors={"stimulus": "unknown"}
+        )
+    feedback = training_feedback(study, stimulus, clean)
+    answer = {"scores": clean, "feedback": feedback["message"]}
+    training = replace(training, answers={**training.answers, str(stimulus.pk): answer})
+    following = training.next_item()
+    if following is None:
+        services.session_advance(session=context.session, stage=Session.Stage.RATING)
+        step = Step(StepKind.PAGE)
+    else:
+        step = Step(StepKind.TRAIN, stimulus=following, progress=training.progress)
+    return TrainingAnswer(feedback, dict(training.answers), training.progress, step)
+
+
+def training_feedback(study: Study, stimulus: Stimulus, scores: dict[str, float]) -> dict:
+    """ "Experts rated this around 80": the centre of the expected overall range."""
+    center = stimulus.expected_center
+    yours = scores.get("overall")
+    scale = study.scale_def
+    if center is None:
+        message = "There is no reference answer for this example; any honest rating is fine."
+    else:
+        message = (
+            f"Experts rated this image around {center:g} ({anchor_label(scale, center)}) for "
+            f"overall naturalness. You rated it {yours:g}."
+        )
+    return {
+        "expected": center,
+        "low": stimulus.expected_low,
+        "high": stimulus.expected_high,
+        "yours": yours,
+        "message": message,
+    }
+
+
+def anchor_label(scale: protocol.Scale, value: float) -> str:
+    """The anchor word closest to a value (e.g. 80 -> "Good")."""
+    return min(scale.anchor_positions(), key=lambda pos: abs(pos[0] - value))[1]
+
+
+# --- The end --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Completion:
+    code: str
+    target: dict | None  # see completion_target
+    progress: Progress  # of the session the rater finished last
+
+
+def completion(context: RaterContext) -> Completion:
+    """What the end page shows: the code, where to take it, and how much was rated
+    in the session the rater finished last (else their current one)."""
+    rater = context.rater
+    session = rater.sessions.filter(stage=Session.Stage.DONE).order_by("-finished_at").first()
+    if session is None and context.session is not None:
+        current = context.session.finished_at is None and context.stage not in _FINISHED
+        session = context.session if current else None
+    progress = Progress(0, 0)
+    if session is not None:
+        progress = Progress(session.ratings.count(), session.planned_items)
+    study = context.study
+    return Completion(study.completion_code, completion_target(study, rater), progress)
+
+
+def completion_target(study: Study, rater: Rater) -> dict | None:
+    """Where the rater goes at the end: a link, or MTurk's externalSubmit form."""
+    code = study.completion_code
+    if rater.source == Rater.Source.MTURK:
+        submit_to = (rater.platform.get("turk_submit_to") or "").rstrip("/")
+        assignment_id = rater.platform.get("assignment_id")
+        if submit_to in MTURK_SUBMIT_HOSTS and assignment_id:
+            return {
+                "method": "post",
+                "url": f"{submit_to}/mturk/externalSubmit",
+                "fields": {"assignmentId": assignment_id, "completionCode": code},
+                "label": "Submit the HIT on MTurk",
+            }
+    url = study.completion_url
+    if not url:
+        return None
+    if rater.source == Rater.Source.PROLIFIC:
+        parts = urlsplit(url)
+        query = parse_qsl(parts.query, keep_blank_values=True)
+        if not any(key == "cc" for key, _ in query):
+            url = urlunsplit(parts._replace(query=urlencode([*query, ("cc", code)])))
+        return {"method": "get", "url": url, "label": "Return to Prolific"}
+    return {"method": "get", "url": url, "label": "Continue"}
+
+
+def rater_finish(*, context: RaterContext) -> str:
+    """The rater ends their session themselves (allowed at any stage: a scripted
+    client decides when it is done); unrated claims go back to the pool at once.
+    Returns the rater's status after it (the quality checks may have excluded them)."""
+    if context.session is not None:
+        services.session_finish(session=context.session)
+    context.rater.refresh_from_db(fields=["status"])
+    return context.rater.status
