@@ -64,9 +64,10 @@ def main() -> int:
     parser.add_argument("bench", choices=sorted(METRICS))
     parser.add_argument("--base", required=True, help="git revision for side A")
     parser.add_argument("--rounds", type=int, default=2, help="runs per side")
-    parser.add_argument("extra", nargs=argparse.REMAINDER, help="-- then the bench's arguments")
-    args = parser.parse_args()
-    extra = [a for a in args.extra if a != "--"]
+    argv = sys.argv[1:]
+    cut = argv.index("--") if "--" in argv else len(argv)
+    args = parser.parse_args(argv[:cut])
+    extra = argv[cut + 1 :]  # the bench's own arguments
     work = Path(tempfile.mkdtemp(prefix="bench-ab-"))
     base_tree = work / "base"
     subprocess.run(
@@ -75,6 +76,8 @@ def main() -> int:
         check=True,
         capture_output=True,
     )
+    # The benches run their servers and workers with the tree's own .venv: share ours.
+    (base_tree / ".venv").symlink_to(ROOT / ".venv")
     results: dict[str, list[dict]] = {"A": [], "B": []}
     try:
         order = [("A", "B") if i % 2 == 0 else ("B", "A") for i in range(args.rounds)]
@@ -82,8 +85,10 @@ def main() -> int:
             for side in pair:
                 tree = base_tree if side == "A" else ROOT
                 out = work / f"{side}-{i}.json"
-                print(f"round {i + 1}: {side} ({args.base if side == 'A' else 'working tree'})",
-                      flush=True)
+                print(
+                    f"round {i + 1}: {side} ({args.base if side == 'A' else 'working tree'})",
+                    flush=True,
+                )
                 results[side].append(
                     run_once(tree, args.bench, f"bench_ab_{args.bench}_{side.lower()}", extra, out)
                 )
@@ -91,8 +96,10 @@ def main() -> int:
         subprocess.run(["git", "worktree", "remove", "--force", str(base_tree)], cwd=ROOT)
     print()
     print(f"A = {args.base}, B = working tree; {args.rounds} round(s) each, alternating")
-    print(f"{'metric':<28}{'A rounds':>24}{'B rounds':>24}{'A median':>11}{'B median':>11}"
-          f"{'B / A':>8}")
+    print(
+        f"{'metric':<28}{'A rounds':>24}{'B rounds':>24}{'A median':>11}{'B median':>11}"
+        f"{'B / A':>8}"
+    )
     for label, path, _higher in METRICS[args.bench]:
         try:
             a = [dig(r, path) for r in results["A"]]
