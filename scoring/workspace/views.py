@@ -36,7 +36,7 @@ def _study_for(request: HttpRequest, slug: str) -> Study:
 @login_required
 def study_list(request: HttpRequest) -> HttpResponse:
     studies = visible_studies(request.user).select_related("owner").order_by("-created_at")
-    return render(request, "scoring/study_list.html", {"studies": studies})
+    return render(request, "workspace/study_list.html", {"studies": studies})
 
 
 @login_required
@@ -56,7 +56,7 @@ def study_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "methods": list(mos.REGISTRY.values()),
         "formats": FORMATS.values(),
     }
-    return render(request, "scoring/study_detail.html", context)
+    return render(request, "workspace/study_detail.html", context)
 
 
 @login_required
@@ -130,7 +130,7 @@ def agreement_dashboard(request: HttpRequest, slug: str) -> HttpResponse:
         "problem": problem,
         "jobs": ScoringJob.objects.filter(study=study).select_related("model_version")[:20],
     }
-    return render(request, "scoring/agreement.html", context)
+    return render(request, "workspace/agreement.html", context)
 
 
 def _int_or_none(value):
