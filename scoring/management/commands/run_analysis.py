@@ -43,7 +43,8 @@ class Command(BaseCommand):
         except AnalysisError as exc:
             raise CommandError(str(exc)) from None
         if queue:
-            self.stdout.write(f"analysis {analysis.pk} sent to a worker")
+            analysis.refresh_from_db()
+            self.stdout.write(f"analysis {analysis.pk} {analysis.status}")
             return
         analysis = analysis_run(analysis_id=analysis.pk)
         if analysis.status != analysis.Status.DONE:
