@@ -11,7 +11,7 @@ SIMULATED_RATERS ?= 20
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install run test lint format worker worker-gpu bench services browser clean
+.PHONY: install run test test-unit lint format worker worker-gpu bench services browser clean
 
 # Reinstall only when the requirements change (the stamp is newer than both files).
 $(STAMP): requirements.txt requirements-dev.txt
@@ -46,12 +46,25 @@ browser:
 
 test: install services browser
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 	DJANGO_SETTINGS_MODULE=studyweb.test_settings $(BIN)/python manage.py makemigrations --check --dry-run
 	$(BIN)/python -m pytest
+
+# The pure tests (numerics, the ratings CSV and compute_mos, JOINT): no PostgreSQL, Redis
+# or Chromium. The database and broker point at a closed port, so a test that reaches
+# for either fails instead of quietly using a local service.
+UNIT_TESTS := tests/scoring/test_mos.py tests/scoring/test_reliability.py \
+	tests/scoring/test_agreement.py tests/scoring/test_compute_mos.py tests/scoring/joint
+test-unit: install
+	DATABASE_URL=postgres://no-database@127.0.0.1:1/none CELERY_BROKER_URL=redis://127.0.0.1:1/0 \
+	  $(BIN)/python -m pytest -m "not django_db and not browser and not celery_worker" $(UNIT_TESTS)
 
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 format: install
 	$(BIN)/ruff format .
@@ -68,4 +81,4 @@ bench: install
 	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf var .pytest_cache .ruff_cache
+	rm -rf var .pytest_cache .ruff_cache .mypy_cache .import_linter_cache

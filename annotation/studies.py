@@ -22,7 +22,7 @@ LOCKED_ONCE_OPEN = {
 }
 
 #: Status changes a researcher may make: from -> allowed targets.
-TRANSITIONS = {
+TRANSITIONS: dict[str, set[str]] = {
     Study.Status.DRAFT: {Study.Status.OPEN, Study.Status.CLOSED},
     Study.Status.OPEN: {Study.Status.PAUSED, Study.Status.CLOSED},
     Study.Status.PAUSED: {Study.Status.OPEN, Study.Status.CLOSED},

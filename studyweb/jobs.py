@@ -24,11 +24,11 @@ as Label Studio's ``start_job_async_or_sync`` does.
 from __future__ import annotations
 
 import logging
-from typing import ClassVar
+from typing import ClassVar, Self, TypeVar
 
 from django.apps import apps
 from django.conf import settings
-from django.db import models, transaction
+from django.db import models
 from django.utils import timezone
 
 from studyweb.errors import ServiceError
@@ -61,6 +61,9 @@ class Job(models.Model):
     task_name: ClassVar[str] = ""
     #: How the job is named in messages ("analysis 12 ...").
     noun: ClassVar[str] = "job"
+    # Every concrete kind has Django's default manager; declared for the type checker,
+    # which gives an abstract model none (the functions below take any kind).
+    objects: ClassVar[models.Manager[Self]]
 
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
     total = models.PositiveIntegerField(default=0, help_text="Units of work (0: unknown).")
@@ -110,6 +113,9 @@ class Job(models.Model):
         """
 
 
+J = TypeVar("J", bound=Job)
+
+
 class BrokerUnavailable(ServiceError):
     """The broker did not take the job; it is kept and sent once the broker is back."""
 
@@ -130,14 +136,18 @@ def job_kinds() -> list[type[Job]]:
 
 
 def _eager() -> bool:
-    return bool(getattr(settings, "CELERY_TASK_ALWAYS_EAGER", False))
+    from studyweb.celery import app
+
+    return bool(app.conf.task_always_eager)
 
 
 def _publish(job: Job) -> None:
     from studyweb.celery import app
 
     if _eager():
-        # In-process (no broker): the task records its own failure on the row.
+        # In-process (no broker): Celery's own discovery finds the task modules, and
+        # the task records its own failure on the row.
+        app.loader.import_default_modules()
         result = app.tasks[job.task_name].apply(args=(job.pk,))
         if result.failed():
             logger.warning("%s failed in-process: %s", job.label, result.result)
@@ -167,25 +177,7 @@ def job_send(job: Job) -> None:
         job.waiting_for_broker = True
         logger.warning("%s waits for the broker: %s: %s", job.label, type(exc).__name__, exc)
         raise BrokerUnavailable(job, f"{type(exc).__name__}: {exc}") from exc
-
-
-def job_send_on_commit(job: Job) -> None:
-    """Send the job once the current transaction commits (at once outside one).
-
-    Inside a transaction a broker outage is only logged: the job stays waiting
-    and is sent later. Services that answer a caller send after their own
-    transaction instead, so the caller hears about the outage.
-    """
-
-    def send() -> None:
-        try:
-            job_send(job)
-        except BrokerUnavailable as exc:
-            if not transaction.get_connection().in_atomic_block:
-                raise
-            logger.warning("%s", exc)
-
-    transaction.on_commit(send)
+    logger.info("%s %s", job.label, "ran in-process" if _eager() else "sent to the broker")
 
 
 def jobs_send_waiting() -> int:
@@ -262,7 +254,7 @@ def job_mark_failed(
     )
 
 
-def job_cancel(job: Job) -> Job:
+def job_cancel(job: J) -> J:
     """Stop a queued or running job; its remaining work is dropped by the worker."""
     model = type(job)
     updated = model.objects.filter(pk=job.pk, status__in=Job.ACTIVE).update(

@@ -89,9 +89,7 @@ def test_admin_open_action_keeps_the_study_rules(client, admin_user):
     assert (empty.status, ready.status) == ("draft", "open")
 
 
-def test_admin_change_form_shows_locked_settings_and_cannot_change_them(
-    client, admin_user, data
-):
+def test_admin_change_form_shows_locked_settings_and_cannot_change_them(client, admin_user, data):
     client.force_login(admin_user)
     url = reverse("admin:annotation_study_change", args=[data.pk])
     form = client.get(url).context["adminform"]

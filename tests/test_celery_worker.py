@@ -45,17 +45,12 @@ def test_scoring_tasks_route_to_the_gpu_queue():
 @pytest.mark.django_db(transaction=True)
 def test_analysis_runs_on_a_real_worker(broker):
     """An analysis queued on `default` is computed by the worker and stored in PostgreSQL."""
-    import io
-
-    from django.core.management import call_command
-
-    from annotation.models import Study
     from scoring.analyses.services import analysis_create
     from scoring.models import Analysis
     from tests.celery_worker import wait_for
+    from tests.factories import rated_study
 
-    call_command("seed_demo", "--simulate-raters", "6", stdout=io.StringIO())
-    study = Study.objects.get(slug="demo")
+    study = rated_study(n_raters=6)
     with broker_mode(), celery_worker(queues="default", name="analysis"):
         analysis = analysis_create(study=study, method="p910")  # on_commit: autocommit here
         done = wait_for(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
@@ -17,7 +18,10 @@ from studyweb.errors import ServiceError
 
 logger = logging.getLogger("scoring")
 
-ALLOWED_OPTIONS = {"ci": {"normal", "t"}, "include_excluded": {True, False}}
+ALLOWED_OPTIONS: dict[str, set[str] | set[bool]] = {
+    "ci": {"normal", "t"},
+    "include_excluded": {True, False},
+}
 
 
 class AnalysisError(ServiceError):
@@ -123,7 +127,7 @@ def _compute_and_store(analysis: Analysis) -> None:
         )
         for row in result.stimuli.itertuples(index=False)
     ]
-    per_dim: dict[int, dict] = {}
+    per_dim: dict[int, dict[str, dict[str, Any]]] = {}
     for row in result.raters.itertuples(index=False):
         per_dim.setdefault(int(row.rater), {})[row.dimension] = {
             "n": int(row.n),

@@ -117,7 +117,7 @@ class _Scale:
     def of(cls, x: np.ndarray, y: np.ndarray) -> _Scale:
         return cls(float(x.mean()), float(x.std()), float(y.mean()), float(y.std()))
 
-    def to_std(self, p: Sequence[float]) -> np.ndarray:
+    def to_std(self, p: Sequence[float] | np.ndarray) -> np.ndarray:
         b1, b2, b3, b4 = p
         return np.array(
             [
@@ -128,7 +128,7 @@ class _Scale:
             ]
         )
 
-    def from_std(self, q: Sequence[float]) -> np.ndarray:
+    def from_std(self, q: Sequence[float] | np.ndarray) -> np.ndarray:
         c1, c2, c3, c4 = q
         return np.array(
             [

@@ -1,11 +1,10 @@
-"""The agreement dashboard and report on the demo study scored by a baseline."""
+"""The agreement dashboard and report on a rated study scored by baselines."""
 
 from __future__ import annotations
 
 import io
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 from django.urls import reverse
 
@@ -14,17 +13,18 @@ from scoring.analyses.services import analysis_create, analysis_run
 from scoring.model_scoring import model_cache as runtime
 from scoring.model_scoring.agreement_report import AgreementUnavailable, agreement_report
 from scoring.model_scoring.services import model_version_register, scoring_job_start
+from tests.factories import rated_study
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture(scope="module")
 def scored(django_db_setup, django_db_blocker):
-    """Demo study, a P.910 analysis, and two baselines' predictions (built once)."""
+    """A study rated by 12 simulated raters (60 test images: clean, blurred...), a P.910
+    analysis, and two baselines' predictions (built once)."""
     with django_db_blocker.unblock():
         runtime.clear_cache()
-        call_command("seed_demo", "--simulate-raters", "12", stdout=io.StringIO())
-        study = Study.objects.get(slug="demo")
+        study = rated_study(n_raters=12, slug="scored")
         analysis_run(analysis_id=analysis_create(study=study, method="p910", enqueue=False).pk)
         for name in ("sharpness", "luminance"):
             version = model_version_register(name=name, kind="baseline", baseline=name)
@@ -35,7 +35,7 @@ def scored(django_db_setup, django_db_blocker):
         yield study
         Rating.objects.filter(stimulus__study=study).delete()
         study.delete()
-        get_user_model().objects.filter(username__in=["admin", "researcher"]).delete()
+        study.owner.delete()
         from scoring.models import ModelVersion
 
         ModelVersion.objects.all().delete()
@@ -70,8 +70,8 @@ def test_blurred_images_are_less_sharp_and_worse_rated(scored):
     assert max(p.naturalness for p in blur) < max(p.naturalness for p in clean)
 
 
-def test_dashboard_for_owner_admin_and_403_for_others(client, scored, researcher_b):
-    url = reverse("scoring:agreement", args=["demo"]) + "?v=sharpness&v=luminance"
+def test_dashboard_for_owner_admin_and_403_for_others(client, scored, researcher_b, admin_user):
+    url = reverse("scoring:agreement", args=[scored.slug]) + "?v=sharpness&v=luminance"
     client.force_login(researcher_b)
     assert client.get(url).status_code == 403
     client.logout()
@@ -82,25 +82,24 @@ def test_dashboard_for_owner_admin_and_403_for_others(client, scored, researcher
     body = response.content.decode()
     assert body.count('<svg class="scatter"') == 2  # two versions side by side
     assert "<polyline" in body and "painter-b" in body and "Per generator" in body
-    admin = get_user_model().objects.get(username="admin")
-    client.force_login(admin)
+    client.force_login(admin_user)
     assert client.get(url).status_code == 200
 
 
 def test_rater_token_gets_nothing(client, scored):
     rater = scored.raters.first()
     client.cookies["rater_token"] = rater.token
-    response = client.get(reverse("scoring:agreement", args=["demo"]))
+    response = client.get(reverse("scoring:agreement", args=[scored.slug]))
     assert response.status_code == 302
 
 
 def test_predictions_csv_and_jobs_json(client, scored):
     client.force_login(scored.owner)
-    response = client.get(reverse("scoring:predictions-csv", args=["demo", "sharpness"]))
+    response = client.get(reverse("scoring:predictions-csv", args=[scored.slug, "sharpness"]))
     lines = b"".join(response.streaming_content).decode().splitlines()
     assert lines[0] == "image,technical,rationality,naturalness,artifact_map,generator,task"
     assert len(lines) == 1 + 60
-    jobs = client.get(reverse("scoring:jobs-json", args=["demo"])).json()["jobs"]
+    jobs = client.get(reverse("scoring:jobs-json", args=[scored.slug])).json()["jobs"]
     assert {j["status"] for j in jobs} == {"done"} and all(j["done"] == 60 for j in jobs)
 
 
@@ -117,7 +116,14 @@ def test_agreement_command_database_mode(scored):
 
     out = io.StringIO()
     call_command(
-        "agreement", "demo", "--model-version", "sharpness", "--json", "--n-boot", "100", stdout=out
+        "agreement",
+        scored.slug,
+        "--model-version",
+        "sharpness",
+        "--json",
+        "--n-boot",
+        "100",
+        stdout=out,
     )
     data = json.loads(out.getvalue())
     from scoring.models import StimulusResult
@@ -126,4 +132,4 @@ def test_agreement_command_database_mode(scored):
     assert data["model_version"] == "sharpness" and data["n"] == rated.count() > 20
     assert {"srcc", "krcc", "plcc", "rmse", "logistic_params", "ci95"} <= set(data["pairs"][0])
     with pytest.raises(CommandError, match="no model version"):
-        call_command("agreement", "demo", "--model-version", "nope", stdout=io.StringIO())
+        call_command("agreement", scored.slug, "--model-version", "nope", stdout=io.StringIO())

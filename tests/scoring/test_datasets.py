@@ -11,7 +11,7 @@ from annotation.models import Stimulus, Study
 from scoring.analyses.services import analysis_create, analysis_run
 from scoring.exports.formats import export_stream
 from scoring.models import StimulusResult
-from tests.factories import png_bytes
+from tests.factories import png_bytes, rated_study
 
 pytestmark = pytest.mark.django_db
 
@@ -95,16 +95,15 @@ def test_malformed_dataset_imports_nothing(images, tmp_path, researcher_a, text,
 
 def test_agin_csv_round_trip(tmp_path, researcher_a, settings):
     """Our own AGIN export, imported back, gives the same MOS per image."""
-    call_command("seed_demo", "--simulate-raters", "8", stdout=io.StringIO())
-    demo = Study.objects.get(slug="demo")
+    rated = rated_study(n_raters=8)
     analysis = analysis_run(
-        analysis_id=analysis_create(study=demo, method="mean", enqueue=False).pk
+        analysis_id=analysis_create(study=rated, method="mean", enqueue=False).pk
     )
-    _, chunks = export_stream(demo, "agin-csv", analysis=analysis)
+    _, chunks = export_stream(rated, "agin-csv", analysis=analysis)
     (tmp_path / "agin.csv").write_bytes(b"".join(chunks))
-    folder = tmp_path / "demo-images"
+    folder = tmp_path / "images"
     folder.mkdir()
-    for s in demo.stimuli.filter(role="test"):
+    for s in rated.stimuli.filter(role="test"):
         (folder / s.original_name).write_bytes(s.image.read())
     run(
         "agin-copy",
