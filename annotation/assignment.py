@@ -12,18 +12,22 @@ Concurrency: candidate stimuli are locked with
 every writer (claiming here, rating in services.rating_submit) locks the
 stimulus row first, so two raters never take the last slot twice. The unique
 constraints on Claim and Rating are the last guard.
+
+The statements that run on every claim (the candidates, the lock, the count under
+it, the claim's upsert) are hand-written in ``statements``, where the measured
+gain of each is given; the rest is ORM.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Count, Exists, OuterRef, Q
 from django.utils import timezone
 
 from annotation import statements
-from annotation.models import Claim, Rater, Rating, Session, Stimulus, StimulusTally, Study
+from annotation.models import Claim, Rater, Rating, Session, Stimulus, Study
 
 CANDIDATES_PER_TRY = 16
 SKIP_LOCKED_TRIES = 8
@@ -39,25 +43,16 @@ def filled(
     read in the locking statement itself could predate the commit of the rater who
     held the lock. Ratings come from the trigger-kept tally (every rating is
     written under the stimulus lock, so the tally is exact here), live claims are
-    counted; both in one hand-written statement, since it runs on every claim.
-    ``for_claim``: the caller claims the stimulus when it has room (see
-    ``_commit_without_waiting_for_disk``).
+    counted; both in one statement (``statements.stimulus_fill``), since it runs on
+    every claim. ``for_claim``: the caller claims the stimulus when it has room, and
+    the statement also lets the claim commit without waiting for the disk.
     """
-    at = connection.ops.adapt_datetimefield_value(now or timezone.now())
-    sql = (
-        f"SELECT COALESCE((SELECT ratings FROM {StimulusTally._meta.db_table}"
-        "                  WHERE stimulus_id = %s), 0)"
-        f"     + (SELECT COUNT(*) FROM {Claim._meta.db_table}"
-        "         WHERE stimulus_id = %s AND repetition = 1 AND expires_at > %s"
-        + (" AND rater_id <> %s)" if exclude_rater is not None else ")")
-        + (_commit_without_waiting_for_disk() if for_claim else "")
+    return statements.stimulus_fill(
+        stimulus_id,
+        now or timezone.now(),
+        exclude_rater_id=None if exclude_rater is None else exclude_rater.pk,
+        for_claim=for_claim,
     )
-    params = [stimulus_id, stimulus_id, at]
-    if exclude_rater is not None:
-        params.append(exclude_rater.pk)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchone()[0]
 
 
 def session_progress(session: Session) -> tuple[int, int]:
@@ -75,7 +70,17 @@ def plan_session_items(study: Study, rater: Rater) -> int:
 
 
 def _live_claim(session: Session, now) -> Claim | None:
-    return statements.live_claim(session, now)
+    """The session's oldest unexpired claim, with its stimulus. Not on the request
+    path (the rater endpoints read it with the session, ``statements``)."""
+    claim = (
+        Claim.objects.select_related("stimulus")
+        .filter(session=session, expires_at__gt=now)
+        .order_by("created_at", "id")
+        .first()
+    )
+    if claim is not None:
+        claim.session = session
+    return claim
 
 
 def _gold_due(study: Study, position: int) -> bool:
@@ -138,69 +143,13 @@ def _own_live_claim(rater: Rater, now) -> Exists:
     return Exists(Claim.objects.filter(stimulus=OuterRef("pk"), rater=rater, expires_at__gt=now))
 
 
-# The candidates of _claim_test: test stimuli of the study that the rater has neither
-# rated nor holds a live claim on, with fill = ratings (repetition 1) + live claims
-# (repetition 1) below K, closest to done first, ties at random.
-#
-# Hand-written because it runs on every claim and dominated the rating path. Ratings
-# come from StimulusTally (kept by triggers), so ranking a study's stimuli reads one
-# narrow row each instead of counting each one's ratings; the CTE is MATERIALIZED on
-# PostgreSQL so the planner cannot inline it and compute the fill twice. Live claims,
-# a small set, are counted only for the stimuli found in it (a hashed IN), and the
-# rater's own ratings and claims are read once into a hashed NOT IN. This shape keeps
-# its plan with or without fresh statistics and as a prepared (generic) plan. The
-# cost grows with the study's test stimuli still short of K. Plain SQL that SQLite
-# runs too.
-_CANDIDATES_SQL = """
-WITH counted AS {materialized} (
-    SELECT s.id,
-        COALESCE(t.ratings, 0)
-        + CASE WHEN s.id IN (SELECT stimulus_id FROM {claim} WHERE expires_at > %s)
-          THEN (SELECT COUNT(*) FROM {claim} c
-                WHERE c.stimulus_id = s.id AND c.repetition = 1 AND c.expires_at > %s)
-          ELSE 0 END AS fill
-    FROM {stimulus} s LEFT JOIN {tally} t ON t.stimulus_id = s.id
-    WHERE s.study_id = %s AND s.role = %s AND COALESCE(t.ratings, 0) < %s
-        AND s.id NOT IN (SELECT stimulus_id FROM {rating} WHERE rater_id = %s)
-        AND s.id NOT IN (SELECT stimulus_id FROM {claim} WHERE rater_id = %s AND expires_at > %s)
-)
-SELECT id FROM counted WHERE fill < %s ORDER BY fill DESC, RANDOM() LIMIT %s
-"""
-
-
-def _candidate_ids(study: Study, rater: Rater, now) -> list[int]:
-    sql = _CANDIDATES_SQL.format(
-        materialized="MATERIALIZED" if connection.vendor == "postgresql" else "",
-        rating=Rating._meta.db_table,
-        stimulus=Stimulus._meta.db_table,
-        claim=Claim._meta.db_table,
-        tally=StimulusTally._meta.db_table,
-    )
-    at = connection.ops.adapt_datetimefield_value(now)
-    params = [
-        at,
-        at,
-        study.pk,
-        Stimulus.Role.TEST.value,
-        study.ratings_per_stimulus,
-        rater.pk,
-        rater.pk,
-        at,
-        study.ratings_per_stimulus,
-        CANDIDATES_PER_TRY,
-    ]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return [row[0] for row in cursor.fetchall()]
-
-
 def _claim_test(session: Session, now) -> Claim | None:
     study = session.rater.study
     k = study.ratings_per_stimulus
     attempt = 0
     while True:
         attempt += 1
-        ids = _candidate_ids(study, session.rater, now)
+        ids = statements.candidate_ids(study, session.rater, now, CANDIDATES_PER_TRY)
         if not ids:
             return None
         with transaction.atomic():
@@ -217,35 +166,18 @@ def _claim_test(session: Session, now) -> Claim | None:
             else:
                 # After a few rounds of contention, wait instead of spinning: all rows
                 # at once, in primary-key order, so two waiting raters cannot deadlock.
-                locked = statements.lock_stimuli(ids, skip_locked=False)
+                locked = list(
+                    Stimulus.objects.filter(pk__in=ids)
+                    .order_by("pk")
+                    .only(*statements.STIMULUS_SHOWN_FIELDS)
+                    .select_for_update(of=("self",))
+                )
                 order = {pk: i for i, pk in enumerate(ids)}
                 locked.sort(key=lambda s: order[s.pk])
                 for stimulus in locked:
                     if filled(stimulus.pk, now=now, for_claim=True) < k:
                         return _make_claim(session, stimulus, 1, now)
         # Every candidate was held by others or turned out full: the list is stale.
-
-
-def _commit_without_waiting_for_disk() -> str:
-    """A select-list item that lets the claim's transaction commit without waiting
-    for its WAL flush (``set_config(..., true)`` is ``SET LOCAL``), or "".
-
-    Read with the counts under the lock, so it costs no round trip of its own.
-    The transaction holds the row locks of the candidates it locked until it
-    commits, and raters submitting a rating for one of those stimuli wait for them;
-    the flush was most of that time. A claim is a reservation, not data: were
-    PostgreSQL to crash within the next fraction of a second, the claim would be
-    lost and the stimulus simply back in the pool (the rater's submit is then
-    refused as "no_claim" and the page moves on). Visibility and locking are
-    unchanged: other transactions see the claim as soon as it commits. Only for our
-    own outermost transaction: inside a caller's transaction, which may write
-    ratings, it would relax that transaction's commit too. (Set before knowing
-    whether this stimulus is the one: a transaction that ends up claiming nothing
-    has nothing to flush.)
-    """
-    if connection.vendor == "postgresql" and len(connection.atomic_blocks) == 1:
-        return ", set_config('synchronous_commit', 'off', true)"
-    return ""
 
 
 # claim_next's ``live`` when the caller has not read the session's live claim.

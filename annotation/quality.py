@@ -9,8 +9,9 @@ researcher decides).
 
 from __future__ import annotations
 
-from django.db import connection, transaction
+from django.db import transaction
 
+from annotation import statements
 from annotation.models import Rater, Rating
 
 STRAIGHT_LINE_MIN_ITEMS = 10
@@ -53,29 +54,12 @@ def _gold_failed(rating: Rating) -> None:
 
 
 def _check_straight_lining(rater_id: int, scale: str) -> None:
-    # Runs after every rating, so one hand-written query: the database counts the
-    # rater's overall scores and takes their sample variance next to the rater's
-    # current flags, instead of sending every score back and reading the rater
-    # again (the ORM form of it cost about ten times the database's time to build).
-    # The variance is the two-pass sum of squares over n - 1, as statistics.variance
-    # computes it, not VAR_SAMP: Django's VAR_SAMP on SQLite raises below two values.
-    where = "rater_id = %s AND repetition = 1 AND NOT is_gold"
-    sql = (
-        f"SELECT r.flags, s.n, s.v FROM {Rater._meta.db_table} r, ("
-        "    SELECT COUNT(*) AS n,"
-        "        SUM((x.overall - a.m) * (x.overall - a.m)) / NULLIF(COUNT(*) - 1, 0) AS v"
-        f"   FROM {Rating._meta.db_table} x,"
-        f"       (SELECT AVG(overall) AS m FROM {Rating._meta.db_table} WHERE {where}) a"
-        f"   WHERE {where}"
-        ") s WHERE r.id = %s"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [rater_id, rater_id, rater_id])
-        row = cursor.fetchone()
-    if row is None or row[1] < STRAIGHT_LINE_MIN_ITEMS:
+    # Runs after every rating, so one hand-written statement (``statements``): the
+    # rater's flags with the count and the variance of their overall scores.
+    found = statements.straight_lining(rater_id)
+    if found is None or found[1] < STRAIGHT_LINE_MIN_ITEMS:
         return
-    raw_flags, n, variance = row
-    flags = Rater._meta.get_field("flags").from_db_value(raw_flags, None, connection) or {}
+    flags, n, variance = found
     flagged = variance < STRAIGHT_LINE_VARIANCE.get(scale, 0.1)
     current = flags.get("straight_lining")
     if flagged and not current:

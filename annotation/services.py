@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import uuid
 from dataclasses import dataclass
+from typing import NoReturn
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -71,9 +72,9 @@ def rater_enter(
             rater.save(update_fields=["platform"])
         return rater, created
     if token:
-        rater = Rater.objects.filter(study=study, token=token).first()
-        if rater is not None:
-            return rater, False
+        known = Rater.objects.filter(study=study, token=token).first()
+        if known is not None:
+            return known, False
     return Rater.objects.create(study=study, source=source, platform=platform), True
 
 
@@ -315,12 +316,12 @@ def _rating_write(
     )
     for key, value in clean.items():
         setattr(rating, key, value)
-    statements.insert_rating(rating)
+    rating.save(force_insert=True)  # one INSERT; by hand saved 0.03-0.06 ms
     statements.delete_claim(claim.pk)
     return SubmitResult(rating, created=True)
 
 
-def _refuse_unlocked(rater, study, stimulus_id) -> None:
+def _refuse_unlocked(rater, study, stimulus_id) -> NoReturn:
     """Why a submission found no (stimulus, rater, claim) to lock: the refusal to raise."""
     if not Stimulus.objects.filter(pk=stimulus_id, study=study).exists():
         raise SubmitRefused(

@@ -1,19 +1,54 @@
-"""The rating path's SQL, written by hand: what GET next and POST submit run.
+"""The rating path's hand-written SQL: the one module of the project that has any.
 
-Every rating cycle runs these statements, and with the ORM the cycle spent
-several times longer in Python building them (column lists, joins, compilers)
-than PostgreSQL spent running them. Here each statement is a plain string whose
-column lists come from the models' metadata (built once per process), so a new
-column is picked up without editing SQL, and each function returns model
-instances (``Model.from_db``, with the same value converters the ORM applies),
-so callers work with ordinary objects.
+Everything else uses the ORM. A statement is written by hand only where a
+measurement shows that it pays for itself: the ORM cannot say it in as few
+statements, or it runs on every rating cycle and the ORM form of the same single
+statement costs at least 0.1 ms more Python a run (2% of the cycle's 4.5-5.2 ms
+of Django CPU). Figures from docs/benchmarks.md, "Rating path", "Hand-written
+statements" (Python CPU a run saved against the ORM form, on PostgreSQL):
+
+=========================  =====================  ===================================
+function                   runs                   why by hand
+=========================  =====================  ===================================
+``rater_by_token``         every rater request    1.2-1.4 ms saved
+``current_session``        GET next               one statement where the ORM needs
+                                                  two; with ``session_states`` and the
+                                                  fill's commit setting, 20 -> 17
+                                                  statements a cycle
+``session_states``         after a submit         the same
+``candidate_ids``          every claim            a MATERIALIZED CTE the ORM cannot
+                                                  write (first round: 49 -> 22
+                                                  statements, 43 -> 17-19 ms CPU per
+                                                  rating with that round's changes)
+``lock_stimulus``          every candidate tried  0.3-0.5 ms saved
+``stimulus_fill``          every candidate tried  1.8-2.0 ms saved
+``upsert_claim``           every claim            0.13-0.19 ms saved (and the ORM's
+                                                  bulk_create would overwrite
+                                                  created_at, an auto_now_add field)
+``lock_claim_for_submit``  every submit           1.5-1.8 ms saved
+``count_test_ratings``     every submit           0.23-0.27 ms saved
+``delete_claim``           every submit           0.18-0.24 ms saved
+``straight_lining``        every rating           3.3-4.0 ms saved
+=========================  =====================  ===================================
+
+Measured not to pay, so ORM again: the rating's INSERT (``Model.save``, 0.03-0.06
+ms), a session's live claim on its own (``assignment._live_claim``: seed_demo and
+tests; the request path reads it with the session, above) and locking all the
+candidates at once (assignment's fallback after eight contended tries).
+
+Each statement is a plain string whose column lists come from the models'
+metadata (built once per process), so a new column is picked up without editing
+SQL, and functions return model instances (``Model.from_db``, with the same value
+converters the ORM applies), so callers work with ordinary objects.
 
 Only the happy path lives here. Whatever goes wrong (an unknown image, a claim
-that is missing or expired) is diagnosed by the plain ORM code in
-``services`` and ``assignment``, which says precisely why.
+that is missing or expired) is diagnosed by the plain ORM code in ``services``
+and ``assignment``, which says precisely why.
 
 The SQL runs on PostgreSQL and on SQLite (the embedded ``make run``); row locks
-(``FOR UPDATE``) are PostgreSQL's only: SQLite serialises writers itself.
+(``FOR UPDATE``) are PostgreSQL's only. SQLite has one writer at a time: with
+``"transaction_mode": "IMMEDIATE"`` (the test settings) each transaction takes
+the write lock at BEGIN, so what is read under the "lock" stays true until COMMIT.
 """
 
 from __future__ import annotations
@@ -94,6 +129,12 @@ def _fetchone(sql: str, params: Sequence) -> tuple | None:
         return cursor.fetchone()
 
 
+def _fetchall(sql: str, params: Sequence) -> list[tuple]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
 def _at(now: datetime):
     return connection.ops.adapt_datetimefield_value(now)
 
@@ -103,11 +144,16 @@ _STUDY = _Columns(Study, "st")
 _SESSION = _Columns(Session, "se")
 _CLAIM = _Columns(Claim, "c")
 _STIMULUS = _Columns(Stimulus, "s")
-# What showing a claimed stimulus needs (rater_api.stimulus_payload), and its role
-# for the submit checks.
-_STIMULUS_SHOWN = _Columns(Stimulus, "s", only=("id", "study_id", "image", "width", "height"))
+# What showing a claimed stimulus needs (the rater page's stimulus payload); the
+# ORM fallback in assignment locks the same fields.
+STIMULUS_SHOWN_FIELDS = ("id", "study", "image", "width", "height")
+_STIMULUS_SHOWN = _Columns(Stimulus, "s", only=STIMULUS_SHOWN_FIELDS)
 _SESSION_STATE = _Columns(Session, "se", only=("stage", "finished_at"))
+_RATER_FLAGS = _Columns(Rater, "r", only=("flags",))
 _UNFINISHED = (Session.Stage.DONE.value, Session.Stage.STOPPED.value)
+
+
+# --- Reading (the rater endpoints) -----------------------------------------------
 
 
 def rater_by_token(slug: str, token: str) -> Rater | None:
@@ -190,36 +236,108 @@ def session_states(
     )
 
 
-def live_claim(session: Session, now: datetime) -> Claim | None:
-    """The session's oldest unexpired claim, with its stimulus."""
-    row = _fetchone(
-        f"SELECT {_CLAIM.sql}, {_STIMULUS.sql} FROM {_table(Session)} se{_live_claim_join()}"
-        " WHERE se.id = %s",
-        [_at(now), session.pk],
+# --- Claiming (assignment.claim_next) -----------------------------------------
+
+# The candidates of a claim: test stimuli of the study that the rater has neither
+# rated nor holds a live claim on, with fill = ratings (repetition 1) + live claims
+# (repetition 1) below K, closest to done first, ties at random.
+#
+# By hand because it runs on every claim and dominated the rating path, and because
+# the ORM cannot write a CTE. Ratings come from StimulusTally (kept by triggers), so
+# ranking a study's stimuli reads one narrow row each instead of counting each one's
+# ratings; the CTE is MATERIALIZED on PostgreSQL so the planner cannot inline it and
+# compute the fill twice. Live claims, a small set, are counted only for the stimuli
+# found in it (a hashed IN), and the rater's own ratings and claims are read once
+# into a hashed NOT IN. This shape keeps its plan with or without fresh statistics
+# and as a prepared (generic) plan. The cost grows with the study's test stimuli
+# still short of K. Plain SQL that SQLite runs too.
+_CANDIDATES_SQL = """
+WITH counted AS {materialized} (
+    SELECT s.id,
+        COALESCE(t.ratings, 0)
+        + CASE WHEN s.id IN (SELECT stimulus_id FROM {claim} WHERE expires_at > %s)
+          THEN (SELECT COUNT(*) FROM {claim} c
+                WHERE c.stimulus_id = s.id AND c.repetition = 1 AND c.expires_at > %s)
+          ELSE 0 END AS fill
+    FROM {stimulus} s LEFT JOIN {tally} t ON t.stimulus_id = s.id
+    WHERE s.study_id = %s AND s.role = %s AND COALESCE(t.ratings, 0) < %s
+        AND s.id NOT IN (SELECT stimulus_id FROM {rating} WHERE rater_id = %s)
+        AND s.id NOT IN (SELECT stimulus_id FROM {claim} WHERE rater_id = %s AND expires_at > %s)
+)
+SELECT id FROM counted WHERE fill < %s ORDER BY fill DESC, RANDOM() LIMIT %s
+"""
+
+
+def candidate_ids(study: Study, rater: Rater, now: datetime, limit: int) -> list[int]:
+    """Up to ``limit`` test stimuli the rater may claim, closest to done first."""
+    sql = _CANDIDATES_SQL.format(
+        materialized="MATERIALIZED" if connection.vendor == "postgresql" else "",
+        rating=_table(Rating),
+        stimulus=_table(Stimulus),
+        claim=_table(Claim),
+        tally=_table(StimulusTally),
     )
-    return None if row is None else _claim_from(row, 0, session)
+    at = _at(now)
+    k = study.ratings_per_stimulus
+    params = [at, at, study.pk, Stimulus.Role.TEST.value, k, rater.pk, rater.pk, at, k, limit]
+    return [row[0] for row in _fetchall(sql, params)]
 
 
 def lock_stimulus(pk: int, *, skip_locked: bool) -> Stimulus | None:
-    """Lock one stimulus; None when it does not exist or (``skip_locked``) another
-    transaction holds it."""
-    found = lock_stimuli([pk], skip_locked=skip_locked)
-    return found[0] if found else None
+    """Lock one candidate stimulus (what showing it needs); None when it does not
+    exist or (``skip_locked``) another transaction holds it."""
+    row = _fetchone(
+        f"SELECT {_STIMULUS_SHOWN.sql} FROM {_table(Stimulus)} s WHERE s.id = %s"
+        f"{_for_update('s', skip_locked=skip_locked)}",
+        [pk],
+    )
+    return None if row is None else _STIMULUS_SHOWN.build(row)
 
 
-def lock_stimuli(ids: Sequence[int], *, skip_locked: bool) -> list[Stimulus]:
-    """Lock candidate stimuli in primary-key order (two raters waiting cannot deadlock);
-    with ``skip_locked``, rows other transactions hold are left out."""
-    if not ids:
-        return []
-    marks = ", ".join(["%s"] * len(ids))
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT {_STIMULUS_SHOWN.sql} FROM {_table(Stimulus)} s WHERE s.id IN ({marks})"
-            f" ORDER BY s.id{_for_update('s', skip_locked=skip_locked)}",
-            list(ids),
-        )
-        return [_STIMULUS_SHOWN.build(row) for row in cursor.fetchall()]
+def stimulus_fill(
+    stimulus_id: int,
+    now: datetime,
+    *,
+    exclude_rater_id: int | None = None,
+    for_claim: bool = False,
+) -> int:
+    """Ratings (repetition 1) from the tally plus live claims (repetition 1, other
+    than ``exclude_rater_id``'s) on a stimulus, in one statement; with ``for_claim``
+    it also relaxes the claim's commit (``_commit_without_waiting_for_disk``)."""
+    sql = (
+        f"SELECT COALESCE((SELECT ratings FROM {_table(StimulusTally)}"
+        "                  WHERE stimulus_id = %s), 0)"
+        f"     + (SELECT COUNT(*) FROM {_table(Claim)}"
+        "         WHERE stimulus_id = %s AND repetition = 1 AND expires_at > %s"
+        + (" AND rater_id <> %s)" if exclude_rater_id is not None else ")")
+        + (_commit_without_waiting_for_disk() if for_claim else "")
+    )
+    params: list = [stimulus_id, stimulus_id, _at(now)]
+    if exclude_rater_id is not None:
+        params.append(exclude_rater_id)
+    return _fetchone(sql, params)[0]
+
+
+def _commit_without_waiting_for_disk() -> str:
+    """A select-list item that lets the claim's transaction commit without waiting
+    for its WAL flush (``set_config(..., true)`` is ``SET LOCAL``), or "".
+
+    Read with the counts under the lock, so it costs no round trip of its own.
+    The transaction holds the row locks of the candidates it locked until it
+    commits, and raters submitting a rating for one of those stimuli wait for them;
+    the flush was most of that time. A claim is a reservation, not data: were
+    PostgreSQL to crash within the next fraction of a second, the claim would be
+    lost and the stimulus simply back in the pool (the rater's submit is then
+    refused as "no_claim" and the page moves on). Visibility and locking are
+    unchanged: other transactions see the claim as soon as it commits. Only for our
+    own outermost transaction: inside a caller's transaction, which may write
+    ratings, it would relax that transaction's commit too. (Set before knowing
+    whether this stimulus is the one: a transaction that ends up claiming nothing
+    has nothing to flush.)
+    """
+    if connection.vendor == "postgresql" and len(connection.atomic_blocks) == 1:
+        return ", set_config('synchronous_commit', 'off', true)"
+    return ""
 
 
 def upsert_claim(claim: Claim) -> Claim:
@@ -243,6 +361,9 @@ def upsert_claim(claim: Claim) -> Claim:
     claim.pk = row[0]
     claim._state.adding = False
     return claim
+
+
+# --- Submitting (services.rating_submit) ----------------------------------------
 
 
 def lock_claim_for_submit(rater: Rater, stimulus_id: int) -> tuple[Stimulus, Claim, str] | None:
@@ -279,23 +400,37 @@ def count_test_ratings(stimulus_id: int) -> int:
     return 0 if row is None else row[0]
 
 
-_RATING_FIELDS = [f for f in Rating._meta.concrete_fields if not f.primary_key]
-
-
-def insert_rating(rating: Rating) -> Rating:
-    """INSERT one rating (values prepared as the ORM prepares them); sets its pk."""
-    columns = ", ".join(_q(f.column) for f in _RATING_FIELDS)
-    marks = ", ".join(["%s"] * len(_RATING_FIELDS))
-    values = [f.get_db_prep_save(getattr(rating, f.attname), connection) for f in _RATING_FIELDS]
-    row = _fetchone(
-        f"INSERT INTO {_table(Rating)} ({columns}) VALUES ({marks}) RETURNING id", values
-    )
-    rating.pk = row[0]
-    rating._state.adding = False
-    rating._state.db = connection.alias
-    return rating
-
-
 def delete_claim(claim_id: int) -> None:
+    """The submit's last statement before COMMIT (tests/test_faults.py drops the
+    connection here)."""
     with connection.cursor() as cursor:
         cursor.execute(f"DELETE FROM {_table(Claim)} WHERE id = %s", [claim_id])
+
+
+# --- After a rating (quality.after_rating) ---------------------------------------
+
+
+def straight_lining(rater_id: int) -> tuple[dict, int, float | None] | None:
+    """(the rater's flags, how many overall scores of test items at repetition 1, their
+    sample variance or None below two), in one statement; None for no such rater.
+
+    The database counts the scores and takes their variance next to the rater's
+    flags, instead of sending every score back and reading the rater again. The
+    variance is the two-pass sum of squares over n - 1, as statistics.variance
+    computes it, not VAR_SAMP: Django's VAR_SAMP on SQLite raises below two values.
+    """
+    where = "rater_id = %s AND repetition = 1 AND NOT is_gold"
+    row = _fetchone(
+        f"SELECT {_RATER_FLAGS.sql}, s.n, s.v FROM {_table(Rater)} r, ("
+        "    SELECT COUNT(*) AS n,"
+        "        SUM((x.overall - a.m) * (x.overall - a.m)) / NULLIF(COUNT(*) - 1, 0) AS v"
+        f"   FROM {_table(Rating)} x,"
+        f"       (SELECT AVG(overall) AS m FROM {_table(Rating)} WHERE {where}) a"
+        f"   WHERE {where}"
+        ") s WHERE r.id = %s",
+        [rater_id, rater_id, rater_id],
+    )
+    if row is None:
+        return None
+    n = len(_RATER_FLAGS)
+    return _RATER_FLAGS.build(row).flags or {}, row[n], row[n + 1]

@@ -37,3 +37,22 @@ def study_a(researcher_a):
 def rater_a(study_a):
     """A rater of researcher A's study."""
     return RaterFactory(study=study_a)
+
+
+# --- The SQLite run (TEST_DATABASE_URL=sqlite:///..., see studyweb/test_settings.py) ---
+
+
+def pytest_collection_modifyitems(config, items):
+    """On SQLite, run what is marked ``sqlite_too`` and skip, saying why, the tests
+    marked ``postgresql_only(reason)`` and every test not marked ``sqlite_too``."""
+    from django.db import connection
+
+    if connection.vendor != "sqlite":
+        return
+    for item in items:
+        only = item.get_closest_marker("postgresql_only")
+        if only is not None:
+            reason = only.kwargs.get("reason") or (only.args[0] if only.args else "")
+            item.add_marker(pytest.mark.skip(reason=f"PostgreSQL only: {reason}"))
+        elif item.get_closest_marker("sqlite_too") is None:
+            item.add_marker(pytest.mark.skip(reason="PostgreSQL only (not marked sqlite_too)"))

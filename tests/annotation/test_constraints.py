@@ -1,16 +1,18 @@
-"""Invariants enforced by PostgreSQL itself, bypassing every Python check."""
+"""Invariants enforced by the database itself, bypassing every Python check: by
+PostgreSQL, and by SQLite for `make run` (the same constraints, from the migrations)."""
 
 from __future__ import annotations
 
+import re
 import uuid
 
 import pytest
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 
 from annotation.models import Rating, Stimulus
 from tests.factories import RaterFactory, SessionFactory, StimulusFactory, StudyFactory
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.sqlite_too]
 
 
 def _rating(stimulus, rater, session, **overrides):
@@ -38,9 +40,8 @@ def setup():
     return stimulus, rater, session
 
 
+@pytest.mark.postgresql_only(reason="the suite's default database is PostgreSQL")
 def test_database_is_postgresql():
-    from django.db import connection
-
     assert connection.vendor == "postgresql"
 
 
@@ -55,7 +56,14 @@ def test_valid_rating_is_stored(setup):
 
 def test_duplicate_rating_raises_integrity_error(setup):
     _rating(*setup)
-    with pytest.raises(IntegrityError, match="rating_once_per_repetition"), transaction.atomic():
+    # PostgreSQL names the constraint, SQLite its columns.
+    named = (
+        "rating_once_per_repetition"
+        if connection.vendor == "postgresql"
+        else "UNIQUE constraint failed: "
+        + ", ".join(f"annotation_rating.{c}" for c in ("rater_id", "stimulus_id", "repetition"))
+    )
+    with pytest.raises(IntegrityError, match=re.escape(named)), transaction.atomic():
         _rating(*setup)
     # A second repetition is a different row, allowed once.
     _rating(*setup, repetition=2)

@@ -11,7 +11,7 @@ from django.test import Client
 from annotation.models import Rater, Rating
 from tests.factories import StimulusFactory, StudyFactory
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.sqlite_too]
 GOOD = {"overall": 50, "technical": 40, "rationality": 60}
 
 

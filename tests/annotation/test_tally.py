@@ -13,6 +13,7 @@ from annotation.models import Rating, Stimulus, StimulusTally
 from tests.factories import StimulusFactory, StudyFactory
 from tests.factories import rater_at_rating as enter
 
+pytestmark = pytest.mark.sqlite_too
 GOOD = {"overall": 50, "technical": 50, "rationality": 50}
 
 

@@ -1,7 +1,7 @@
 """A/B of one benchmark between a git revision and the working tree, in one run.
 
-    python bench/bench_ab.py rating  --base ff5cb7e --rounds 2 [-- extra bench args]
-    python bench/bench_ab.py scoring --base ff5cb7e --rounds 2 [-- extra bench args]
+    python bench/ab.py rating  --base ff5cb7e --rounds 2 [-- extra bench args]
+    python bench/ab.py scoring --base ff5cb7e --rounds 2 [-- extra bench args]
 
 The base revision is checked out in a temporary git worktree; the benchmark's own
 script runs there (A) and here (B), rounds alternating A, B, B, A, ... so that
