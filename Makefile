@@ -50,6 +50,8 @@ test: install services browser
 	$(BIN)/mypy
 	DJANGO_SETTINGS_MODULE=studyweb.test_settings $(BIN)/python manage.py makemigrations --check --dry-run
 	$(BIN)/python -m pytest
+	# The rating path again on SQLite, the database of `make run`.
+	TEST_DATABASE_URL=sqlite:///var/db.sqlite3 $(BIN)/python -m pytest -m sqlite_too
 
 # The pure tests (numerics, the ratings CSV and compute_mos, JOINT): no PostgreSQL, Redis
 # or Chromium. The database and broker point at a closed port, so a test that reaches

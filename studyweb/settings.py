@@ -81,12 +81,15 @@ TEMPLATES = [
     },
 ]
 
-# SQLite is only the embedded default of `make run`; tests and production use
-# PostgreSQL (row locks in assignment behave differently on SQLite).
+# SQLite is the embedded default of `make run` (the rating-path tests run on it too);
+# the suite and production use PostgreSQL (row locks behave differently on SQLite).
 DATABASE_URL = env_str("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'db.sqlite3'}"
 DATABASES = {"default": parse_database_url(DATABASE_URL)}
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
-    DATABASES["default"]["OPTIONS"] = {"timeout": 20}
+    # IMMEDIATE: a transaction takes the write lock when it starts, so concurrent raters
+    # wait for it (up to the timeout) instead of failing with "database is locked"
+    # when a read lock cannot be upgraded.
+    DATABASES["default"]["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE"}
     if DATABASES["default"]["NAME"] != ":memory:":
         Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
 elif env_bool("DATABASE_PREPARED_STATEMENTS", True):

@@ -55,4 +55,4 @@ def pytest_collection_modifyitems(config, items):
             reason = only.kwargs.get("reason") or (only.args[0] if only.args else "")
             item.add_marker(pytest.mark.skip(reason=f"PostgreSQL only: {reason}"))
         elif item.get_closest_marker("sqlite_too") is None:
-            item.add_marker(pytest.mark.skip(reason="PostgreSQL only (not marked sqlite_too)"))
+            item.add_marker(pytest.mark.skip(reason="not marked sqlite_too: PostgreSQL runs it"))

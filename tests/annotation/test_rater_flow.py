@@ -14,7 +14,7 @@ from annotation.services import SubmitRefused
 from tests.factories import RaterFactory, SessionFactory, StimulusFactory, StudyFactory
 from tests.factories import rater_at_rating as enter
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.sqlite_too]
 GOOD = {"overall": 70, "technical": 60, "rationality": 80}
 
 
