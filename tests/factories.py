@@ -460,3 +460,30 @@ def rater_at_rating(study, external_id=""):
     session = services.session_start(rater=rater)
     services.session_advance(session=session, stage=Session.Stage.RATING)
     return rater, session
+
+
+def raters_rate_everything(study, n_raters: int, scores_for=None):
+    """``n_raters`` raters enter ``study`` and rate every image they are handed, through
+    the services (``scores_for(rater_index, stimulus_id)`` gives each rating's scores;
+    by default the scale's middle on every dimension of the study's preset)."""
+    import uuid
+
+    from annotation import assignment, protocol, services
+
+    middle = (
+        protocol.get_scale(study.scale).minimum
+        + (protocol.get_scale(study.scale).maximum - protocol.get_scale(study.scale).minimum) / 2
+    )
+    keys = [d.key for d in protocol.dimensions_for(study.protocol)]
+    for i in range(n_raters):
+        rater, session = rater_at_rating(study, external_id=f"{study.slug}-R{i}")
+        while (claim := assignment.claim_next(session=session)) is not None:
+            scores = scores_for(i, claim.stimulus_id) if scores_for else dict.fromkeys(keys, middle)
+            services.rating_submit(
+                rater=rater,
+                stimulus_id=claim.stimulus_id,
+                scores=scores,
+                client_id=uuid.uuid4(),
+                viewing_seconds=5.0,
+                check_view_time=False,
+            )

@@ -11,7 +11,6 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import pytest
@@ -19,11 +18,10 @@ import requests
 from django.conf import settings
 from rest_framework.authtoken.models import Token
 
-from annotation import assignment, services
 from scoring.model_scoring.services import model_version_register
 from scoring.models import Analysis, ExportJob, Prediction, ScoringJob
 from tests.celery_worker import ROOT, celery_worker, wait_for, worker_env
-from tests.factories import StimulusFactory, StudyFactory, rater_at_rating
+from tests.factories import StimulusFactory, StudyFactory, raters_rate_everything
 
 pytestmark = [pytest.mark.celery_worker, pytest.mark.slow]
 
@@ -120,17 +118,9 @@ def _web_server(env: dict, port: int, log: Path) -> subprocess.Popen:
 def _rated_study(owner):
     study = StudyFactory(slug="outage", owner=owner, status="open")
     StimulusFactory.create_batch(3, study=study)
-    for i in range(2):
-        rater, session = rater_at_rating(study, external_id=f"O{i}")
-        while (claim := assignment.claim_next(session=session)) is not None:
-            services.rating_submit(
-                rater=rater,
-                stimulus_id=claim.stimulus_id,
-                scores={k: v - 9 * i + 5 * (claim.stimulus_id % 3) for k, v in SCORES.items()},
-                client_id=uuid.uuid4(),
-                viewing_seconds=5.0,
-                check_view_time=False,
-            )
+    raters_rate_everything(
+        study, 2, lambda i, sid: {k: v - 9 * i + 5 * (sid % 3) for k, v in SCORES.items()}
+    )
     return study
 
 

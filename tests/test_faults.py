@@ -15,7 +15,7 @@ from rest_framework.test import APIClient
 from annotation import assignment, services, statements
 from annotation.models import Rating, Session
 from scoring.model_scoring.services import model_version_register
-from tests.factories import StimulusFactory, StudyFactory, rater_at_rating
+from tests.factories import StimulusFactory, StudyFactory, raters_rate_everything
 
 SCORES = {"overall": 61, "technical": 52, "rationality": 73}
 
@@ -118,17 +118,7 @@ def test_broker_down_when_a_job_starts_then_back(researcher_a, monkeypatch, kind
 
     study = StudyFactory(slug="nobroker", owner=researcher_a, status="open")
     StimulusFactory.create_batch(3, study=study)
-    for i in range(2):  # two raters rate everything, so the analysis has data
-        rater, session = rater_at_rating(study, external_id=f"R{i}")
-        while (claim := assignment.claim_next(session=session)) is not None:
-            services.rating_submit(
-                rater=rater,
-                stimulus_id=claim.stimulus_id,
-                scores=SCORES,
-                client_id=uuid.uuid4(),
-                viewing_seconds=5.0,
-                check_view_time=False,
-            )
+    raters_rate_everything(study, 2)  # so the analysis has data
     model_version_register(name="sharp", kind="baseline", baseline="sharpness")
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=researcher_a)}")

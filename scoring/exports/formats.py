@@ -405,18 +405,28 @@ def export_stream(
     study: Study, fmt: str, *, analysis: Analysis | None = None
 ) -> tuple[ExportFormat, Iterator[bytes]]:
     """The format and its byte stream; the analysis defaults to the latest finished one."""
-    try:
-        exporter = FORMATS[fmt]
-    except KeyError:
+    exporter, analysis = export_checked(study, fmt, analysis)
+    return exporter, exporter.stream(study, analysis)
+
+
+def export_checked(
+    study: Study, fmt: str, analysis: Analysis | None
+) -> tuple[ExportFormat, Analysis | None]:
+    """The format, and the analysis it needs (the latest finished one unless given):
+    refused with the field at fault when there is no such format or analysis."""
+    exporter = FORMATS.get(fmt)
+    if exporter is None:
         raise ExportError(
             f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}", field="format"
-        ) from None
+        )
+    if analysis is not None and analysis.study_id != study.pk:
+        raise ExportError("no such analysis of this study", field="analysis")
     if exporter.needs_analysis:
         if analysis is None:
             analysis = latest_done_analysis(study)
-        elif analysis.study_id != study.pk or analysis.status != Analysis.Status.DONE:
+        elif analysis.status != Analysis.Status.DONE:
             raise ExportError(
                 f"analysis {analysis.pk} is not a finished analysis of this study",
                 field="analysis",
             )
-    return exporter, exporter.stream(study, analysis)
+    return exporter, analysis

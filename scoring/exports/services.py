@@ -10,13 +10,7 @@ from django.http import StreamingHttpResponse
 from django.utils import timezone
 
 from annotation.models import Study
-from scoring.exports.formats import (
-    FORMATS,
-    ExportError,
-    ExportFormat,
-    export_stream,
-    latest_done_analysis,
-)
+from scoring.exports.formats import ExportError, ExportFormat, export_checked, export_stream
 from scoring.models import Analysis, ExportJob
 from studyweb import jobs
 
@@ -27,21 +21,7 @@ def export_job_start(
     """Record an export job and send it to a worker; the format and analysis are
     checked now. Raises BrokerUnavailable (the job saved, waiting) when the broker
     is down."""
-    exporter = FORMATS.get(fmt)
-    if exporter is None:
-        raise ExportError(
-            f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}", field="format"
-        )
-    if exporter.needs_analysis:
-        if analysis is None:
-            analysis = latest_done_analysis(study)
-        elif analysis.study_id != study.pk or analysis.status != Analysis.Status.DONE:
-            raise ExportError(
-                f"analysis {analysis.pk} is not a finished analysis of this study",
-                field="analysis",
-            )
-    elif analysis is not None and analysis.study_id != study.pk:
-        raise ExportError("no such analysis of this study", field="analysis")
+    _, analysis = export_checked(study, fmt, analysis)
     job = ExportJob.objects.create(
         study=study, format=fmt, analysis=analysis, created_by=user, waiting_for_broker=enqueue
     )
