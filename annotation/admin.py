@@ -7,7 +7,16 @@ from django.db.models import Count, Q
 from django.utils.html import format_html
 
 from annotation import protocol
-from annotation.models import Claim, Rater, Rating, Session, Stimulus, StimulusTally, Study
+from annotation.models import (
+    ApiToken,
+    Claim,
+    Rater,
+    Rating,
+    Session,
+    Stimulus,
+    StimulusTally,
+    Study,
+)
 from annotation.studies import StudyRuleError, locked_fields, study_set_status, study_update
 
 
@@ -284,4 +293,23 @@ class RatingAdmin(admin.ModelAdmin):
         return [f.name for f in self.model._meta.fields]
 
     def has_add_permission(self, request):
+        return False
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    """Researchers' named API tokens: listed and revoked (deleted) here; created on
+    the researcher's own tokens page, the only place that shows a key."""
+
+    list_display = ("name", "user", "key_prefix", "created_at", "last_used_at")
+    list_filter = ("created_at", "last_used_at")
+    search_fields = ("name", "user__username", "key_prefix")
+    list_select_related = ("user",)
+    readonly_fields = ("user", "name", "key_prefix", "created_at", "last_used_at")
+    exclude = ("key_hash",)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
         return False

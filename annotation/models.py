@@ -1,4 +1,4 @@
-"""Studies, stimuli, raters, sessions, claims and ratings.
+"""Studies, stimuli, raters, sessions, claims and ratings; researchers' API tokens.
 
 Invariants live in the database (constraints below), not only in Python:
 one rating per (rater, stimulus, repetition), a unique client id per rating,
@@ -387,3 +387,33 @@ class Rating(models.Model):
 
 for _dim in proto.DIMENSIONS:
     Rating.add_to_class(_dim.key, models.FloatField(_dim.label, null=True, blank=True))
+
+
+class ApiToken(models.Model):
+    """A researcher's named API key, for scripts (``Authorization: Token <key>``).
+
+    Only the SHA-256 of the key is stored: the key is shown once, when it is created
+    (annotation.tokens). A researcher has as many as they like, each with its own name;
+    revoking one deletes it. DRF's one-per-account ``authtoken.Token`` keeps working
+    beside these (annotation.auth)."""
+
+    NAME_MAX_LENGTH = 100
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
+    )
+    name = models.CharField(max_length=NAME_MAX_LENGTH)
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    # The key's first characters, so that a listed token can be told apart.
+    key_prefix = models.CharField(max_length=16, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["user", "name"], name="api_token_name_per_user"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.key_prefix}…)"

@@ -21,3 +21,12 @@ def can_view_study(user, study: Study) -> bool:
     if user.is_superuser or study.owner_id == user.pk:
         return True
     return study.shared_with.filter(pk=user.pk).exists()
+
+
+def can_edit_study(user, study: Study) -> bool:
+    """Change settings, clone, open, pause or close: the owner or a superuser.
+
+    A researcher the study is shared with only views it."""
+    if not user.is_authenticated:
+        return False
+    return bool(user.is_superuser or study.owner_id == user.pk)

@@ -136,7 +136,10 @@ STORAGES = {
     },
 }
 
-LOGIN_URL = "/admin/login/"
+# The app's own sign-in (studyweb.accounts); the admin keeps its own for admins.
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "scoring:study-list"
+LOGOUT_REDIRECT_URL = "login"
 
 # --- Upload limits -----------------------------------------------------------
 # One stimulus file, in bytes; images above it are rejected before decoding.
@@ -210,6 +213,10 @@ RATE_LIMIT_ADDRESS_PER_MIN = env_int("RATE_LIMIT_ADDRESS_PER_MIN", 1200, minimum
 # --- REST framework ----------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        # First, so that a missing or bad token answers 401 with "WWW-Authenticate: Token".
+        # Named tokens (annotation.tokens), then the session, then DRF's one-per-account
+        # tokens (older scripts), all with "Authorization: Token <key>".
+        "annotation.auth.NamedTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.TokenAuthentication",
     ],
@@ -230,6 +237,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # One "tokenAuth" scheme (Authorization: Token <key>) stands for both kinds of token.
+    "AUTHENTICATION_WHITELIST": [
+        "annotation.auth.NamedTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "studyweb.openapi.add_rater_endpoints",

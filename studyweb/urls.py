@@ -9,6 +9,7 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
     path("admin/", admin.site.urls),
+    path("accounts/", include("studyweb.accounts")),
     path("api/", include("studyweb.api")),
     path("", include("annotation.urls")),
     path("", include("scoring.workspace.urls")),

@@ -17,7 +17,7 @@ from django.utils import timezone
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter
 
 from annotation import protocol
-from annotation.models import Claim, Rater, Rating, Session, Stimulus, Study
+from annotation.models import ApiToken, Claim, Rater, Rating, Session, Stimulus, Study
 from scoring.models import (
     Analysis,
     ExportJob,
@@ -228,6 +228,18 @@ class ExportJobFactory(_FinishedJob):
 
     study = factory.SubFactory(StudyFactory)
     format = "agin-csv"
+
+
+class ApiTokenFactory(factory.django.DjangoModelFactory):
+    """A named API token; its key is unknown (annotation.tokens.token_create returns one)."""
+
+    class Meta:
+        model = ApiToken
+
+    user = factory.SubFactory(UserFactory)
+    name = factory.Sequence(lambda n: f"token {n}")
+    key_hash = factory.Sequence(lambda n: f"{n:064x}")
+    key_prefix = "swt_0000"
 
 
 # --- A study rated by simulated raters, with a known ground truth ------------------

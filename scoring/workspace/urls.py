@@ -6,7 +6,12 @@ app_name = "scoring"
 
 urlpatterns = [
     path("studies/", views.study_list, name="study-list"),
+    # Before the study page: "new" is not a study's slug (the form refuses it).
+    path("studies/new/", views.study_create_page, name="study-create"),
     path("studies/<slug:slug>/", views.study_detail, name="study-detail"),
+    path("studies/<slug:slug>/edit/", views.study_edit, name="study-edit"),
+    path("studies/<slug:slug>/clone/", views.study_clone, name="study-clone"),
+    path("studies/<slug:slug>/status/", views.study_status, name="study-status"),
     path("studies/<slug:slug>/analyses/", views.analysis_start, name="analysis-start"),
     path("studies/<slug:slug>/export/<str:fmt>/", views.export_download, name="export"),
     path("studies/<slug:slug>/agreement/", views.agreement_dashboard, name="agreement"),

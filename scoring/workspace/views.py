@@ -1,4 +1,5 @@
-"""Researcher pages: the study page (progress, crowd links, latest analysis)."""
+"""Researcher pages: the study page (progress, crowd links, latest analysis), and the
+study settings pages (create, edit, clone; open, pause, close)."""
 
 from __future__ import annotations
 
@@ -6,14 +7,22 @@ from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import IntegrityError, transaction
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_http_methods, require_POST
 
 from annotation.models import Rater, Study
-from annotation.permissions import can_view_study, visible_studies
+from annotation.permissions import can_edit_study, can_view_study, visible_studies
+from annotation.studies import (
+    TRANSITIONS,
+    StudyRuleError,
+    study_create,
+    study_set_status,
+    study_update,
+)
 from scoring.analyses.services import analysis_create
 from scoring.exports.formats import FORMATS, csv_lines, export_stream
 from scoring.exports.services import analysis_from_param, streaming_download
@@ -22,6 +31,7 @@ from scoring.model_scoring.services import scoring_job_cancel, scoring_job_start
 from scoring.models import Analysis, ModelVersion, Prediction, ScoringJob
 from scoring.numerics import mos
 from scoring.workspace import dashboard
+from scoring.workspace.study_forms import StudyForm, clone_initial
 from studyweb.errors import ServiceError
 from studyweb.jobs import BrokerUnavailable
 
@@ -31,6 +41,42 @@ def _study_for(request: HttpRequest, slug: str) -> Study:
     if not can_view_study(request.user, study):
         raise PermissionDenied("this study is not yours")
     return study
+
+
+def _study_to_change(request: HttpRequest, slug: str) -> Study:
+    """The study, if the user may change it (owner or superuser; shared users only view)."""
+    study = _study_for(request, slug)
+    if not can_edit_study(request.user, study):
+        raise PermissionDenied("only the study's owner can change it")
+    return study
+
+
+#: The status buttons of the study page, in this order: (target, label per current status).
+STATUS_BUTTONS: list[tuple[str, dict[str, str]]] = [
+    (Study.Status.OPEN, {"draft": "Open", "paused": "Resume", "closed": "Reopen"}),
+    (Study.Status.PAUSED, {}),
+    (Study.Status.CLOSED, {}),
+]
+STATUS_VERBS: dict[str, str] = {
+    Study.Status.OPEN: "Open",
+    Study.Status.PAUSED: "Pause",
+    Study.Status.CLOSED: "Close",
+}
+STATUS_DONE: dict[str, str] = {
+    Study.Status.OPEN: "opened",
+    Study.Status.PAUSED: "paused",
+    Study.Status.CLOSED: "closed",
+}
+
+
+def status_actions(study: Study) -> list[dict[str, str]]:
+    """The status changes allowed from the study's current status, as buttons."""
+    allowed = TRANSITIONS[study.status]
+    return [
+        {"status": target, "label": labels.get(study.status, STATUS_VERBS[target])}
+        for target, labels in STATUS_BUTTONS
+        if target in allowed
+    ]
 
 
 @login_required
@@ -55,8 +101,111 @@ def study_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "recent": study.analyses.order_by("-created_at")[:5],
         "methods": list(mos.REGISTRY.values()),
         "formats": FORMATS.values(),
+        "can_edit": can_edit_study(request.user, study),
+        "status_actions": status_actions(study),
     }
     return render(request, "workspace/study_detail.html", context)
+
+
+# --- Study settings: create, edit, clone; open, pause, close -------------------------
+
+
+def _add_service_error(form: StudyForm, exc: StudyRuleError) -> None:
+    field = exc.field if exc.field in form.fields else None
+    form.add_error(field, exc.message)
+
+
+def _create_from(request: HttpRequest, form: StudyForm) -> Study | None:
+    """study_create with the form's settings; None (errors on the form) on refusal."""
+    try:
+        with transaction.atomic():
+            return study_create(owner=request.user, **form.settings())
+    except StudyRuleError as exc:
+        _add_service_error(form, exc)
+    except ValidationError as exc:
+        form.add_error(None, exc)
+    except IntegrityError:
+        # A study took the slug between the form's check and the insert.
+        form.add_error("slug", "A study already uses this slug: choose another one.")
+    return None
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def study_create_page(request: HttpRequest) -> HttpResponse:
+    form = StudyForm(request.POST if request.method == "POST" else None)
+    if form.is_bound and form.is_valid():
+        study = _create_from(request, form)
+        if study is not None:
+            messages.success(request, f"Study “{study.title}” created as a draft.")
+            return redirect("scoring:study-detail", slug=study.slug)
+    return render(request, "workspace/study_form.html", {"form": form, "mode": "create"})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def study_edit(request: HttpRequest, slug: str) -> HttpResponse:
+    study = _study_to_change(request, slug)
+    # The form validates a copy: the study itself changes only through study_update.
+    form = StudyForm(
+        request.POST if request.method == "POST" else None,
+        instance=Study.objects.get(pk=study.pk),
+    )
+    if form.is_bound:
+        for name, reason in form.locks.items():
+            sent = request.POST.get(name)
+            if sent is not None and sent != str(form[name].initial):
+                messages.warning(request, f"{form[name].label} was not changed: {reason}.")
+    if form.is_bound and form.is_valid():
+        changes = form.changes()
+        if not changes:
+            messages.info(request, "Nothing to change.")
+            return redirect("scoring:study-detail", slug=study.slug)
+        try:
+            study_update(study=study, changes=changes)
+        except StudyRuleError as exc:
+            _add_service_error(form, exc)
+        else:
+            names = ", ".join(str(form[name].label).lower() for name in changes)
+            messages.success(request, f"Saved: {names}.")
+            return redirect("scoring:study-detail", slug=study.slug)
+    context = {"form": form, "mode": "edit", "study": study}
+    return render(request, "workspace/study_form.html", context)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def study_clone(request: HttpRequest, slug: str) -> HttpResponse:
+    source = _study_to_change(request, slug)
+    if request.method == "POST":
+        form = StudyForm(request.POST)
+        if form.is_valid():
+            study = _create_from(request, form)
+            if study is not None:
+                messages.success(
+                    request,
+                    f"Study “{study.title}” created as a draft from “{source.title}”; "
+                    "import its stimuli before opening it.",
+                )
+                return redirect("scoring:study-detail", slug=study.slug)
+    else:
+        form = StudyForm(initial=clone_initial(source))
+    context = {"form": form, "mode": "clone", "source": source}
+    return render(request, "workspace/study_form.html", context)
+
+
+@login_required
+@require_POST
+def study_status(request: HttpRequest, slug: str) -> HttpResponse:
+    study = _study_to_change(request, slug)
+    target = request.POST.get("status", "")
+    try:
+        study_set_status(study=study, status=target)
+    except StudyRuleError as exc:
+        messages.error(request, f"The study was not changed: {exc.message}.")
+    else:
+        messages.success(request, f"Study {STATUS_DONE.get(target, target)}.")
+    return redirect("scoring:study-detail", slug=study.slug)
 
 
 @login_required

@@ -1,0 +1,209 @@
+"""The study settings form of the researcher pages (create, edit, clone).
+
+It only validates: every write goes through the services of ``annotation.studies``.
+Bounds are those of the API's ``StudySerializer``; settings the study's rules lock
+(``locked_fields``, and the slug once the study exists) are shown disabled with why.
+"""
+
+from __future__ import annotations
+
+from django import forms
+from django.core.validators import (
+    MaxValueValidator,
+    MinValueValidator,
+    ProhibitNullCharactersValidator,
+)
+
+from annotation import protocol as proto
+from annotation.models import Study, new_completion_code
+from annotation.studies import locked_fields
+
+#: The slug never changes once the study exists (the service refuses it too).
+SLUG_LOCK_REASON = "the slug never changes: links handed to crowd platforms point to it"
+
+#: Paths under studies/ that a slug would shadow.
+RESERVED_SLUGS = {"new"}
+
+TITLE_MAX = 200  # Study.title's max_length
+
+NUL_MESSAGE = "Remove the NUL character (\\x00): text cannot contain it."
+
+#: (low, high) per number setting, as the API's StudySerializer.
+BOUNDS: dict[str, tuple[float, float]] = {
+    "ratings_per_stimulus": (1, 1000),
+    "session_size": (1, 10000),
+    "max_items_per_rater": (1, 2**31 - 1),
+    "gold_rate": (0.0, 0.5),
+    "gold_fail_limit": (0, 100),
+    "min_view_seconds": (0.0, 600.0),
+    "break_every": (1, 10000),
+    "claim_ttl_seconds": (10, 86400),
+}
+
+#: The form's sections: (legend, field names).
+FIELDSETS: list[tuple[str, list[str]]] = [
+    ("About the study", ["title", "slug", "instructions", "consent_text"]),
+    ("What raters rate", ["protocol", "scale", "ratings_per_stimulus"]),
+    (
+        "Sessions",
+        ["session_size", "max_items_per_rater", "min_view_seconds", "break_every"],
+    ),
+    ("Quality control", ["gold_rate", "gold_fail_limit", "repeat_check"]),
+    ("Claims", ["claim_ttl_seconds"]),
+    ("Completion", ["completion_code", "completion_url"]),
+]
+
+FIELDS = [name for _, names in FIELDSETS for name in names]
+
+
+class StudyForm(forms.ModelForm):
+    protocol = forms.ChoiceField(
+        label="Protocol preset",
+        choices=[(key, proto.PRESET_LABELS[key]) for key in proto.PRESETS],
+        initial=proto.DEFAULT_PRESET,
+        help_text="The dimensions raters score for every image.",
+    )
+    scale = forms.ChoiceField(
+        label="Rating scale",
+        choices=[(key, scale.label) for key, scale in proto.SCALES.items()],
+        initial=proto.DEFAULT_SCALE,
+        help_text="How raters give each score.",
+    )
+    completion_url = forms.URLField(
+        label="Completion URL",
+        required=False,
+        max_length=200,
+        assume_scheme="https",
+        help_text=(
+            "Crowd platform URL raters are sent to at the end (e.g. Prolific's completion "
+            "link); empty: raters are shown the completion code only."
+        ),
+    )
+
+    class Meta:
+        model = Study
+        fields = FIELDS
+        labels = {
+            "instructions": "Description and rater instructions",
+            "ratings_per_stimulus": "Ratings per image (K)",
+            "max_items_per_rater": "Per-rater cap",
+            "min_view_seconds": "Minimum viewing time (seconds)",
+            "break_every": "Break interval (items)",
+            "gold_fail_limit": "Gold failure limit (F)",
+            "claim_ttl_seconds": "Claim timeout (seconds)",
+            "repeat_check": "Repeat check",
+        }
+        help_texts = {
+            "title": "Shown to raters and on your study list.",
+            "slug": (
+                "The study's address in rater links (letters, digits, hyphens, underscores); "
+                "it cannot change once the study exists."
+            ),
+            "instructions": "Describes the study; shown to raters before training.",
+            "consent_text": "Shown on the consent page; a default text is used when empty.",
+            "ratings_per_stimulus": "How many raters rate each test image (1 to 1000).",
+            "session_size": "Test images per session (1 to 10000).",
+            "max_items_per_rater": (
+                "Most test images one rater rates over all sessions; empty: no cap."
+            ),
+            "min_view_seconds": (
+                "An image must be shown this long before its rating is accepted (0 to 600)."
+            ),
+            "break_every": "A break screen every N items (1 to 10000).",
+            "gold_rate": (
+                "Share of gold items (with a known expected range) among test items, "
+                "0 to 0.5; 0: no gold items."
+            ),
+            "gold_fail_limit": "Gold failures after which a rater is excluded (0 to 100).",
+            "repeat_check": (
+                "Show one already-rated image again per session (intra-rater consistency)."
+            ),
+            "claim_ttl_seconds": (
+                "How long an image handed to a rater stays reserved for them (10 to 86400)."
+            ),
+            "completion_code": "The code raters paste into the crowd platform at the end.",
+        }
+        widgets = {
+            "instructions": forms.Textarea(attrs={"rows": 5}),
+            "consent_text": forms.Textarea(attrs={"rows": 5}),
+        }
+        error_messages = {
+            "slug": {"unique": "A study already uses this slug: choose another one."},
+        }
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for name, (low, high) in BOUNDS.items():
+            field = self.fields[name]
+            field.validators.extend([MinValueValidator(low), MaxValueValidator(high)])
+            field.widget.attrs.update({"min": low, "max": high})
+        # The model's default is callable: compare edits with the stored code, not with a
+        # hidden "initial-" copy of it that only a browser would post.
+        self.fields["completion_code"].show_hidden_initial = False
+        for name in ("gold_rate", "min_view_seconds"):
+            self.fields[name].widget.attrs["step"] = "any"
+        for field in self.fields.values():
+            if isinstance(field, forms.CharField):
+                field.validators = [
+                    ProhibitNullCharactersValidator(message=NUL_MESSAGE)
+                    if isinstance(v, ProhibitNullCharactersValidator)
+                    else v
+                    for v in field.validators
+                ]
+        # Locked settings: disabled (a posted value is ignored), each with its reason.
+        self.locks: dict[str, str] = {}
+        if self.instance.pk is not None:
+            self.locks["slug"] = SLUG_LOCK_REASON
+            self.locks.update(locked_fields(self.instance))
+        for name, field in self.fields.items():
+            field.lock_reason = self.locks.get(name, "")  # type: ignore[attr-defined]
+            if name in self.locks:
+                field.disabled = True
+                auto_id = self[name].auto_id
+                if auto_id:
+                    described = f"{auto_id}_lock {auto_id}_helptext" if field.help_text else ""
+                    field.widget.attrs["aria-describedby"] = described or f"{auto_id}_lock"
+
+    def clean_slug(self) -> str:
+        slug = self.cleaned_data["slug"]
+        if slug in RESERVED_SLUGS and "slug" not in self.locks:
+            raise forms.ValidationError(f"“{slug}” is reserved: choose another slug.")
+        return slug
+
+    def fieldsets(self) -> list[tuple[str, list[forms.BoundField]]]:
+        return [(legend, [self[name] for name in names]) for legend, names in FIELDSETS]
+
+    def settings(self) -> dict:
+        """Every setting as cleaned (for study_create)."""
+        return {name: self.cleaned_data[name] for name in FIELDS}
+
+    def changes(self) -> dict:
+        """Only the settings the researcher changed (for study_update)."""
+        return {
+            name: self.cleaned_data[name] for name in self.changed_data if name not in self.locks
+        }
+
+
+def clone_initial(source: Study) -> dict:
+    """The settings of ``source`` for a new study: "Copy of" title, a free slug, a new code."""
+    initial = {name: getattr(source, name) for name in FIELDS}
+    title = f"Copy of {source.title}"
+    initial["title"] = title[:TITLE_MAX]
+    initial["slug"] = free_slug(f"{source.slug}-copy")
+    initial["completion_code"] = new_completion_code()
+    return initial
+
+
+def free_slug(base: str) -> str:
+    """``base``, or ``base-2``, ``base-3``... : the first slug no study uses."""
+    limit = 64
+    base = base[:limit].rstrip("-") or "study"
+    taken = set(
+        Study.objects.filter(slug__startswith=base[: limit - 8]).values_list("slug", flat=True)
+    )
+    candidate, n = base, 1
+    while candidate in taken or candidate in RESERVED_SLUGS:
+        n += 1
+        suffix = f"-{n}"
+        candidate = base[: limit - len(suffix)].rstrip("-") + suffix
+    return candidate
