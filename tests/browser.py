@@ -43,3 +43,19 @@ def page(browser):
     tab.set_default_timeout(15_000)
     yield tab
     context.close()
+
+
+@pytest.fixture
+def csp_page(browser):
+    """A tab under the real Content-Security-Policy; yields (page, violations), the
+    console's CSP messages, for the test to assert empty."""
+    context = browser.new_context(viewport={"width": 1280, "height": 720})  # CSP enforced
+    tab = context.new_page()
+    tab.set_default_timeout(15_000)
+    violations: list[str] = []
+    tab.on(
+        "console",
+        lambda msg: violations.append(msg.text) if "Content Security Policy" in msg.text else None,
+    )
+    yield tab, violations
+    context.close()

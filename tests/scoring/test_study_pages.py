@@ -437,38 +437,28 @@ def test_study_list_links_to_the_create_page(owner_client, study_a):
 
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
-def test_create_a_study_in_the_browser(live_server, browser, researcher_a):
-    context = browser.new_context(viewport={"width": 1280, "height": 720})  # CSP enforced
-    page = context.new_page()
-    page.set_default_timeout(15_000)
-    violations: list[str] = []
-    page.on(
-        "console",
-        lambda msg: violations.append(msg.text) if "Content Security Policy" in msg.text else None,
-    )
-    try:
-        page.goto(f"{live_server.url}/admin/login/?next=/studies/")
-        page.fill("#id_username", "researcher_a")
-        page.fill("#id_password", "pw")
-        page.click("input[type=submit]")
-        page.click("#new-study")
-        page.fill("#id_title", "Landscapes")
-        page.fill("#id_slug", "landscapes")
-        page.select_option("#id_protocol", "overall")
-        page.select_option("#id_scale", "acr5")
-        page.fill("#id_ratings_per_stimulus", "0")
-        page.click("#save-study")
-        error = page.locator("#id_ratings_per_stimulus_error").inner_text()
-        assert "greater than or equal to 1" in error
-        page.fill("#id_ratings_per_stimulus", "20")
-        page.click("#save-study")
-        page.locator("h1", has_text="Landscapes").wait_for()
-        assert page.url.endswith("/studies/landscapes/")
-        main = page.locator("main").inner_text()
-        assert "Draft" in main and "created as a draft" in main
-        assert page.locator("#status-open").is_visible()
-    finally:
-        context.close()
+def test_create_a_study_in_the_browser(live_server, csp_page, researcher_a):
+    page, violations = csp_page
+    page.goto(f"{live_server.url}/accounts/login/?next=/studies/")
+    page.fill("#id_username", "researcher_a")
+    page.fill("#id_password", "pw")
+    page.click("#sign-in")
+    page.click("#new-study")
+    page.fill("#id_title", "Landscapes")
+    page.fill("#id_slug", "landscapes")
+    page.select_option("#id_protocol", "overall")
+    page.select_option("#id_scale", "acr5")
+    page.fill("#id_ratings_per_stimulus", "0")
+    page.click("#save-study")
+    error = page.locator("#id_ratings_per_stimulus_error").inner_text()
+    assert "greater than or equal to 1" in error
+    page.fill("#id_ratings_per_stimulus", "20")
+    page.click("#save-study")
+    page.locator("h1", has_text="Landscapes").wait_for()
+    assert page.url.endswith("/studies/landscapes/")
+    main = page.locator("main").inner_text()
+    assert "Draft" in main and "created as a draft" in main
+    assert page.locator("#status-open").is_visible()
     assert violations == []
     study = Study.objects.get(slug="landscapes")
     assert (study.owner, study.protocol, study.scale, study.ratings_per_stimulus) == (
