@@ -72,6 +72,17 @@ class ExportJobSerializer(serializers.ModelSerializer):
     )
     download_url = serializers.SerializerMethodField()
 
+    def get_fields(self):
+        fields = super().get_fields()
+        request = self.context.get("request")
+        if request is not None:
+            # Only analyses of studies the caller may see: another researcher's analysis
+            # id answers exactly as a missing one (no existence oracle).
+            fields["analysis"].queryset = Analysis.objects.filter(
+                study__in=visible_studies(request.user)
+            )
+        return fields
+
     class Meta:
         model = ExportJob
         fields = [

@@ -52,3 +52,26 @@ def test_errors_and_permissions(study, researcher_b):  # noqa: F811
     not_ready = owner.get(f"/api/v1/exports/{job.pk}/download/")
     assert not_ready.status_code == 409
     assert owner.get("/api/v1/exports/formats/").status_code == 200
+
+
+def test_another_researchers_analysis_answers_as_a_missing_one(study, researcher_b):  # noqa: F811
+    from scoring.models import Analysis
+    from tests.factories import StudyFactory
+
+    theirs = Analysis.objects.create(study=study, method="mean", status="done")
+    mine = StudyFactory(slug="b-own", owner=researcher_b)
+    client = client_for(researcher_b)
+    missing = Analysis.objects.order_by("-pk").first().pk + 1000
+    answers = []
+    for analysis_id in (theirs.pk, missing):
+        response = client.post(
+            "/api/v1/exports/",
+            {"study": mine.slug, "format": "agin-csv", "analysis": analysis_id},
+            format="json",
+        )
+        assert response.status_code == 400
+        body = response.json()
+        answers.append(body["detail"].replace(str(analysis_id), "N"))
+        assert set(body["fields"]) == {"analysis"}
+    assert answers[0] == answers[1], answers
+    assert not ExportJob.objects.exists()
