@@ -116,6 +116,19 @@ class Job(models.Model):
 J = TypeVar("J", bound=Job)
 
 
+#: The fields every job shows in the API, all read-only: what state it is in and why.
+JOB_STATE_FIELDS = [
+    "status",
+    "error",
+    "error_code",
+    "error_field",
+    "waiting_for_broker",
+    "created_at",
+    "started_at",
+    "finished_at",
+]
+
+
 class BrokerUnavailable(ServiceError):
     """The broker did not take the job; it is kept and sent once the broker is back."""
 

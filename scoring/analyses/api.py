@@ -13,6 +13,7 @@ from annotation.permissions import can_view_study, visible_studies
 from scoring.analyses.services import analysis_create
 from scoring.models import Analysis, RaterResult, StimulusResult
 from scoring.numerics import mos
+from studyweb.jobs import JOB_STATE_FIELDS
 
 
 class AnalysisSerializer(serializers.ModelSerializer):
@@ -30,29 +31,15 @@ class AnalysisSerializer(serializers.ModelSerializer):
             "method_version",
             "reject_on",
             "options",
-            "status",
-            "error",
-            "error_code",
-            "error_field",
-            "waiting_for_broker",
-            "created_at",
-            "started_at",
-            "finished_at",
+            *JOB_STATE_FIELDS,
             "n_ratings",
             "n_raters",
             "n_stimuli",
             "reliability",
         ]
         read_only_fields = [
+            *JOB_STATE_FIELDS,
             "method_version",
-            "status",
-            "error",
-            "error_code",
-            "error_field",
-            "waiting_for_broker",
-            "created_at",
-            "started_at",
-            "finished_at",
             "n_ratings",
             "n_raters",
             "n_stimuli",

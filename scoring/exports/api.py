@@ -16,6 +16,7 @@ from annotation.permissions import can_view_study, visible_studies
 from scoring.exports.formats import FORMATS, export_stream
 from scoring.exports.services import analysis_from_param, export_job_start, streaming_download
 from scoring.models import Analysis, ExportJob
+from studyweb.jobs import JOB_STATE_FIELDS
 
 
 @extend_schema(
@@ -90,29 +91,11 @@ class ExportJobSerializer(serializers.ModelSerializer):
             "study",
             "format",
             "analysis",
-            "status",
-            "waiting_for_broker",
+            *JOB_STATE_FIELDS,
             "size",
-            "error",
-            "error_code",
-            "error_field",
-            "created_at",
-            "started_at",
-            "finished_at",
             "download_url",
         ]
-        read_only_fields = [
-            "status",
-            "waiting_for_broker",
-            "size",
-            "error",
-            "error_code",
-            "error_field",
-            "created_at",
-            "started_at",
-            "finished_at",
-            "download_url",
-        ]
+        read_only_fields = [*JOB_STATE_FIELDS, "size", "download_url"]
 
     def get_download_url(self, obj) -> str | None:
         if obj.status != ExportJob.Status.DONE:

@@ -20,6 +20,7 @@ from scoring.model_scoring.services import (
     scoring_job_start,
 )
 from scoring.models import ModelVersion, Prediction, ScoringJob
+from studyweb.jobs import JOB_STATE_FIELDS
 
 
 class IsAdminOrReadOnly(IsAuthenticated):
@@ -93,35 +94,16 @@ class ScoringJobSerializer(serializers.ModelSerializer):
             "id",
             "model_version",
             "study",
-            "status",
             "total",
             "done",
             "batch_size",
             "force",
-            "error",
-            "error_code",
-            "error_field",
-            "waiting_for_broker",
             "worker_host",
-            "created_at",
-            "started_at",
-            "finished_at",
+            *JOB_STATE_FIELDS,
         ]
         # A live job for the same pair is joined by scoring_job_start, not refused.
         validators = []
-        read_only_fields = [
-            "status",
-            "total",
-            "done",
-            "error",
-            "error_code",
-            "error_field",
-            "waiting_for_broker",
-            "worker_host",
-            "created_at",
-            "started_at",
-            "finished_at",
-        ]
+        read_only_fields = [*JOB_STATE_FIELDS, "total", "done", "worker_host"]
 
 
 class ScoringJobViewSet(
