@@ -16,12 +16,20 @@ from annotation.models import (
     Stimulus,
     StimulusTally,
     Study,
+    StudyShare,
 )
 from annotation.studies import StudyRuleError, locked_fields, study_set_status, study_update
 
 
+class StudyShareInline(admin.TabularInline):
+    model = StudyShare
+    extra = 0
+    autocomplete_fields = ("user",)
+
+
 @admin.register(Study)
 class StudyAdmin(admin.ModelAdmin):
+    inlines = (StudyShareInline,)
     list_display = (
         "slug",
         "title",
@@ -38,11 +46,10 @@ class StudyAdmin(admin.ModelAdmin):
     list_filter = ("status", "protocol", "scale", "created_at")
     search_fields = ("slug", "title", "owner__username")
     prepopulated_fields = {"slug": ("title",)}
-    filter_horizontal = ("shared_with",)
     readonly_fields = ("created_at", "updated_at", "rater_link")
     actions = ("open_studies", "pause_studies", "close_studies")
     fieldsets = (
-        (None, {"fields": ("slug", "title", "owner", "shared_with", "status", "rater_link")}),
+        (None, {"fields": ("slug", "title", "owner", "status", "rater_link")}),
         ("What is rated", {"fields": ("protocol", "scale", "instructions", "consent_text")}),
         (
             "Assignment",
@@ -108,7 +115,6 @@ class StudyAdmin(admin.ModelAdmin):
             super().save_model(request, obj, form, change)
             return
         changes = {name: form.cleaned_data[name] for name in form.changed_data}
-        changes.pop("shared_with", None)  # many-to-many: saved by save_related
         try:
             study_update(study=obj, changes=changes)
         except StudyRuleError as exc:

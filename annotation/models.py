@@ -20,6 +20,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from annotation import protocol as proto
+from studyweb.jobs import Job
 
 
 def new_token() -> str:
@@ -44,7 +45,11 @@ class Study(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="owned_studies"
     )
     shared_with = models.ManyToManyField(
-        settings.AUTH_USER_MODEL, blank=True, related_name="shared_studies"
+        settings.AUTH_USER_MODEL,
+        blank=True,
+        through="StudyShare",
+        related_name="shared_studies",
+        help_text="Researchers the study is shared with (view-only or edit: StudyShare).",
     )
     instructions = models.TextField(blank=True, help_text="Shown to raters before training.")
     consent_text = models.TextField(
@@ -134,6 +139,34 @@ class Study(models.Model):
         return self.status == self.Status.OPEN
 
 
+class StudyShare(models.Model):
+    """A study shared with another researcher: view-only, or edit (settings, stimuli,
+    status). Only the owner (or an admin) shares and deletes the study."""
+
+    class Level(models.TextChoices):
+        VIEW = "view", "Can view"
+        EDIT = "edit", "Can edit"
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="shares")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="study_shares"
+    )
+    level = models.CharField(max_length=4, choices=Level.choices, default=Level.VIEW)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["study", "user__username"]
+        constraints = [
+            models.UniqueConstraint(fields=["study", "user"], name="study_share_once"),
+            models.CheckConstraint(
+                condition=Q(level__in=["view", "edit"]), name="study_share_level_known"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.study.slug} shared with {self.user} ({self.level})"
+
+
 class Stimulus(models.Model):
     class Role(models.TextChoices):
         TEST = "test", "Test"
@@ -218,6 +251,9 @@ class Rater(models.Model):
         MTURK = "mturk", "MTurk"
         ANONYMOUS = "anonymous", "Anonymous link"
         SIMULATED = "simulated", "Simulated (demo)"
+        # A researcher walking the study as a rater sees it (preview): their ratings are
+        # marked pilot and never count toward K, MOS, exports or agreement.
+        PILOT = "pilot", "Pilot (researcher preview)"
 
     class Status(models.TextChoices):
         ACTIVE = "active", "Active"
@@ -235,6 +271,14 @@ class Rater(models.Model):
         default=dict, blank=True, help_text="Quality flags, e.g. straight-lining."
     )
     platform = models.JSONField(default=dict, blank=True, help_text="Crowd-platform parameters.")
+    pilot_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="pilot_raters",
+        help_text="The researcher previewing the study (pilot raters only).",
+    )
     gold_failures = models.PositiveSmallIntegerField(default=0)
     consented_at = models.DateTimeField(null=True, blank=True)
     training_done_at = models.DateTimeField(null=True, blank=True)
@@ -247,6 +291,11 @@ class Rater(models.Model):
                 fields=["study", "source", "external_id"],
                 condition=~Q(external_id=""),
                 name="rater_unique_external_id",
+            ),
+            models.CheckConstraint(
+                condition=Q(source="pilot", pilot_user__isnull=False)
+                | (~Q(source="pilot") & Q(pilot_user__isnull=True)),
+                name="rater_pilot_has_user",
             ),
         ]
 
@@ -355,6 +404,10 @@ class Rating(models.Model):
     scale = models.CharField(max_length=16)
     repetition = models.PositiveSmallIntegerField(default=1)
     is_gold = models.BooleanField(default=False)
+    # Copied from the rater at write time: a researcher's preview rating. Pilot ratings
+    # are kept (the researcher sees them) but never counted: not in the tally, K, MOS,
+    # exports or agreement.
+    is_pilot = models.BooleanField(default=False)
     viewing_seconds = models.FloatField(help_text="Time the image was shown before submit.")
     client_id = models.UUIDField(unique=True, default=uuid.uuid4)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
@@ -417,3 +470,34 @@ class ApiToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.key_prefix}…)"
+
+
+class ImportJob(Job):
+    """Stimuli imported by a worker from an uploaded zip (many files uploaded together
+    are packed into one zip by the upload page), with an optional metadata CSV.
+
+    ``total`` is the number of image entries, ``done`` those handled so far; the
+    per-file report (imported / skipped / rejected, with the reason) is ``report``."""
+
+    task_name = "annotation.tasks.run_import"
+    noun = "import"
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="import_jobs")
+    archive = models.FileField(upload_to="imports/", max_length=300)
+    archive_name = models.CharField(max_length=255, help_text="The uploaded file's name.")
+    metadata = models.FileField(upload_to="imports/", max_length=300, blank=True)
+    default_role = models.CharField(
+        max_length=8, choices=Stimulus.Role.choices, default=Stimulus.Role.TEST
+    )
+    imported = models.PositiveIntegerField(default=0)
+    skipped = models.PositiveIntegerField(default=0)
+    rejected = models.PositiveIntegerField(default=0)
+    report = models.JSONField(
+        default=list, blank=True, help_text="One {name, status, reason} per file."
+    )
+
+    class Meta(Job.Meta):
+        pass
+
+    def __str__(self) -> str:
+        return f"import {self.pk} into {self.study.slug} ({self.status})"

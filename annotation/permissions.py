@@ -1,10 +1,16 @@
-"""Who may see what: admins everything, researchers their own and shared studies."""
+"""Who may see what: admins everything; researchers their own studies and those shared
+with them, view-only or edit (StudyShare).
+
+- view: the study page, results, downloads, agreement; run analyses and exports.
+- edit: also settings, stimuli, status (open, pause, close), cloning.
+- owner (or superuser): also sharing and deleting the study.
+"""
 
 from __future__ import annotations
 
 from django.db.models import Q, QuerySet
 
-from annotation.models import Study
+from annotation.models import Study, StudyShare
 
 
 def visible_studies(user) -> QuerySet[Study]:
@@ -12,21 +18,28 @@ def visible_studies(user) -> QuerySet[Study]:
         return Study.objects.none()
     if user.is_superuser:
         return Study.objects.all()
-    return Study.objects.filter(Q(owner=user) | Q(shared_with=user)).distinct()
+    return Study.objects.filter(Q(owner=user) | Q(shares__user=user)).distinct()
+
+
+def share_level(user, study: Study) -> str | None:
+    """ "owner", "edit", "view" or None: what the user may do with the study."""
+    if not user.is_authenticated:
+        return None
+    if user.is_superuser or study.owner_id == user.pk:
+        return "owner"
+    return StudyShare.objects.filter(study=study, user=user).values_list("level", flat=True).first()
 
 
 def can_view_study(user, study: Study) -> bool:
-    if not user.is_authenticated:
-        return False
-    if user.is_superuser or study.owner_id == user.pk:
-        return True
-    return study.shared_with.filter(pk=user.pk).exists()
+    return share_level(user, study) is not None
 
 
 def can_edit_study(user, study: Study) -> bool:
-    """Change settings, clone, open, pause or close: the owner or a superuser.
+    """Change settings and stimuli, clone, open, pause or close: the owner, a superuser
+    or a researcher the study is shared with for editing."""
+    return share_level(user, study) in ("owner", StudyShare.Level.EDIT)
 
-    A researcher the study is shared with only views it."""
-    if not user.is_authenticated:
-        return False
-    return bool(user.is_superuser or study.owner_id == user.pk)
+
+def can_share_study(user, study: Study) -> bool:
+    """Share, change shares, delete: the owner or a superuser."""
+    return share_level(user, study) == "owner"
