@@ -13,7 +13,7 @@ from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
@@ -21,7 +21,13 @@ from rest_framework.response import Response
 from annotation import protocol as proto
 from annotation.importing import ImportAborted, stimuli_import
 from annotation.models import Stimulus, Study
-from annotation.permissions import can_view_study, visible_studies
+from annotation.permissions import (
+    can_edit_study,
+    can_share_study,
+    can_view_study,
+    share_level,
+    visible_studies,
+)
 from annotation.selectors import study_progress
 from annotation.studies import study_create, study_delete, study_set_status, study_update
 
@@ -47,6 +53,22 @@ class IsResearcher(BasePermission):
         return bool(request.user and request.user.is_authenticated)
 
 
+class StudyAccess(BasePermission):
+    """By share level: reads for everyone the study is visible to; settings and
+    status for editors (owner, admin, or shared for editing); deleting for the owner
+    (or an admin) only. The queryset already hides studies not shared with the user."""
+
+    message = "this study is shared with you view-only: only its owner or an editor can change it"
+
+    def has_object_permission(self, request, view, obj):
+        if request.method in ("GET", "HEAD", "OPTIONS"):
+            return can_view_study(request.user, obj)
+        if request.method == "DELETE":
+            self.message = "only the study's owner can delete it"
+            return can_share_study(request.user, obj)
+        return can_edit_study(request.user, obj)
+
+
 class StudySerializer(serializers.ModelSerializer):
     owner = serializers.CharField(source="owner.username", read_only=True)
     protocol = serializers.ChoiceField(choices=list(proto.PRESETS), default="agin")
@@ -60,6 +82,9 @@ class StudySerializer(serializers.ModelSerializer):
     break_every = serializers.IntegerField(min_value=1, max_value=10000, default=40)
     claim_ttl_seconds = serializers.IntegerField(min_value=10, max_value=86400, default=600)
     rater_url = serializers.SerializerMethodField()
+    access = serializers.SerializerMethodField(
+        help_text="What you may do with the study: owner, edit or view."
+    )
 
     class Meta:
         model = Study
@@ -85,8 +110,13 @@ class StudySerializer(serializers.ModelSerializer):
             "completion_url",
             "created_at",
             "rater_url",
+            "access",
         ]
-        read_only_fields = ["owner", "status", "created_at", "rater_url"]
+        read_only_fields = ["owner", "status", "created_at", "rater_url", "access"]
+
+    def get_access(self, obj) -> str | None:
+        request = self.context.get("request")
+        return share_level(request.user, obj) if request else None
 
     def get_rater_url(self, obj) -> str:
         request = self.context.get("request")
@@ -142,7 +172,7 @@ class StudyViewSet(
     """Studies you own or that are shared with you (admins: all)."""
 
     serializer_class = StudySerializer
-    permission_classes = [IsResearcher]
+    permission_classes = [IsResearcher, StudyAccess]
     lookup_field = "slug"
 
     def get_queryset(self):
@@ -242,6 +272,8 @@ class StimulusViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
     )
     def create(self, request, *args, **kwargs):
         study = self._study()
+        if not can_edit_study(request.user, study):
+            raise PermissionDenied("this study is shared with you view-only: no uploads")
         upload = UploadSerializer(data=request.data)
         upload.is_valid(raise_exception=True)
         file = upload.validated_data["file"]

@@ -6,13 +6,16 @@ and the admin (its change form and its actions come through here).
   ratings already given were made on that scale.
 - The slug never changes: links handed to crowd platforms point to it.
 - A study with ratings is closed, never deleted.
+- A study is shared with other researchers view-only or for editing; only its
+  owner (or an admin) shares it (annotation.permissions says who may do what).
 """
 
 from __future__ import annotations
 
+from django.contrib.auth import get_user_model
 from django.db import transaction
 
-from annotation.models import Rating, Stimulus, Study
+from annotation.models import Rating, Stimulus, Study, StudyShare
 from studyweb.errors import ServiceError
 
 #: Settings fixed once a study has left draft, with the reason shown to researchers.
@@ -106,3 +109,41 @@ def study_delete(*, study: Study) -> None:
             "the study has ratings: close it instead of deleting", code="has_ratings", field="slug"
         )
     study.delete()
+
+
+# --- Sharing ------------------------------------------------------------------------
+
+
+def study_share(*, study: Study, username: str, level: str) -> StudyShare:
+    """Share the study with a researcher by user name, view-only or edit; sharing again
+    changes the level. The owner needs no share; accounts that cannot sign in get none."""
+    if level not in StudyShare.Level.values:
+        raise StudyRuleError(
+            "choose view-only or edit", code="bad_level", field="level", status=400
+        )
+    name = (username or "").strip()
+    if not name:
+        raise StudyRuleError("enter a user name", code="required", field="username", status=400)
+    user = get_user_model().objects.filter(username__iexact=name, is_active=True).first()
+    if user is None:
+        raise StudyRuleError(
+            f"no active account is called {name!r}", code="no_user", field="username", status=400
+        )
+    if user.pk == study.owner_id:
+        raise StudyRuleError(
+            f"{user.get_username()} owns the study", code="owner", field="username"
+        )
+    share, _ = StudyShare.objects.update_or_create(
+        study=study, user=user, defaults={"level": level}
+    )
+    return share
+
+
+def study_unshare(*, study: Study, share_id: int) -> None:
+    deleted, _ = StudyShare.objects.filter(study=study, pk=share_id).delete()
+    if not deleted:
+        raise StudyRuleError(
+            "the study is not shared with that account (any more)",
+            code="no_share",
+            status=404,
+        )

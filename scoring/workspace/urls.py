@@ -1,6 +1,6 @@
 from django.urls import path
 
-from scoring.workspace import views
+from scoring.workspace import sharing, views
 
 app_name = "scoring"
 
@@ -12,6 +12,12 @@ urlpatterns = [
     path("studies/<slug:slug>/edit/", views.study_edit, name="study-edit"),
     path("studies/<slug:slug>/clone/", views.study_clone, name="study-clone"),
     path("studies/<slug:slug>/status/", views.study_status, name="study-status"),
+    path("studies/<slug:slug>/sharing/", sharing.study_sharing, name="study-sharing"),
+    path(
+        "studies/<slug:slug>/sharing/<int:share_id>/remove/",
+        sharing.study_unshare_page,
+        name="study-unshare",
+    ),
     path("studies/<slug:slug>/analyses/", views.analysis_start, name="analysis-start"),
     path("studies/<slug:slug>/export/<str:fmt>/", views.export_download, name="export"),
     path("studies/<slug:slug>/agreement/", views.agreement_dashboard, name="agreement"),
