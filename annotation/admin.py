@@ -66,7 +66,7 @@ class StudyAdmin(admin.ModelAdmin):
             },
         ),
         ("Rating page", {"fields": ("min_view_seconds", "break_every")}),
-        ("Completion", {"fields": ("completion_code", "completion_url")}),
+        ("Completion", {"fields": ("platforms", "completion_code", "completion_url")}),
         ("Dates", {"fields": ("created_at", "updated_at")}),
     )
 

@@ -10,7 +10,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Count, Q
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied, ValidationError
@@ -20,7 +20,7 @@ from rest_framework.response import Response
 
 from annotation import protocol as proto
 from annotation.importing import ImportAborted, stimuli_import
-from annotation.models import Stimulus, Study
+from annotation.models import PLATFORM_CHOICES, Stimulus, Study
 from annotation.permissions import (
     can_edit_study,
     can_share_study,
@@ -81,6 +81,12 @@ class StudySerializer(serializers.ModelSerializer):
     min_view_seconds = FiniteFloatField(min_value=0.0, max_value=600.0, default=3.0)
     break_every = serializers.IntegerField(min_value=1, max_value=10000, default=40)
     claim_ttl_seconds = serializers.IntegerField(min_value=10, max_value=86400, default=600)
+    platforms = serializers.ListField(
+        child=serializers.ChoiceField(choices=[key for key, _ in PLATFORM_CHOICES]),
+        allow_empty=False,
+        required=False,
+        help_text="Links the study accepts (default: all of prolific, mturk, anonymous).",
+    )
     rater_url = serializers.SerializerMethodField()
     access = serializers.SerializerMethodField(
         help_text="What you may do with the study: owner, edit or view."
@@ -108,11 +114,17 @@ class StudySerializer(serializers.ModelSerializer):
             "claim_ttl_seconds",
             "completion_code",
             "completion_url",
+            "platforms",
             "created_at",
             "rater_url",
             "access",
         ]
         read_only_fields = ["owner", "status", "created_at", "rater_url", "access"]
+
+    def validate_platforms(self, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise serializers.ValidationError("each platform once")
+        return value
 
     def get_access(self, obj) -> str | None:
         request = self.context.get("request")
@@ -252,7 +264,7 @@ class StimulusViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
         if getattr(self, "swagger_fake_view", False):  # schema generation has no study
             return Stimulus.objects.none()
         qs = Stimulus.objects.filter(study=self._study()).annotate(
-            n_ratings=Count("ratings", filter=Q(ratings__repetition=1))
+            n_ratings=Count("ratings", filter=Q(ratings__repetition=1, ratings__is_pilot=False))
         )
         if role := self.request.query_params.get("role"):
             qs = qs.filter(role=role)
@@ -260,15 +272,34 @@ class StimulusViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
 
     @extend_schema(
         request=UploadSerializer,
-        responses=inline_serializer(
-            "ImportReport",
-            {
-                "imported": serializers.IntegerField(),
-                "skipped": serializers.IntegerField(),
-                "rejected": serializers.IntegerField(),
-                "files": serializers.ListField(),
-            },
-        ),
+        parameters=[
+            OpenApiParameter(
+                "background",
+                bool,
+                description="1: import in a background job (202 with the job; follow it "
+                "at imports/<id>/) instead of answering when the import is done (201)",
+            )
+        ],
+        responses={
+            201: inline_serializer(
+                "ImportReport",
+                {
+                    "imported": serializers.IntegerField(),
+                    "skipped": serializers.IntegerField(),
+                    "rejected": serializers.IntegerField(),
+                    "files": serializers.ListField(),
+                },
+            ),
+            202: inline_serializer(
+                "ImportJobAccepted",
+                {
+                    "id": serializers.IntegerField(),
+                    "status": serializers.CharField(),
+                    "total": serializers.IntegerField(),
+                    "url": serializers.URLField(),
+                },
+            ),
+        },
     )
     def create(self, request, *args, **kwargs):
         study = self._study()
@@ -276,6 +307,8 @@ class StimulusViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
             raise PermissionDenied("this study is shared with you view-only: no uploads")
         upload = UploadSerializer(data=request.data)
         upload.is_valid(raise_exception=True)
+        if request.query_params.get("background") in ("1", "true"):
+            return self._create_job(study, upload.validated_data)
         file = upload.validated_data["file"]
         limit = (
             settings.MAX_ARCHIVE_BYTES
@@ -331,3 +364,60 @@ class StimulusViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
             }
             return Response(body, status=status.HTTP_400_BAD_REQUEST)
         return Response(body, status=status.HTTP_201_CREATED)
+
+    def _create_job(self, study: Study, data: dict) -> Response:
+        """``?background=1``: the upload becomes an import job (202), followed at
+        ``imports/<id>/``; refused, like the synchronous upload, on its field."""
+        from annotation.stimuli import StimulusError, import_job_create, import_job_public
+
+        try:
+            job = import_job_create(
+                study=study,
+                user=self.request.user,
+                files=[data["file"]],
+                metadata=data.get("metadata"),
+                default_role=data["role"],
+            )
+        except StimulusError as exc:
+            # The service names the page's fields; this endpoint calls them file and role.
+            field = {"files": "file", "default_role": "role"}.get(exc.field or "", exc.field)
+            raise StimulusError(
+                exc.message, code=exc.code, field=field, status=exc.status
+            ) from None
+        body = import_job_public(job, with_report=False)
+        body["url"] = self.reverse_action(
+            "import-job", kwargs={"study_slug": study.slug, "job_id": job.pk}
+        )
+        return Response(body, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(
+        responses=inline_serializer(
+            "ImportJob",
+            {
+                "id": serializers.IntegerField(),
+                "status": serializers.CharField(),
+                "done": serializers.IntegerField(),
+                "total": serializers.IntegerField(),
+                "imported": serializers.IntegerField(),
+                "skipped": serializers.IntegerField(),
+                "rejected": serializers.IntegerField(),
+                "error": serializers.CharField(),
+                "error_field": serializers.CharField(),
+                "finished": serializers.BooleanField(),
+                "report": serializers.ListField(child=serializers.DictField()),
+            },
+        )
+    )
+    @action(
+        detail=False,
+        methods=["get"],
+        url_path=r"imports/(?P<job_id>[0-9]+)",
+        url_name="import-job",
+    )
+    def import_job(self, request, study_slug=None, job_id=None):
+        """A background import (``POST ...?background=1``): progress, then the report."""
+        from annotation.models import ImportJob
+        from annotation.stimuli import import_job_public
+
+        job = get_object_or_404(ImportJob, pk=job_id, study=self._study())
+        return Response(import_job_public(job))

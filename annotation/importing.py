@@ -17,9 +17,10 @@ import math
 import re
 import warnings
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import IO
 
 from django.conf import settings
 from django.core.files.base import ContentFile
@@ -335,21 +336,35 @@ def _zip_entries(archive: zipfile.ZipFile, limits: Limits) -> Iterator[tuple[str
 def open_archive(path: Path, limits: Limits) -> zipfile.ZipFile:
     if path.stat().st_size > limits.max_archive_bytes:
         raise ImportAborted(f"{path.name}: archive larger than {limits.max_archive_bytes:,} bytes")
+    return open_zip(path, path.name, limits)
+
+
+def open_zip(file: Path | IO[bytes], name: str, limits: Limits) -> zipfile.ZipFile:
+    """Open a zip (a path or a seekable file) and check its directory against the
+    limits (entries, expanded size) before a single entry is read, or raise
+    ImportAborted. The upload page calls it too, so a broken archive is refused on
+    the form before any job exists."""
     try:
-        archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise ImportAborted(f"{path.name}: broken or unreadable zip archive ({exc})") from None
+        archive = zipfile.ZipFile(file)
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        raise ImportAborted(f"{name}: broken or unreadable zip archive ({exc})") from None
     members = archive.infolist()
     if len(members) > limits.max_members:
         archive.close()
-        raise ImportAborted(f"{path.name}: {len(members):,} entries (limit {limits.max_members:,})")
+        raise ImportAborted(f"{name}: {len(members):,} entries (limit {limits.max_members:,})")
     expanded = sum(m.file_size for m in members)
     if expanded > limits.max_archive_bytes:
         archive.close()
         raise ImportAborted(
-            f"{path.name}: expands to {expanded:,} bytes (limit {limits.max_archive_bytes:,})"
+            f"{name}: expands to {expanded:,} bytes (limit {limits.max_archive_bytes:,})"
         )
     return archive
+
+
+def zip_entry_count(archive: zipfile.ZipFile, limits: Limits) -> int:
+    """How many lines the import's report will have for this archive (its files less
+    the ignorable litter); nothing is read but the directory."""
+    return sum(1 for _ in _zip_entries(archive, limits))
 
 
 # --- The import ---------------------------------------------------------------
@@ -362,8 +377,13 @@ def stimuli_import(
     metadata_csv: Path | None = None,
     role: str = Stimulus.Role.TEST,
     limits: Limits | None = None,
+    progress: Callable[[FileOutcome], None] | None = None,
 ) -> ImportReport:
-    """Import every image of a folder or zip into ``study``; see the module docstring."""
+    """Import every image of a folder or zip into ``study``; see the module docstring.
+
+    ``progress`` is called with each file's outcome as soon as it is known (a
+    background import counts its progress with it; an exception it raises stops the
+    import, the files handled so far staying imported)."""
     limits = limits or Limits.from_settings()
     if role not in ROLES:
         raise ImportAborted(f"unknown role {role!r}; use one of {sorted(ROLES)}")
@@ -384,10 +404,11 @@ def stimuli_import(
     report = ImportReport()
     if source.is_dir():
         entries = _folder_entries(source, limits, skip)
-        _import_entries(study, entries, metadata, role, limits, report)
+        _import_entries(study, entries, metadata, role, limits, report, progress)
     elif zipfile.is_zipfile(source) or source.suffix.lower() == ".zip":
         with open_archive(source, limits) as archive:
-            _import_entries(study, _zip_entries(archive, limits), metadata, role, limits, report)
+            entries = _zip_entries(archive, limits)
+            _import_entries(study, entries, metadata, role, limits, report, progress)
     else:
         raise ImportAborted(f"{source}: neither a folder nor a zip archive")
 
@@ -402,7 +423,7 @@ def _lookup(metadata: dict[str, MetadataRow], name: str) -> MetadataRow | None:
     return metadata.get(name) or metadata.get(PurePosixPath(name).name)
 
 
-def _import_entries(study, entries, metadata, role, limits, report) -> None:
+def _import_entries(study, entries, metadata, role, limits, report, progress=None) -> None:
     for name, reader in entries:
         try:
             if isinstance(reader, Rejected):
@@ -417,6 +438,8 @@ def _import_entries(study, entries, metadata, role, limits, report) -> None:
         except Rejected as exc:
             outcome = FileOutcome(name, "rejected", str(exc))
         report.outcomes.append(outcome)
+        if progress is not None:
+            progress(outcome)
 
 
 def stimulus_import_bytes(study, name, data, row, default_role, limits) -> FileOutcome:

@@ -13,6 +13,7 @@ import uuid
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
@@ -30,6 +31,34 @@ def new_token() -> str:
 
 def new_completion_code() -> str:
     return secrets.token_hex(4).upper()
+
+
+#: The links a study can hand to crowd platforms (Rater.Source values), in page order.
+PLATFORM_CHOICES = [
+    ("prolific", "Prolific"),
+    ("mturk", "MTurk"),
+    ("anonymous", "Anonymous link"),
+]
+
+
+def all_platforms() -> list[str]:
+    return [key for key, _ in PLATFORM_CHOICES]
+
+
+def validate_platforms(value) -> None:
+    """A non-empty list of known platforms, each once (a study nobody can enter is a
+    mistake, not a setting: pause or close it instead)."""
+    known = all_platforms()
+    if not isinstance(value, list) or not value:
+        raise ValidationError("choose at least one platform", code="platforms_empty")
+    unknown = [v for v in value if v not in known]
+    if unknown:
+        raise ValidationError(
+            f"unknown platform(s): {', '.join(map(str, unknown))} (known: {', '.join(known)})",
+            code="platforms_unknown",
+        )
+    if len(set(value)) != len(value):
+        raise ValidationError("each platform once", code="platforms_repeated")
 
 
 class Study(models.Model):
@@ -97,6 +126,11 @@ class Study(models.Model):
     completion_code = models.CharField(max_length=64, default=new_completion_code)
     completion_url = models.URLField(
         blank=True, help_text="Crowd platform URL raters are sent to at the end."
+    )
+    platforms = models.JSONField(
+        default=all_platforms,
+        validators=[validate_platforms],
+        help_text="Links the study accepts: prolific, mturk, anonymous (a list).",
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

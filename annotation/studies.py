@@ -13,9 +13,10 @@ and the admin (its change form and its actions come through here).
 from __future__ import annotations
 
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from annotation.models import Rating, Stimulus, Study, StudyShare
+from annotation.models import Rating, Stimulus, Study, StudyShare, validate_platforms
 from studyweb.errors import ServiceError
 
 #: Settings fixed once a study has left draft, with the reason shown to researchers.
@@ -68,6 +69,11 @@ def study_update(*, study: Study, changes: dict) -> Study:
         for name, why in locked_fields(current).items():
             if name in changes and changes[name] != getattr(current, name):
                 raise StudyRuleError(why, code="locked", field=name)
+        if "platforms" in changes:
+            try:
+                validate_platforms(changes["platforms"])
+            except ValidationError as exc:
+                raise StudyRuleError(exc.messages[0], field="platforms", status=400) from None
         for name, value in changes.items():
             setattr(current, name, value)
         current.save()

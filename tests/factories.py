@@ -17,7 +17,17 @@ from django.utils import timezone
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter
 
 from annotation import protocol
-from annotation.models import ApiToken, Claim, Rater, Rating, Session, Stimulus, Study
+from annotation.models import (
+    ApiToken,
+    Claim,
+    ImportJob,
+    Rater,
+    Rating,
+    Session,
+    Stimulus,
+    Study,
+    StudyShare,
+)
 from scoring.models import (
     Analysis,
     ExportJob,
@@ -62,6 +72,15 @@ class StudyFactory(factory.django.DjangoModelFactory):
     min_view_seconds = 0.0
 
 
+class StudyShareFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = StudyShare
+
+    study = factory.SubFactory(StudyFactory)
+    user = factory.SubFactory(UserFactory)
+    level = StudyShare.Level.VIEW
+
+
 class StimulusFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = Stimulus
@@ -83,6 +102,13 @@ class RaterFactory(factory.django.DjangoModelFactory):
 
     study = factory.SubFactory(StudyFactory)
     source = Rater.Source.ANONYMOUS
+
+
+class PilotRaterFactory(RaterFactory):
+    """A researcher's pilot preview rater (the database requires its pilot_user)."""
+
+    source = Rater.Source.PILOT
+    pilot_user = factory.LazyAttribute(lambda o: o.study.owner)
 
 
 class SessionFactory(factory.django.DjangoModelFactory):
@@ -228,6 +254,24 @@ class ExportJobFactory(_FinishedJob):
 
     study = factory.SubFactory(StudyFactory)
     format = "agin-csv"
+
+
+class ImportJobFactory(_FinishedJob):
+    """A stimulus import that has run: one file imported (the upload's name is kept;
+    the file itself is deleted once a job has run)."""
+
+    class Meta:
+        model = ImportJob
+
+    study = factory.SubFactory(StudyFactory)
+    archive = "imports/upload.zip"
+    archive_name = "upload.zip"
+    total = 1
+    done = 1
+    imported = 1
+    report = factory.LazyFunction(
+        lambda: [{"name": "a.png", "status": "imported", "reason": "32x24 PNG, test"}]
+    )
 
 
 class ApiTokenFactory(factory.django.DjangoModelFactory):
@@ -469,6 +513,17 @@ def rater_at_rating(study, external_id=""):
     rater, _ = services.rater_enter(
         study=study, source="prolific" if external_id else "anonymous", external_id=external_id
     )
+    session = services.session_start(rater=rater)
+    services.session_advance(session=session, stage=Session.Stage.RATING)
+    return rater, session
+
+
+def pilot_at_rating(study, user=None):
+    """A pilot preview of ``study`` by ``user`` (the owner by default), started as the
+    study page's button starts it, with its session at the rating stage."""
+    from annotation import pilot, services
+
+    rater = pilot.pilot_start(study=study, user=user or study.owner).rater
     session = services.session_start(rater=rater)
     services.session_advance(session=session, stage=Session.Stage.RATING)
     return rater, session

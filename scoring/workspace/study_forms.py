@@ -15,7 +15,7 @@ from django.core.validators import (
 )
 
 from annotation import protocol as proto
-from annotation.models import Study, new_completion_code
+from annotation.models import PLATFORM_CHOICES, Study, all_platforms, new_completion_code
 from annotation.studies import locked_fields
 
 #: The slug never changes once the study exists (the service refuses it too).
@@ -50,7 +50,7 @@ FIELDSETS: list[tuple[str, list[str]]] = [
     ),
     ("Quality control", ["gold_rate", "gold_fail_limit", "repeat_check"]),
     ("Claims", ["claim_ttl_seconds"]),
-    ("Completion", ["completion_code", "completion_url"]),
+    ("Crowd platforms and completion", ["platforms", "completion_code", "completion_url"]),
 ]
 
 FIELDS = [name for _, names in FIELDSETS for name in names]
@@ -77,6 +77,19 @@ class StudyForm(forms.ModelForm):
         help_text=(
             "Crowd platform URL raters are sent to at the end (e.g. Prolific's completion "
             "link); empty: raters are shown the completion code only."
+        ),
+    )
+
+    platforms = forms.MultipleChoiceField(
+        label="Crowd platforms",
+        choices=PLATFORM_CHOICES,
+        initial=all_platforms,
+        widget=forms.CheckboxSelectMultiple,
+        error_messages={"required": "Choose at least one platform: raters enter by its link."},
+        help_text=(
+            "The links the study accepts; the study page shows one link per platform. "
+            "A link of another platform is answered with a page saying the study does not "
+            "take it."
         ),
     )
 
@@ -163,6 +176,10 @@ class StudyForm(forms.ModelForm):
                 if auto_id:
                     described = f"{auto_id}_lock {auto_id}_helptext" if field.help_text else ""
                     field.widget.attrs["aria-describedby"] = described or f"{auto_id}_lock"
+
+    def clean_platforms(self) -> list[str]:
+        chosen = set(self.cleaned_data["platforms"])
+        return [key for key, _ in PLATFORM_CHOICES if key in chosen]  # page order, once each
 
     def clean_slug(self) -> str:
         slug = self.cleaned_data["slug"]

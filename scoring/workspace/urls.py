@@ -1,6 +1,6 @@
 from django.urls import path
 
-from scoring.workspace import sharing, views
+from scoring.workspace import pilot, sharing, stimuli, views
 
 app_name = "scoring"
 
@@ -12,15 +12,39 @@ urlpatterns = [
     path("studies/<slug:slug>/edit/", views.study_edit, name="study-edit"),
     path("studies/<slug:slug>/clone/", views.study_clone, name="study-clone"),
     path("studies/<slug:slug>/status/", views.study_status, name="study-status"),
+    path("studies/<slug:slug>/pilot/", pilot.study_pilot, name="study-pilot"),
     path("studies/<slug:slug>/sharing/", sharing.study_sharing, name="study-sharing"),
     path(
         "studies/<slug:slug>/sharing/<int:share_id>/remove/",
         sharing.study_unshare_page,
         name="study-unshare",
     ),
+    path("studies/<slug:slug>/stimuli/", stimuli.stimuli_gallery, name="stimuli"),
+    path("studies/<slug:slug>/stimuli/upload/", stimuli.stimuli_upload, name="stimuli-upload"),
+    path(
+        "studies/<slug:slug>/stimuli/<int:stimulus_id>/role/",
+        stimuli.stimulus_role,
+        name="stimulus-role",
+    ),
+    path(
+        "studies/<slug:slug>/stimuli/<int:stimulus_id>/remove/",
+        stimuli.stimulus_remove_page,
+        name="stimulus-remove",
+    ),
+    path("studies/<slug:slug>/imports/<int:job_id>/", stimuli.import_job_page, name="import-job"),
+    path(
+        "studies/<slug:slug>/imports/<int:job_id>.json",
+        stimuli.import_status,
+        name="import-status",
+    ),
     path("studies/<slug:slug>/analyses/", views.analysis_start, name="analysis-start"),
     path("studies/<slug:slug>/export/<str:fmt>/", views.export_download, name="export"),
     path("studies/<slug:slug>/agreement/", views.agreement_dashboard, name="agreement"),
+    path(
+        "studies/<slug:slug>/agreement/<slug:version>.csv",
+        views.agreement_csv,
+        name="agreement-csv",
+    ),
     path("studies/<slug:slug>/jobs/", views.scoring_job_create, name="job-create"),
     path(
         "studies/<slug:slug>/jobs/<int:job_id>/cancel/", views.scoring_job_stop, name="job-cancel"

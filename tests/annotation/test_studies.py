@@ -89,3 +89,15 @@ def test_a_study_with_ratings_is_closed_not_deleted():
     )
     with pytest.raises(StudyRuleError, match="close it instead"):
         study_delete(study=study)
+
+
+@pytest.mark.parametrize("bad", [[], ["prolific", "prolific"], ["fax"], "prolific", None])
+def test_platforms_are_checked_by_the_service(bad):
+    from annotation.studies import StudyRuleError, study_update
+
+    study = StudyFactory()
+    with pytest.raises(StudyRuleError) as refused:
+        study_update(study=study, changes={"platforms": bad})
+    assert refused.value.field == "platforms"
+    study.refresh_from_db()
+    assert study.platforms == ["prolific", "mturk", "anonymous"]

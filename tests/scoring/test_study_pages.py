@@ -35,6 +35,7 @@ EVERY_SETTING = {
     "claim_ttl_seconds": "900",
     "completion_code": "DONE42",
     "completion_url": "https://app.prolific.com/submissions/complete?cc=DONE42",
+    "platforms": ["anonymous", "prolific"],
 }
 
 STORED = {
@@ -55,6 +56,7 @@ STORED = {
     "claim_ttl_seconds": 900,
     "completion_code": "DONE42",
     "completion_url": "https://app.prolific.com/submissions/complete?cc=DONE42",
+    "platforms": ["prolific", "anonymous"],  # kept in page order
 }
 
 
@@ -70,6 +72,8 @@ def post_data(study: Study, **changes) -> dict:
         if name == "repeat_check":
             if value:
                 data[name] = "on"
+        elif name == "platforms":
+            data[name] = list(value)
         elif value is not None:
             data[name] = str(value)
     for name, value in changes.items():
@@ -467,3 +471,45 @@ def test_create_a_study_in_the_browser(live_server, csp_page, researcher_a):
         "acr5",
         20,
     )
+
+
+# --- Crowd platforms ------------------------------------------------------------------
+
+
+def test_new_studies_accept_every_platform(owner_client):
+    data = {**EVERY_SETTING}
+    data.pop("platforms")
+    response = owner_client.post(CREATE, {**data, "platforms": ["prolific", "mturk", "anonymous"]})
+    assert response.status_code == 302
+    assert Study.objects.get(slug="portraits-2").platforms == ["prolific", "mturk", "anonymous"]
+
+
+@pytest.mark.parametrize(
+    ("platforms", "message"),
+    [([], "Choose at least one platform"), (["prolific", "myspace"], "not one of the available")],
+)
+def test_platforms_are_refused_on_the_field(owner_client, study_a, platforms, message):
+    url = reverse("scoring:study-edit", args=[study_a.slug])
+    data = post_data(study_a, platforms=None)
+    if platforms:
+        data["platforms"] = platforms
+    response = owner_client.post(url, data)
+    assert response.status_code == 200
+    assert message in " ".join(response.context["form"].errors["platforms"])
+    study_a.refresh_from_db()
+    assert study_a.platforms == ["prolific", "mturk", "anonymous"]
+
+
+def test_platforms_change_through_the_api_with_the_same_rules(researcher_a, study_a):
+    from rest_framework.test import APIClient
+
+    api = APIClient()
+    api.force_authenticate(researcher_a)
+    url = f"/api/v1/studies/{study_a.slug}/"
+    for bad in ([], ["prolific", "prolific"], ["fax"], "prolific"):
+        response = api.patch(url, {"platforms": bad}, format="json")
+        assert response.status_code == 400, bad
+        assert "platforms" in response.json()["fields"]
+    assert api.patch(url, {"platforms": ["mturk"]}, format="json").status_code == 200
+    study_a.refresh_from_db()
+    assert study_a.platforms == ["mturk"]
