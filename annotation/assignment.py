@@ -16,6 +16,11 @@ constraints on Claim and Rating are the last guard.
 The statements that run on every claim (the candidates, the lock, the count under
 it, the claim's upsert) are hand-written in ``statements``, where the measured
 gain of each is given; the rest is ORM.
+
+A pilot (a researcher's preview, ``annotation.pilot``) counts toward nothing: its
+claims are left out of the counts toward K and its ratings out of the tally, and it
+is handed any test stimulus it has not rated yet, at random, even one that has its
+K ratings (``_claim_pilot``), so a preview of a full study still works.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from django.db import transaction
 from django.db.models import Count, Exists, OuterRef, Q
 from django.utils import timezone
 
-from annotation import statements
+from annotation import pilot, statements
 from annotation.models import Claim, Rater, Rating, Session, Stimulus, Study
 
 CANDIDATES_PER_TRY = 16
@@ -143,6 +148,22 @@ def _own_live_claim(rater: Rater, now) -> Exists:
     return Exists(Claim.objects.filter(stimulus=OuterRef("pk"), rater=rater, expires_at__gt=now))
 
 
+def _claim_pilot(session: Session, now) -> Claim | None:
+    """A pilot's test item: any test stimulus it has not rated, at random, full or
+    not. Its claim reserves nothing and its rating counts toward nothing, so there is
+    no count to read and no stimulus to lock."""
+    rater = session.rater
+    stimulus = (
+        Stimulus.objects.filter(study=rater.study, role=Stimulus.Role.TEST)
+        .exclude(ratings__rater=rater)
+        .exclude(_own_live_claim(rater, now))
+        .only(*statements.STIMULUS_SHOWN_FIELDS)
+        .order_by("?")
+        .first()
+    )
+    return _make_claim(session, stimulus, 1, now) if stimulus else None
+
+
 def _claim_test(session: Session, now) -> Claim | None:
     study = session.rater.study
     k = study.ratings_per_stimulus
@@ -225,18 +246,30 @@ def claim_next(
         claim = _claim_gold(session, now)
         if claim:
             return claim
+    if pilot.is_pilot(rater):
+        return _claim_pilot(session, now)
     return _claim_test(session, now)
 
 
 def study_fill(study: Study) -> dict[str, int]:
-    """Test stimuli complete / in progress / untouched (for the study page)."""
+    """Test stimuli complete / in progress / untouched (for the study page); pilot
+    ratings and claims (researchers' previews) count toward nothing."""
     now = timezone.now()
     k = study.ratings_per_stimulus
     rows = (
         Stimulus.objects.filter(study=study, role=Stimulus.Role.TEST)
         .annotate(
-            n=Count("ratings", filter=Q(ratings__repetition=1), distinct=True),
-            c=Count("claims", filter=Q(claims__expires_at__gt=now), distinct=True),
+            n=Count(
+                "ratings",
+                filter=Q(ratings__repetition=1, ratings__is_pilot=False),
+                distinct=True,
+            ),
+            # Only pilot raters have a pilot_user (a database check).
+            c=Count(
+                "claims",
+                filter=Q(claims__expires_at__gt=now, claims__rater__pilot_user__isnull=True),
+                distinct=True,
+            ),
         )
         .values_list("n", "c")
     )

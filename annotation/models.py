@@ -258,7 +258,8 @@ class Stimulus(models.Model):
 
 
 class StimulusTally(models.Model):
-    """Ratings (repetition 1) per stimulus, kept by database triggers on Rating.
+    """Counted ratings (repetition 1, not pilot) per stimulus, kept by database triggers
+    on Rating (migrations 0002 and 0005).
 
     Assignment reads it to rank thousands of stimuli without counting each one's
     ratings on every claim. Django never writes it: the triggers (migration 0002)
@@ -330,6 +331,12 @@ class Rater(models.Model):
                 condition=Q(source="pilot", pilot_user__isnull=False)
                 | (~Q(source="pilot") & Q(pilot_user__isnull=True)),
                 name="rater_pilot_has_user",
+            ),
+        ]
+        indexes = [
+            # The few pilot raters, read once per claim query (annotation.statements).
+            models.Index(
+                fields=["id"], condition=Q(source="pilot"), name="annotation_rater_pilot_ids"
             ),
         ]
 
@@ -441,7 +448,9 @@ class Rating(models.Model):
     # Copied from the rater at write time: a researcher's preview rating. Pilot ratings
     # are kept (the researcher sees them) but never counted: not in the tally, K, MOS,
     # exports or agreement.
-    is_pilot = models.BooleanField(default=False)
+    # db_default: statements written outside Django (bulk loads, benchmarks) are real
+    # ratings unless they say otherwise.
+    is_pilot = models.BooleanField(default=False, db_default=False)
     viewing_seconds = models.FloatField(help_text="Time the image was shown before submit.")
     client_id = models.UUIDField(unique=True, default=uuid.uuid4)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)

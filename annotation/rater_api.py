@@ -24,7 +24,7 @@ from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 
-from annotation import protocol, rater_flow, services, statements
+from annotation import pilot, protocol, rater_flow, services, statements
 from annotation.models import Rater, Stimulus, Study
 from annotation.rater_flow import Progress, Step, StepKind
 from annotation.services import SubmitRefused
@@ -102,7 +102,7 @@ def set_rater_cookie(response: HttpResponse, study: Study, rater: Rater) -> None
         path=entry_url(study),
         httponly=True,
         # "None" when rater pages may be framed by a crowd platform over HTTPS (MTurk).
-        samesite=settings.SESSION_COOKIE_SAMESITE if settings.SESSION_COOKIE_SECURE else "Lax",
+        samesite=settings.RATER_COOKIE_SAMESITE if settings.SESSION_COOKIE_SECURE else "Lax",
         # SESSION_COOKIE_SECURE follows SECURE_COOKIES, which defaults to "not DEBUG".
         secure=settings.SESSION_COOKIE_SECURE,
     )
@@ -225,7 +225,11 @@ def _authenticate(
         return error("unknown_study", "no such study", status=404)
     if method == "POST" and (refusal := _csrf_refusal(request)) is not None:
         return refusal
-    if rater is None:
+    if rater is None or (
+        # A pilot's token works only for its researcher (signed in): annotation.pilot.
+        rater.source == Rater.Source.PILOT
+        and not pilot.pilot_allowed(rater=rater, user=request.user)
+    ):
         return error(
             "unknown_rater",
             "we could not recognise you for this study: please open the study link again",
@@ -388,6 +392,12 @@ def start(request: HttpRequest, slug: str) -> JsonResponse:
         platform=platform,
         token=request_token(request) or None,
     )
+    if pilot.is_pilot(rater) and not pilot.pilot_allowed(rater=rater, user=request.user):
+        return error(
+            "unknown_rater",
+            "we could not recognise you for this study: please open the study link again",
+            status=403,
+        )
     if rater.status == Rater.Status.EXCLUDED:
         return error("rater_excluded", "your participation has ended", status=403)
     session = rater_flow.scripted_session_start(
@@ -418,10 +428,12 @@ def finish(request: HttpRequest, slug: str) -> JsonResponse:
         return auth
     study, rater = auth
     status = rater_flow.rater_finish(context=rater_flow.rater_context(study, rater))
+    # A pilot preview earns no completion code and goes to no crowd platform.
+    shown = not pilot.is_pilot(rater)
     return JsonResponse(
         {
-            "completion_code": study.completion_code,
-            "completion_url": study.completion_url,
+            "completion_code": study.completion_code if shown else "",
+            "completion_url": study.completion_url if shown else "",
             "status": status,
         }
     )

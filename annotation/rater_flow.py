@@ -22,7 +22,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from django.utils import timezone
 
-from annotation import assignment, protocol, services, statements
+from annotation import assignment, pilot, protocol, services, statements
 from annotation.models import Claim, Rater, Session, Stimulus, Study
 from annotation.services import SubmitRefused
 
@@ -206,7 +206,8 @@ def next_step(*, context: RaterContext, after_rating: bool = False) -> Step:
     if rater.status == Rater.Status.EXCLUDED:
         services.session_advance(session=session, stage=Session.Stage.STOPPED)
         return Step(StepKind.ENDED)
-    if not study.is_open:
+    if not study.is_open and not pilot.is_pilot(rater):
+        # A researcher's pilot preview goes on whatever the status (annotation.pilot).
         return Step(StepKind.UNAVAILABLE)
     progress = context.progress
     done = progress.done
@@ -365,7 +366,10 @@ def completion(context: RaterContext) -> Completion:
 
 
 def completion_target(study: Study, rater: Rater) -> dict | None:
-    """Where the rater goes at the end: a link, or MTurk's externalSubmit form."""
+    """Where the rater goes at the end: a link, or MTurk's externalSubmit form;
+    nowhere for a pilot (a preview ends on its own page)."""
+    if pilot.is_pilot(rater):
+        return None
     code = study.completion_code
     if rater.source == Rater.Source.MTURK:
         submit_to = (rater.platform.get("turk_submit_to") or "").rstrip("/")

@@ -14,18 +14,26 @@ from annotation.models import Rater, Rating, Stimulus, Study
 def study_progress(study: Study) -> dict:
     """How far a study is: test stimuli complete / in progress / untouched, the
     number of stimuli with n first ratings (n = 0..K), raters by status, the
-    median viewing time. Plain numbers; drawing them is the page's business."""
+    median viewing time. Plain numbers; drawing them is the page's business.
+    Researchers' pilot previews (raters and ratings) count nowhere here."""
     fill = assignment.study_fill(study)
     per_stimulus = list(
         Stimulus.objects.filter(study=study, role=Stimulus.Role.TEST)
-        .annotate(n=Count("ratings", filter=Q(ratings__repetition=1)))
+        .annotate(n=Count("ratings", filter=Q(ratings__repetition=1, ratings__is_pilot=False)))
         .values_list("n", flat=True)
     )
     k = study.ratings_per_stimulus
     counts = Counter(min(n, k) for n in per_stimulus)
-    raters = dict(Rater.objects.filter(study=study).values_list("status").annotate(n=Count("id")))
+    raters = dict(
+        Rater.objects.filter(study=study)
+        .exclude(source=Rater.Source.PILOT)
+        .values_list("status")
+        .annotate(n=Count("id"))
+    )
     seconds = list(
-        Rating.objects.filter(stimulus__study=study).values_list("viewing_seconds", flat=True)
+        Rating.objects.filter(stimulus__study=study, is_pilot=False).values_list(
+            "viewing_seconds", flat=True
+        )
     )
     return {
         **fill,

@@ -257,7 +257,10 @@ VIEW_TIME_SLACK_SECONDS = 0.5
 def _rating_write(
     rater, study, stimulus_id, clean, cid, seconds, now, check_view_time=True
 ) -> SubmitResult:
-    if study.status == Study.Status.CLOSED:
+    # A researcher's preview (annotation.pilot): its rating counts toward nothing, so
+    # it takes no slot (no check against K) and is taken whatever the study's status.
+    pilot = rater.source == Rater.Source.PILOT
+    if study.status == Study.Status.CLOSED and not pilot:
         raise SubmitRefused("study_closed", "this study is closed", status=409)
     if (
         not isinstance(stimulus_id, int)
@@ -285,7 +288,8 @@ def _rating_write(
                 f"before rating it (another {wait:.1f} s)",
                 status=409,
             )
-    if claim.expires_at <= now and claim.repetition == 1 and stimulus.role == Stimulus.Role.TEST:
+    counts = not pilot and claim.repetition == 1 and stimulus.role == Stimulus.Role.TEST
+    if counts and claim.expires_at <= now:
         k = study.ratings_per_stimulus
         if assignment.filled(stimulus.pk, now=now, exclude_rater=rater) >= k:
             statements.delete_claim(claim.pk)
@@ -295,7 +299,7 @@ def _rating_write(
                 "please continue with the next image",
                 status=409,
             )
-    if claim.repetition == 1 and stimulus.role == Stimulus.Role.TEST:
+    if counts:
         # The last guard in Python; the database constraint guards distinct raters.
         # Counted after the lock, in a statement of its own (READ COMMITTED: it sees
         # the ratings committed by whoever held the lock before).
@@ -310,6 +314,7 @@ def _rating_write(
         scale=study.scale,
         repetition=claim.repetition,
         is_gold=stimulus.role == Stimulus.Role.GOLD,
+        is_pilot=pilot,
         viewing_seconds=seconds,
         client_id=cid,
         created_at=now,

@@ -110,11 +110,17 @@ def study_set_status(*, study: Study, status: str) -> Study:
 
 
 def study_delete(*, study: Study) -> None:
-    if Rating.objects.filter(stimulus__study=study).exists():
-        raise StudyRuleError(
-            "the study has ratings: close it instead of deleting", code="has_ratings", field="slug"
-        )
-    study.delete()
+    """Delete a study nobody has rated; pilot ratings (the researchers' previews) go with it."""
+    with transaction.atomic():
+        ratings = Rating.objects.filter(stimulus__study=study)
+        if ratings.filter(is_pilot=False).exists():
+            raise StudyRuleError(
+                "the study has ratings: close it instead of deleting",
+                code="has_ratings",
+                field="slug",
+            )
+        ratings.delete()  # pilot ratings only: they protect their raters and stimuli
+        study.delete()
 
 
 # --- Sharing ------------------------------------------------------------------------

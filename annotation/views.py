@@ -17,7 +17,7 @@ from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
-from annotation import protocol, rater_api, rater_flow, services
+from annotation import pilot, protocol, rater_api, rater_flow, services
 from annotation.models import Rater, Session, Stimulus, Study
 from annotation.rater_flow import RaterContext, StepKind
 
@@ -49,7 +49,11 @@ def study_entry(request: HttpRequest, slug: str) -> HttpResponse:
     """The study link: recognise (or register) the rater, then show their current page."""
     study = _get_study(slug)
     if not study.is_open:
-        return _unavailable(request, study)
+        # Only a researcher's pilot preview walks a study that is not open.
+        rater = rater_api.rater_from_request(request, study)
+        if rater is None or not pilot.is_pilot(rater):
+            return _unavailable(request, study)
+        return _pilot_refused(request, study, rater) or _stage_page(request, study, rater)
     params = rater_api.entry_params(request.GET)
     if params.preview:
         return render(request, "annotation/preview.html", _study_context(study))
@@ -68,6 +72,8 @@ def study_entry(request: HttpRequest, slug: str) -> HttpResponse:
             # otherwise each leave a rater behind). The consent form registers them.
             context = {**_consent_context(study), "new_visitor": True}
             return render(request, "annotation/consent.html", context)
+        if refused := _pilot_refused(request, study, rater):
+            return refused
     response = _stage_page(request, study, rater, params.platform_session_id)
     rater_api.set_rater_cookie(response, study, rater)
     return response
@@ -85,32 +91,53 @@ def _stage_page(
     if rater_flow.training_open(context):
         context = context.with_training_answers(rater_api.training_answers(request, rater))
     step = rater_flow.page_step(context=context)
+    banner = _pilot_context(study, rater)
     if step.kind == StepKind.CONSENT:
-        return render(request, "annotation/consent.html", _consent_context(study))
+        return render(request, "annotation/consent.html", {**_consent_context(study), **banner})
     if step.kind == StepKind.INSTRUCTIONS:
         examples = _instructions_context(study, context.training.items)
-        return render(request, "annotation/instructions.html", examples)
+        return render(request, "annotation/instructions.html", {**examples, **banner})
     if step.kind == StepKind.TRAIN:
         progress = rater_api.progress_payload(step.progress)
-        return _rate_page(request, study, "training", step.stimulus, progress)
+        return _rate_page(request, study, "training", step.stimulus, progress, banner)
     if step.kind == StepKind.RATE:
         # The whole row: the claim's stimulus may carry only what the JSON answers show.
         stimulus = study.stimuli.get(pk=step.claim.stimulus_id)
         progress = rater_api.progress_payload(step.progress)
-        return _rate_page(request, study, "rating", stimulus, progress)
+        return _rate_page(request, study, "rating", stimulus, progress, banner)
     if step.kind == StepKind.ENDED:
-        return render(request, "annotation/ended.html", {"study": study})
+        return render(request, "annotation/ended.html", {"study": study, **banner})
     if step.kind == StepKind.UNAVAILABLE:
         return _unavailable(request, study)
     return _completion(request, context)
 
 
+def _pilot_context(study: Study, rater: Rater) -> dict:
+    """The pilot banner's context (empty for every other rater): every rater page
+    shows it, with the way back to the study page."""
+    if not pilot.is_pilot(rater):
+        return {}
+    # By URL name: the annotation app does not import the researcher pages.
+    return {"pilot": True, "pilot_back_url": reverse("scoring:study-detail", args=[study.slug])}
+
+
+def _pilot_refused(request: HttpRequest, study: Study, rater: Rater) -> HttpResponse | None:
+    """For a pilot rater's token in the hands of anyone but its researcher (signed in,
+    still allowed to view the study): the page that says so; else None."""
+    if not pilot.is_pilot(rater) or pilot.pilot_allowed(rater=rater, user=request.user):
+        return None
+    context = {"study": study, "pilot_refused": True}
+    return render(request, "annotation/not_recognised.html", context, status=403)
+
+
 def _posting_context(request: HttpRequest, study: Study) -> RaterContext | HttpResponse:
     """The context of the rater behind the cookie for a stage form, or the page to
-    show instead."""
+    show instead. A pilot rater's forms work whatever the study's status."""
+    rater = rater_api.rater_from_request(request, study)
+    if rater is not None and pilot.is_pilot(rater):
+        return _pilot_refused(request, study, rater) or rater_flow.rater_context(study, rater)
     if not study.is_open:
         return _unavailable(request, study)
-    rater = rater_api.rater_from_request(request, study)
     if rater is None:
         return render(request, "annotation/not_recognised.html", {"study": study}, status=403)
     return rater_flow.rater_context(study, rater)
@@ -146,7 +173,8 @@ def consent(request: HttpRequest, slug: str) -> HttpResponse:
     if context.stage == Session.Stage.CONSENT and not agreed:
         # Nothing is written: session_advance(STOPPED) would also set consented_at.
         # The session stays at consent, so the link asks again if they come back.
-        return render(request, "annotation/declined.html", {"study": study})
+        declined = {"study": study, **_pilot_context(study, context.rater)}
+        return render(request, "annotation/declined.html", declined)
     rater_flow.consent_give(context=context)
     return redirect(rater_api.entry_url(study))
 
@@ -201,7 +229,9 @@ def _instructions_context(study: Study, training_items: Iterable[Stimulus]) -> d
     return {**_study_context(study), "examples": examples}
 
 
-def _rate_page(request: HttpRequest, study: Study, mode: str, stimulus, progress: dict):
+def _rate_page(
+    request: HttpRequest, study: Study, mode: str, stimulus, progress: dict, banner: dict
+):
     scale = study.scale_def
     context = _study_context(study)
     mid = scale.minimum + (scale.maximum - scale.minimum) / 2
@@ -237,12 +267,19 @@ def _rate_page(request: HttpRequest, study: Study, mode: str, stimulus, progress
             "position": min(progress["done"] + 1, max(progress["planned"], 1)),
             "mid": f"{mid:g}",
             "config": config,
+            **banner,
         },
     )
 
 
 def _completion(request: HttpRequest, context: RaterContext) -> HttpResponse:
     end = rater_flow.completion(context)
+    banner = _pilot_context(context.study, context.rater)
+    if banner:
+        # A preview ends here: no completion code, nowhere on a crowd platform to go.
+        progress = rater_api.progress_payload(end.progress)
+        page = {"study": context.study, "progress": progress, **banner}
+        return render(request, "annotation/completion.html", page)
     return render(
         request,
         "annotation/completion.html",

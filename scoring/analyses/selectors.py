@@ -19,7 +19,10 @@ def ratings_frame(
     score, repetition (ids as integers). Gold and training items are not test data;
     raters excluded by quality control are left out unless asked for."""
     keys = dimensions or list(protocol.PRESETS[study.protocol])
-    qs = Rating.objects.filter(stimulus__study=study, stimulus__role=Stimulus.Role.TEST)
+    # Pilot ratings (researchers' previews) are never data.
+    qs = Rating.objects.filter(
+        stimulus__study=study, stimulus__role=Stimulus.Role.TEST, is_pilot=False
+    )
     if not include_excluded:
         qs = qs.exclude(rater__status=Rater.Status.EXCLUDED)
     rows = list(qs.order_by("id").values_list("rater_id", "stimulus_id", "repetition", *keys))

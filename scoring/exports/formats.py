@@ -183,7 +183,7 @@ def rating_rows(study: Study) -> Iterator[list]:
     """One list per rating and dimension (long format), streamed with a server-side cursor."""
     dims = list(protocol.PRESETS[study.protocol])
     qs = (
-        Rating.objects.filter(stimulus__study=study)
+        Rating.objects.filter(stimulus__study=study, is_pilot=False)  # previews are not data
         .order_by("id")
         .values_list(
             "id",

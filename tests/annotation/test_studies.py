@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from annotation.models import Study
 from annotation.studies import (
     StudyRuleError,
     locked_fields,
@@ -101,3 +102,30 @@ def test_platforms_are_checked_by_the_service(bad):
     assert refused.value.field == "platforms"
     study.refresh_from_db()
     assert study.platforms == ["prolific", "mturk", "anonymous"]
+
+
+def test_a_draft_with_only_pilot_ratings_can_be_deleted():
+    """Previews never count: a study only its researchers have rated is deleted with
+    their pilot ratings (raters, sessions and claims go with it)."""
+    from annotation.models import Rater, Rating, Session
+
+    owner = UserFactory()
+    study = StudyFactory(owner=owner, status="draft")
+    StimulusFactory(study=study)
+    pilot = Rater.objects.create(study=study, source=Rater.Source.PILOT, pilot_user=owner)
+    session = Session.objects.create(rater=pilot, stage=Session.Stage.RATING)
+    Rating.objects.create(
+        stimulus=study.stimuli.get(),
+        rater=pilot,
+        session=session,
+        protocol=study.protocol,
+        scale=study.scale,
+        is_pilot=True,
+        viewing_seconds=3,
+        overall=50,
+        technical=50,
+        rationality=50,
+    )
+    study_delete(study=study)
+    assert not Study.objects.filter(pk=study.pk).exists()
+    assert not Rating.objects.exists() and not Rater.objects.exists()

@@ -16,14 +16,15 @@ from annotation.models import Rating, StimulusTally
 
 
 def recount_tallies() -> int:
-    """Recount every stimulus's ratings (repetition 1); returns how many tallies changed."""
+    """Recount every stimulus's ratings (repetition 1, not pilot: the rule of the
+    triggers, migration 0005); returns how many tallies changed."""
     tally, rating = StimulusTally._meta.db_table, Rating._meta.db_table
     with transaction.atomic(), connection.cursor() as cursor:
         before = dict(StimulusTally.objects.values_list("stimulus_id", "ratings"))
         cursor.execute(f"DELETE FROM {tally}")
         cursor.execute(
             f"INSERT INTO {tally} (stimulus_id, ratings) SELECT stimulus_id, COUNT(*)"
-            f" FROM {rating} WHERE repetition = 1 GROUP BY stimulus_id"
+            f" FROM {rating} WHERE repetition = 1 AND NOT is_pilot GROUP BY stimulus_id"
         )
         after = dict(StimulusTally.objects.values_list("stimulus_id", "ratings"))
     keys = set(before) | set(after)
