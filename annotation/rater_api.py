@@ -385,6 +385,13 @@ def start(request: HttpRequest, slug: str) -> JsonResponse:
         fields["platform"] = "an object of at most 10 string values"
     if fields:
         return error("invalid", next(iter(fields.values())), 400, fields)
+    if source not in study.platforms:
+        return error(
+            "link_not_accepted",
+            f"this study does not take {source} raters",
+            status=403,
+            fields={"source": f"one of {', '.join(study.platforms)}"},
+        )
     rater, created = services.rater_enter(
         study=study,
         source=source,

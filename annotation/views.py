@@ -44,6 +44,24 @@ def _get_study(slug: str) -> Study:
     return get_object_or_404(Study, slug=slug)
 
 
+def _already_in(request: HttpRequest, study: Study, params: rater_api.EntryParams) -> bool:
+    """A rater who started before the study stopped taking their platform's link
+    finishes what they started."""
+    if params.external_id:
+        return Rater.objects.filter(
+            study=study, source=params.source, external_id=params.external_id
+        ).exists()
+    return rater_api.rater_from_request(request, study) is not None
+
+
+def _link_not_accepted(request: HttpRequest, study: Study, source: str) -> HttpResponse:
+    """A new rater arriving by a platform's link that the study does not take (its
+    crowd-platforms setting): nothing is written."""
+    label = dict(Rater.Source.choices).get(source, source)
+    context = {"study": study, "link": label}
+    return render(request, "annotation/link_not_accepted.html", context, status=403)
+
+
 @never_cache  # the page depends on the rater's cookie and stage: never from a cache
 def study_entry(request: HttpRequest, slug: str) -> HttpResponse:
     """The study link: recognise (or register) the rater, then show their current page."""
@@ -55,6 +73,8 @@ def study_entry(request: HttpRequest, slug: str) -> HttpResponse:
             return _unavailable(request, study)
         return _pilot_refused(request, study, rater) or _stage_page(request, study, rater)
     params = rater_api.entry_params(request.GET)
+    if params.source not in study.platforms and not _already_in(request, study, params):
+        return _link_not_accepted(request, study, params.source)
     if params.preview:
         return render(request, "annotation/preview.html", _study_context(study))
     if params.external_id:
@@ -154,6 +174,8 @@ def consent(request: HttpRequest, slug: str) -> HttpResponse:
         and agreed
         and rater_api.rater_from_request(request, study) is None
     ):
+        if Rater.Source.ANONYMOUS not in study.platforms:
+            return _link_not_accepted(request, study, Rater.Source.ANONYMOUS)
         # Only from the page shown to a new visitor of the anonymous link: a
         # crowd-platform rater whose cookie went missing must not become an anonymous
         # stranger (their platform id would be lost); they are told to open their link
