@@ -14,18 +14,6 @@ from scoring.models import Analysis, ModelVersion, Prediction, StimulusResult
 from scoring.numerics import agreement
 
 PAIRS = {"naturalness": "overall", "technical": "technical", "rationality": "rationality"}
-PALETTE = (
-    "#1f77b4",
-    "#d62728",
-    "#2ca02c",
-    "#9467bd",
-    "#ff7f0e",
-    "#8c564b",
-    "#e377c2",
-    "#17becf",
-    "#bcbd22",
-    "#7f7f7f",
-)
 
 
 class AgreementUnavailable(ValueError):
@@ -132,7 +120,7 @@ def agreement_report(
         .first()
     )
     stamp = latest.timestamp() if latest else 0
-    key = f"agreement:{study.pk}:{version.pk}:{analysis.pk}:{stamp}:{n_boot}:{group_boot}:{seed}"
+    key = f"agreement:v2:{study.pk}:{version.pk}:{analysis.pk}:{stamp}:{n_boot}:{group_boot}:{seed}"
     cached = cache.get(key)
     if cached is not None:
         return cached
@@ -151,61 +139,12 @@ def agreement_report(
         "by_task": _rows(
             agreement.agreement_table(frame, PAIRS, "task", n_boot=group_boot, seed=seed)
         ),
-        "points": frame[["filename", "generator", "naturalness", "overall"]]
-        .dropna()
-        .to_dict("records"),
+        "points": [
+            {**p, "stimulus_id": int(p["stimulus_id"])}
+            for p in frame[["stimulus_id", "filename", "generator", "naturalness", "overall"]]
+            .dropna()
+            .to_dict("records")
+        ],
     }
     cache.set(key, report, 3600)
     return report
-
-
-def scatter_svg_data(report: dict, width: int = 360, height: int = 260, pad: int = 34) -> dict:
-    """Geometry for a server-rendered scatter of naturalness vs overall MOS, coloured by
-    generator, with the fitted logistic curve."""
-    points = report["points"]
-    if not points:
-        return {}
-    xs = np.array([p["naturalness"] for p in points], dtype=float)
-    ys = np.array([p["overall"] for p in points], dtype=float)
-    x0, x1 = float(xs.min()), float(xs.max())
-    y0, y1 = float(ys.min()), float(ys.max())
-    x1 = x1 if x1 > x0 else x0 + 1
-    y1 = y1 if y1 > y0 else y0 + 1
-
-    def sx(x):
-        return pad + (x - x0) / (x1 - x0) * (width - 2 * pad)
-
-    def sy(y):
-        return height - pad - (y - y0) / (y1 - y0) * (height - 2 * pad)
-
-    generators = sorted({p["generator"] for p in points})
-    colour = {g: PALETTE[i % len(PALETTE)] for i, g in enumerate(generators)}
-    dots = [
-        {
-            "x": round(sx(p["naturalness"]), 1),
-            "y": round(sy(p["overall"]), 1),
-            "colour": colour[p["generator"]],
-            "title": f"{p['filename']} ({p['generator']}): {p['naturalness']:.3g} vs "
-            f"{p['overall']:.3g}",
-        }
-        for p in points
-    ]
-    curve = ""
-    pair = next((r for r in report["pairs"] if r["prediction"] == "naturalness"), None)
-    if pair and pair.get("b1") is not None:
-        grid = np.linspace(x0, x1, 60)
-        fit = agreement.logistic4(grid, pair["b1"], pair["b2"], pair["b3"], pair["b4"])
-        fit = np.clip(fit, y0 - (y1 - y0), y1 + (y1 - y0))
-        curve = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in zip(grid, fit, strict=True))
-    return {
-        "width": width,
-        "height": height,
-        "pad": pad,
-        "dots": dots,
-        "curve": curve,
-        "legend": [{"name": g, "colour": colour[g]} for g in generators],
-        "x_range": (x0, x1),
-        "y_range": (y0, y1),
-        "axis_bottom": height - pad,
-        "axis_right": width - pad,
-    }

@@ -441,6 +441,11 @@ def _fmt(values: np.ndarray) -> np.ndarray:
     return pd.Series(values).round(4).astype(str).to_numpy(dtype=object)
 
 
+def _fmt_int(values: np.ndarray) -> np.ndarray:
+    """Format counts (held as floats) for reason strings: 18.0 -> "18"."""
+    return pd.Series(values).round().astype(np.int64).astype(str).to_numpy(dtype=object)
+
+
 def _forced(rt: Ratings, reject: np.ndarray | None, reason: np.ndarray | None):
     """Normalise an externally decided rejection (compute_dimensions) to arrays."""
     if reject is None:
@@ -623,6 +628,7 @@ def _bt500_counts(
     return {
         "P": P,
         "Q": Q,
+        "denominator": denom,
         "pq_rate": rate,
         "pq_balance": balance,
         "rule": rule,
@@ -638,8 +644,16 @@ def _bt500_verdict(rt: Ratings, counts: dict[str, Any], label: str):
         rule[:] = False  # reject none rather than every rater (as SUREAL)
     reason = np.full(rt.n_raters, "", dtype=object)
     if rule.any():
+        # The n of (P+Q)/n is said with its value, so that the reason can be read
+        # against the rater's count of scores in this dimension.
         reason[rule] = (
-            f"{label}: (P+Q)/n = "
+            f"{label}: P = "
+            + _fmt_int(counts["P"][rule])
+            + ", Q = "
+            + _fmt_int(counts["Q"][rule])
+            + ", n = "
+            + _fmt_int(counts["denominator"][rule])
+            + ": (P+Q)/n = "
             + _fmt(counts["pq_rate"][rule])
             + f" > {BT500_RATE} and |P-Q|/(P+Q) = "
             + _fmt(counts["pq_balance"][rule])
@@ -953,6 +967,7 @@ def _correlation_core(
         ref = mos0[ps]
     m = np.isfinite(ref)
     r_i = _pearson_by_group(pr[m], y[m], ref[m], n_r)
+    k_i = _bincount(pr[m], n_r)  # the images each r is computed over
     finite = np.isfinite(r_i)
     if threshold is None:
         # SUREAL SR_MOS: thr = min(0.7, mean(r) - std(r)) (np.std, ddof=0)
@@ -964,7 +979,13 @@ def _correlation_core(
     reason = np.full(n_r, "", dtype=object)
     kind = "leave-one-out " if leave_one_out else ""
     if rule.any():
-        reason[rule] = f"Pearson r with {kind}MOS = " + _fmt(r_i[rule]) + f" <= {thr:.4f}"
+        reason[rule] = (
+            f"Pearson r with {kind}MOS over n = "
+            + _fmt_int(k_i[rule])
+            + " images = "
+            + _fmt(r_i[rule])
+            + f" <= {thr:.4f}"
+        )
     reason[constant] = "constant scores (zero variance): straight-lining"
     rule |= constant
     if min_variance is not None:

@@ -1,50 +1,64 @@
-"""Figures for the researcher's study page (reads only; no Django views here)."""
+"""What the researcher's study and agreement pages show (reads only; no Django views
+here): plain rows for the tables, with numbers rounded for reading, and the
+Vega-Lite specifications of the figures (scoring.workspace.figures)."""
 
 from __future__ import annotations
 
 import statistics
+from collections.abc import Iterable
+from typing import Any
 from urllib.parse import urlencode
 
 from annotation import protocol
 from annotation import selectors as annotation_selectors
-from annotation.models import Study
+from annotation.models import Stimulus, Study
 from scoring.models import Analysis
+from scoring.workspace import figures
+from scoring.workspace.figures import readable, readable_interval
+
+#: The MOS confidence-interval methods (Analysis.options["ci"]; scoring.numerics.mos).
+CI_METHODS: dict[str, dict[str, str]] = {
+    "normal": {
+        "label": "Normal: MOS ± 1.96 × SE",
+        "short": "normal, ±1.96 SE",
+        "help": "BT.500 and SUREAL's interval; fine with 15 or more ratings per image.",
+    },
+    "t": {
+        "label": "Student t: MOS ± t(0.975, n − 1) × SE",
+        "short": "Student t, n − 1 df",
+        "help": "Wider, and honest, when an image has few ratings (below about 15).",
+    },
+}
+DEFAULT_CI = "normal"
+#: How many analyses the study page lists with their live status.
+RECENT_ANALYSES = 10
 
 
-def histogram(values: list[float], lo: float, hi: float, bins: int = 10) -> list[dict]:
-    """Equal-width bins over [lo, hi] as dicts with count and a 0-1 height for SVG bars."""
-    counts = [0] * bins
-    width = (hi - lo) / bins or 1
-    for v in values:
-        counts[min(bins - 1, max(0, int((v - lo) / width)))] += 1
-    top = max(counts) or 1
-    return [
-        {
-            "lo": lo + i * width,
-            "hi": lo + (i + 1) * width,
-            "count": c,
-            **_bar(i, c / top),
-        }
-        for i, c in enumerate(counts)
-    ]
+def dimension_label(key: str) -> str:
+    return protocol.BY_KEY[key].label if key in protocol.BY_KEY else key
 
 
-def _bar(index: int, height: float) -> dict:
-    """SVG geometry of bar ``index`` in a 10-unit-wide slot of a 50-unit-high plot."""
-    h = round(50 * height, 2)
-    return {"x": index * 10 + 0.5, "y": round(50 - h, 2), "h": h}
+def ci_method(analysis: Analysis) -> dict[str, str]:
+    """The CI method an analysis used (its ``options["ci"]``, normal by default)."""
+    key = (analysis.options or {}).get("ci", DEFAULT_CI)
+    return {"key": key, **CI_METHODS.get(key, {"label": key, "short": key, "help": ""})}
+
+
+def image_urls(stimulus_ids: Iterable[int]) -> dict[int, str]:
+    """Each stimulus's image URL (for a figure's tooltip thumbnail and click)."""
+    return {
+        s.pk: s.image.url if s.image else ""
+        for s in Stimulus.objects.filter(pk__in=set(stimulus_ids)).only("id", "image")
+    }
+
+
+# --------------------------------------------------------------------------- study page
 
 
 def study_progress(study: Study) -> dict:
-    """The annotation side's progress figures plus the SVG geometry of the page's
-    histogram of ratings per stimulus."""
+    """The annotation side's progress figures plus the figure of ratings per image."""
     progress = annotation_selectors.study_progress(study)
-    bins = progress["stimuli_by_ratings"]
-    top = max((b["count"] for b in bins), default=1) or 1
-    progress["ratings_histogram"] = [
-        {**b, "tx": b["n"] * 10 + 5, **_bar(b["n"], b["count"] / top)} for b in bins
-    ]
-    progress["hist_width"] = len(bins) * 10
+    progress["figure"] = figures.ratings_per_image(progress["stimuli_by_ratings"], progress["k"])
     return progress
 
 
@@ -66,27 +80,252 @@ def latest_analysis(study: Study) -> Analysis | None:
     return study.analyses.filter(status=Analysis.Status.DONE).order_by("-finished_at").first()
 
 
-def analysis_figures(analysis: Analysis) -> dict:
-    scale = protocol.get_scale(analysis.study.scale)
-    lo, hi = scale.minimum, scale.maximum
+def chosen_analysis(study: Study, analysis_id: int | None) -> Analysis | None:
+    """The finished analysis asked for, else the latest finished one."""
+    if analysis_id is not None:
+        chosen = study.analyses.filter(pk=analysis_id, status=Analysis.Status.DONE).first()
+        if chosen is not None:
+            return chosen
+    return latest_analysis(study)
+
+
+def analysis_state(analysis: Analysis) -> dict[str, Any]:
+    """An analysis's live state, as the page shows it and jobs.json sends it."""
+    label = analysis.get_status_display()
+    if analysis.status == Analysis.Status.QUEUED and analysis.waiting_for_broker:
+        label += " (waiting for the broker)"
+    return {
+        "id": analysis.pk,
+        "method": analysis.method,
+        "status": analysis.status,
+        "status_label": label,
+        "waiting_for_broker": analysis.waiting_for_broker,
+        "error": analysis.error[:300],
+        "finished": analysis.status in Analysis.FINISHED,
+    }
+
+
+def recent_analyses(study: Study) -> list[dict[str, Any]]:
+    """The study's latest analyses with their state and options, newest first."""
+    rows = []
+    for a in study.analyses.order_by("-created_at")[:RECENT_ANALYSES]:
+        rows.append(
+            {
+                **analysis_state(a),
+                "analysis": a,
+                "method_label": a.get_method_display(),
+                "ci": ci_method(a)["short"],
+                "reject_on": a.get_reject_on_display(),
+                "created_at": a.created_at,
+                "finished_at": a.finished_at,
+            }
+        )
+    return rows
+
+
+def _mean(values: list[float]) -> float | None:
+    return statistics.fmean(values) if values else None
+
+
+def analysis_results(analysis: Analysis, dimension: str | None = None) -> dict[str, Any]:
+    """Everything the results card shows for one finished analysis: the dimensions
+    it has, the chosen one's MOS per image (sorted, with intervals) and rater bias
+    figure, every dimension's MOS distribution, and the rejected raters."""
+    study = analysis.study
+    scale = protocol.get_scale(study.scale)
+    lo, hi = float(scale.minimum), float(scale.maximum)
     if analysis.method == "zscore":
-        lo, hi = 0, 100
+        lo, hi = 0.0, 100.0  # 100 (z + 3) / 6, clipped
+    rows = list(
+        analysis.stimulus_results.values(
+            "stimulus_id",
+            "dimension",
+            "mos",
+            "ci_low",
+            "ci_high",
+            "n",
+            "stimulus__original_name",
+        )
+    )
+    present = {r["dimension"] for r in rows}
+    order = [d.key for d in protocol.dimensions_for(study.protocol)]
+    dims = [d for d in order if d in present] + sorted(present - set(order))
+    if dimension not in present:
+        dimension = "overall" if "overall" in present else (dims[0] if dims else None)
+    ci = ci_method(analysis)
+    out: dict[str, Any] = {
+        "dimensions": [{"key": d, "label": dimension_label(d)} for d in dims],
+        "dimension": dimension,
+        "dimension_label": dimension_label(dimension) if dimension else "",
+        "ci": ci,
+        "lo": lo,
+        "hi": hi,
+    }
+
+    chosen = [r for r in rows if r["dimension"] == dimension]
+    urls = image_urls(r["stimulus_id"] for r in chosen)
+    out["mos_figure"] = figures.mos_per_stimulus(
+        [
+            {
+                "filename": r["stimulus__original_name"],
+                "mos": r["mos"],
+                "ci_low": r["ci_low"],
+                "ci_high": r["ci_high"],
+                "n": r["n"],
+                "image": urls.get(r["stimulus_id"], ""),
+            }
+            for r in chosen
+        ],
+        dimension=out["dimension_label"],
+        lo=lo,
+        hi=hi,
+        ci_label=ci["short"],
+    )
+    out["n_images"] = sum(1 for r in chosen if r["mos"] is not None)
+
     by_dim: dict[str, list[float]] = {}
-    for dim, value in analysis.stimulus_results.exclude(mos__isnull=True).values_list(
-        "dimension", "mos"
-    ):
-        by_dim.setdefault(dim, []).append(value)
-    order = [d.key for d in protocol.dimensions_for(analysis.study.protocol)]
-    histograms = [
+    for r in rows:
+        if r["mos"] is not None:
+            by_dim.setdefault(r["dimension"], []).append(r["mos"])
+    out["histograms"] = [
         {
-            "dimension": dim,
-            "label": protocol.BY_KEY[dim].label if dim in protocol.BY_KEY else dim,
-            "bins": histogram(by_dim[dim], lo, hi),
-            "mean": statistics.fmean(by_dim[dim]),
-            "n": len(by_dim[dim]),
+            "dimension": d,
+            "label": dimension_label(d),
+            "spec_id": f"spec-hist-{d}",
+            "spec": figures.mos_histogram(
+                figures.histogram_bins(by_dim[d], lo, hi),
+                dimension=dimension_label(d),
+                mean=_mean(by_dim[d]),
+                n=len(by_dim[d]),
+            ),
         }
-        for dim in order
-        if dim in by_dim
+        for d in dims
+        if d in by_dim
     ]
-    rejected = analysis.rater_results.filter(rejected=True).select_related("rater")
-    return {"histograms": histograms, "rejected": rejected, "lo": lo, "hi": hi}
+
+    raters = list(analysis.rater_results.select_related("rater").order_by("rater_id"))
+    out["bias_figure"] = figures.rater_bias(
+        [_rater_point(r, dimension) for r in raters],
+        method=analysis.method,
+        dimension=out["dimension_label"],
+    )
+    out["rejected"] = [rejected_row(r) for r in raters if r.rejected]
+    return out
+
+
+def _rater_point(result: Any, dimension: str | None) -> dict[str, Any]:
+    """One rater in the bias figure: their figures on ``dimension`` (per_dimension),
+    falling back to the stored deciding-dimension figures."""
+    facts = (result.per_dimension or {}).get(dimension or "", {})
+    return {
+        "rater": result.rater.pseudonym,
+        "bias": facts.get("bias", result.bias),
+        "inconsistency": facts.get("inconsistency", result.inconsistency),
+        "n": facts.get("n", result.n),
+        "rejected": facts.get("rejected", result.rejected),
+        "reason": result.reason,
+    }
+
+
+def _count(value: Any) -> str:
+    """A count stored as a float (BT.500's P and Q): "3", or "–" when there is none."""
+    return "–" if value is None else str(round(float(value)))
+
+
+def _deciding_counts(deciding: list[str], counts: dict[str, Any]) -> list[dict[str, Any]]:
+    """n on each deciding dimension: one number when they agree (the usual case, every
+    rating has every dimension), else each dimension with its own."""
+    values = {counts.get(d) for d in deciding}
+    if len(values) == 1:
+        return [{"label": "", "n": values.pop()}]
+    return [{"label": dimension_label(d), "n": counts.get(d)} for d in deciding]
+
+
+def rejected_row(result: Any) -> dict[str, Any]:
+    """A rejected rater as the table shows them: the n of the dimension(s) that
+    decided (the n its reason counts), and n on every dimension."""
+    dims: dict[str, dict[str, Any]] = result.per_dimension or {}
+    deciding = [d for d in (result.decided_by or "").split(";") if d]
+    counts = {d: facts.get("n") for d, facts in dims.items()}
+    values = {n for n in counts.values() if n is not None}
+    if len(values) == 1 and len(counts) > 1:
+        per_dimension = f"{values.pop()} on each of {len(counts)} dimensions"
+    else:
+        per_dimension = ", ".join(f"{dimension_label(d)} {n}" for d, n in counts.items())
+    facts = dims.get(deciding[0], {}) if deciding else {}
+    return {
+        "rater": result.rater.pseudonym,
+        "decided_by": ", ".join(dimension_label(d) for d in deciding) or "–",
+        "n_deciding": _deciding_counts(deciding, counts),
+        "n_per_dimension": per_dimension,
+        "n_total": result.n,
+        "p": _count(facts.get("P", result.p)),
+        "q": _count(facts.get("Q", result.q)),
+        "bias": readable(facts.get("bias", result.bias)),
+        "inconsistency": readable(facts.get("inconsistency", result.inconsistency)),
+        "reason": result.reason,
+    }
+
+
+# --------------------------------------------------------------------------- agreement
+
+#: The table's metrics: (key, heading, what the heading's note says).
+METRICS = (
+    ("srcc", "SRCC", "Spearman rank correlation, on the raw predictions"),
+    ("krcc", "KRCC", "Kendall tau-b, on the raw predictions"),
+    ("plcc", "PLCC", "Pearson correlation after the 4-parameter logistic fit"),
+    ("rmse", "RMSE", "RMSE of the MOS after the 4-parameter logistic fit"),
+)
+
+
+def agreement_rows(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The report's rows for reading: each metric rounded with its rounded interval,
+    and what PLCC / RMSE were computed on (after the logistic, or the fallback)."""
+    out = []
+    for r in rows:
+        metrics = [
+            {
+                "key": key,
+                "value": readable(r.get(key)),
+                "interval": readable_interval(r.get(f"{key}_low"), r.get(f"{key}_high")),
+            }
+            for key, _, _ in METRICS
+        ]
+        logistic = r.get("plcc_on") != "raw"
+        out.append(
+            {
+                **r,
+                "metrics": metrics,
+                "logistic": logistic,
+                "fit_text": "logistic fit"
+                if logistic
+                else "logistic fit failed: PLCC on raw predictions, RMSE after a linear fit",
+            }
+        )
+    return out
+
+
+def agreement_figures(report: dict[str, Any]) -> dict[str, Any]:
+    """The scatter of the naturalness prediction against overall MOS, on the axis
+    that suits the predictions and on the rank axis, with image URLs for its
+    tooltip and click; and the axes to switch between."""
+    points = report.get("points") or []
+    urls = image_urls(p["stimulus_id"] for p in points if p.get("stimulus_id") is not None)
+    with_images = [{**p, "image": urls.get(p.get("stimulus_id"), "")} for p in points]
+    pair = next((r for r in report.get("pairs", []) if r.get("prediction") == "naturalness"), None)
+    params = None
+    if pair and pair.get("plcc_on") != "raw" and pair.get("b1") is not None:
+        params = [pair["b1"], pair["b2"], pair["b3"], pair["b4"]]
+    scatter = figures.agreement_scatters(with_images, params)
+    labels = {"log": "log scale", "linear": "linear scale", "rank": "rank"}
+    xs = [p["naturalness"] for p in points if p.get("naturalness") is not None]
+    steep = bool(params and xs and 8 * abs(params[3]) < 0.02 * (max(xs) - min(xs)))
+    return {
+        "steep": steep,
+        "scatter": scatter,
+        "axes": [
+            {"value": axis, "label": labels[axis], "checked": axis == scatter["default"]}
+            for axis in scatter["specs"]
+        ],
+        "has_fit": params is not None,
+    }

@@ -29,7 +29,7 @@ from scoring.exports.services import analysis_from_param, streaming_download
 from scoring.model_scoring import agreement_report
 from scoring.model_scoring.services import scoring_job_cancel, scoring_job_start
 from scoring.models import Analysis, ModelVersion, Prediction, ScoringJob
-from scoring.numerics import mos
+from scoring.numerics import agreement, mos
 from scoring.workspace import dashboard
 from scoring.workspace.study_forms import StudyForm, clone_initial
 from studyweb.errors import ServiceError
@@ -87,20 +87,33 @@ def study_list(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def study_detail(request: HttpRequest, slug: str) -> HttpResponse:
+    """Progress, links, raters, downloads (raw ratings at any time), analyses with
+    their live status, and the results of the chosen analysis (``?analysis=``, the
+    latest finished one by default) on the chosen dimension (``?dimension=``)."""
     study = _study_for(request, slug)
-    analysis = dashboard.latest_analysis(study)
+    analysis = dashboard.chosen_analysis(study, _int_or_none(request.GET.get("analysis")))
+    results = (
+        dashboard.analysis_results(analysis, request.GET.get("dimension")) if analysis else None
+    )
+    formats = list(FORMATS.values())
     context = {
         "study": study,
+        "here": "overview",
         "progress": dashboard.study_progress(study),
         "links": dashboard.crowd_links(study, request.build_absolute_uri("/")),
         "raters": Rater.objects.filter(study=study)
         .exclude(status=Rater.Status.COMPLETED, flags={})
         .order_by("status", "id")[:200],
         "analysis": analysis,
-        "figures": dashboard.analysis_figures(analysis) if analysis else None,
-        "recent": study.analyses.order_by("-created_at")[:5],
+        "results": results,
+        "recent": dashboard.recent_analyses(study),
+        "finished": study.analyses.filter(status=Analysis.Status.DONE).order_by("-finished_at")[
+            :20
+        ],
         "methods": list(mos.REGISTRY.values()),
-        "formats": FORMATS.values(),
+        "ci_methods": dashboard.CI_METHODS,
+        "raw_formats": [f for f in formats if not f.needs_analysis],
+        "dataset_formats": [f for f in formats if f.needs_analysis],
         "can_edit": can_edit_study(request.user, study),
         "status_actions": status_actions(study),
     }
@@ -214,16 +227,29 @@ def analysis_start(request: HttpRequest, slug: str) -> HttpResponse:
     study = _study_for(request, slug)
     method = request.POST.get("method", "bt500")
     reject_on = request.POST.get("reject_on", "overall")
+    options = {"ci": request.POST.get("ci", dashboard.DEFAULT_CI)}
     try:
         analysis = analysis_create(
-            study=study, method=method, reject_on=reject_on, user=request.user
+            study=study, method=method, reject_on=reject_on, options=options, user=request.user
         )
     except BrokerUnavailable as exc:
         messages.warning(request, str(exc))
     except ServiceError as exc:
         messages.error(request, str(exc))
     else:
-        messages.success(request, f"Analysis {analysis.pk} ({method}) is {analysis.status}.")
+        # Say the state it is in now: with eager tasks (make run) it has already run.
+        analysis.refresh_from_db()
+        name = f"Analysis {analysis.pk} ({method})"
+        if analysis.status == Analysis.Status.DONE:
+            messages.success(request, f"{name} is done: its results are below.")
+            return redirect(
+                f"{reverse('scoring:study-detail', args=[study.slug])}?analysis={analysis.pk}"
+            )
+        if analysis.status == Analysis.Status.FAILED:
+            messages.error(request, f"{name} failed: {analysis.error[:300]}")
+        else:
+            state = analysis.get_status_display().lower()
+            messages.success(request, f"{name} is {state}: its status below updates by itself.")
     return redirect("scoring:study-detail", slug=study.slug)
 
 
@@ -260,17 +286,27 @@ def agreement_dashboard(request: HttpRequest, slug: str) -> HttpResponse:
         analysis = agreement_report.reference_analysis(study, _int_or_none(request.GET.get("a")))
     except agreement_report.AgreementUnavailable as exc:
         analysis, problem = None, str(exc)
-    for version in chosen:
-        panel = {"version": version}
+    for number, version in enumerate(chosen, start=1):
+        panel = {"version": version, "number": number, "figures_id": f"spec-scatter-{number}"}
         if analysis is not None:
             try:
                 report = agreement_report.agreement_report(study, version, analysis)
-                panel.update(report=report, scatter=agreement_report.scatter_svg_data(report))
             except agreement_report.AgreementUnavailable as exc:
                 panel["problem"] = str(exc)
+            else:
+                panel.update(
+                    report=report,
+                    pairs=dashboard.agreement_rows(report["pairs"]),
+                    by_generator=dashboard.agreement_rows(report["by_generator"]),
+                    by_task=dashboard.agreement_rows(report["by_task"]),
+                    figures=dashboard.agreement_figures(report),
+                )
         panels.append(panel)
     context = {
         "study": study,
+        "here": "agreement",
+        "can_edit": can_edit_study(request.user, study),
+        "metrics": dashboard.METRICS,
         "versions": versions,
         "chosen": [v.name for v in chosen],
         "panels": panels,
@@ -280,6 +316,35 @@ def agreement_dashboard(request: HttpRequest, slug: str) -> HttpResponse:
         "jobs": ScoringJob.objects.filter(study=study).select_related("model_version")[:20],
     }
     return render(request, "workspace/agreement.html", context)
+
+
+@login_required
+def agreement_csv(request: HttpRequest, slug: str, version: str) -> HttpResponse:
+    """The agreement tables of one model version at full precision (the page rounds):
+    overall, per generator and per task, with intervals and logistic parameters."""
+    study = _study_for(request, slug)
+    model_version = get_object_or_404(ModelVersion, name=version)
+    try:
+        analysis = agreement_report.reference_analysis(study, _int_or_none(request.GET.get("a")))
+        report = agreement_report.agreement_report(study, model_version, analysis)
+    except agreement_report.AgreementUnavailable as exc:
+        raise Http404(str(exc)) from None
+    columns = [c for c in agreement.TABLE_COLUMNS if c not in ("prediction", "mos")]
+    header = ["scope", "group", "prediction", "mos", *columns]
+    rows = [
+        [scope, row.get(key, ""), row["prediction"], row["mos"], *(row.get(c) for c in columns)]
+        for scope, key, table in (
+            ("overall", "", report["pairs"]),
+            ("generator", "generator", report["by_generator"]),
+            ("task", "task", report["by_task"]),
+        )
+        for row in table
+    ]
+    response = StreamingHttpResponse(csv_lines(header, iter(rows)), content_type="text/csv")
+    response["Content-Disposition"] = (
+        f'attachment; filename="{study.slug}-{model_version.name}-a{analysis.pk}-agreement.csv"'
+    )
+    return response
 
 
 def _int_or_none(value):
@@ -330,11 +395,14 @@ def scoring_job_stop(request: HttpRequest, slug: str, job_id: int) -> HttpRespon
 
 @login_required
 def jobs_json(request: HttpRequest, slug: str) -> JsonResponse:
-    """Live progress for the dashboard's job list (polled by static/js/jobs.js)."""
+    """Live state of the study's jobs: the scoring jobs of the agreement page and the
+    analyses of the study page (both polled by static/js/jobs.js)."""
     study = _study_for(request, slug)
     jobs = ScoringJob.objects.filter(study=study).select_related("model_version")[:20]
+    analyses = study.analyses.order_by("-created_at")[: dashboard.RECENT_ANALYSES]
     return JsonResponse(
         {
+            "analyses": [dashboard.analysis_state(a) for a in analyses],
             "jobs": [
                 {
                     "id": j.pk,
@@ -346,7 +414,7 @@ def jobs_json(request: HttpRequest, slug: str) -> JsonResponse:
                     "error": j.error[:300],
                 }
                 for j in jobs
-            ]
+            ],
         }
     )
 

@@ -80,8 +80,13 @@ def test_dashboard_for_owner_admin_and_403_for_others(client, scored, researcher
     response = client.get(url)
     assert response.status_code == 200
     body = response.content.decode()
-    assert body.count('<svg class="scatter"') == 2  # two versions side by side
-    assert "<polyline" in body and "painter-b" in body and "Per generator" in body
+    # Two versions side by side, each with its scatter (a Vega-Lite specification the
+    # page draws with vega-embed) and its logistic sampled as a line.
+    for number in (1, 2):
+        assert f'<script id="spec-scatter-{number}" type="application/json">' in body
+        assert f'id="figure-scatter-{number}"' in body
+    assert '"type": "line"' in body and "painter-b" in body and "Per generator" in body
+    assert 'class="scatter"' not in body and "<polyline" not in body  # no hand-drawn geometry
     client.force_login(admin_user)
     assert client.get(url).status_code == 200
 
