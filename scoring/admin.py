@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import Count, Q
 from django.urls import reverse
@@ -9,7 +10,12 @@ from django.utils.html import format_html, format_html_join
 
 from scoring.analyses.services import analysis_create
 from scoring.exports.formats import FORMATS
-from scoring.model_scoring.services import model_version_register, scoring_job_cancel
+from scoring.model_scoring.services import (
+    ScoringError,
+    model_version_check,
+    model_version_create,
+    scoring_job_cancel,
+)
 from scoring.models import (
     Analysis,
     ModelVersion,
@@ -170,8 +176,48 @@ class RaterResultAdmin(admin.ModelAdmin):
     list_select_related = ("analysis", "rater")
 
 
+class ModelVersionAdminForm(forms.ModelForm):
+    """On add, every registration check runs in the form (the checkpoint is loaded on
+    the CPU), so a file that is not a model is an error on its field, not a failure
+    on a GPU worker later."""
+
+    class Meta:
+        model = ModelVersion
+        fields = (
+            "name",
+            "kind",
+            "description",
+            "checkpoint_path",
+            "baseline",
+            "fusion_w_t",
+            "fusion_w_r",
+            "options",
+        )
+
+    checked: dict | None = None
+
+    def clean(self):
+        cleaned = super().clean()
+        if self.instance.pk is not None or self.errors:
+            return cleaned
+        try:
+            self.checked = model_version_check(
+                name=cleaned.get("name") or "",
+                kind=cleaned.get("kind") or "",
+                checkpoint_path=cleaned.get("checkpoint_path") or "",
+                baseline=cleaned.get("baseline") or "",
+                fusion_w_t=cleaned.get("fusion_w_t"),
+                fusion_w_r=cleaned.get("fusion_w_r"),
+                options=cleaned.get("options") or {},
+            )
+        except ScoringError as exc:
+            self.add_error(exc.field if exc.field in self.fields else None, exc.message)
+        return cleaned
+
+
 @admin.register(ModelVersion)
 class ModelVersionAdmin(admin.ModelAdmin):
+    form = ModelVersionAdminForm
     list_display = (
         "name",
         "kind",
@@ -206,21 +252,8 @@ class ModelVersionAdmin(admin.ModelAdmin):
         if change:
             super().save_model(request, obj, form, change)
             return
-        try:
-            created = model_version_register(
-                name=obj.name,
-                kind=obj.kind,
-                checkpoint_path=obj.checkpoint_path,
-                baseline=obj.baseline,
-                fusion_w_t=obj.fusion_w_t,
-                fusion_w_r=obj.fusion_w_r,
-                options=obj.options,
-                description=obj.description,
-                user=request.user,
-            )
-        except ServiceError as exc:
-            self.message_user(request, f"not registered: {exc}", messages.ERROR)
-            return
+        # The form checked everything (ModelVersionAdminForm.clean): record it as checked.
+        created = model_version_create(form.checked, description=obj.description, user=request.user)
         obj.pk = created.pk
         obj.refresh_from_db()
 

@@ -3,6 +3,10 @@
 Counters live in the default cache: Redis when ``CACHE_URL`` is set (shared by
 every web replica), else process memory (one process, ``make run``). Over the
 limit the answer is 429 with ``Retry-After``.
+
+The address behind a proxy is the one the proxy appended to ``X-Forwarded-For``
+(``TRUSTED_PROXY_HOPS`` proxies from the right), never the first entry: a client
+can send its own header, and every proxy only appends.
 """
 
 from __future__ import annotations
@@ -16,11 +20,21 @@ from django.http import JsonResponse
 
 
 def client_address(request) -> str:
-    """The client's address; behind a trusted proxy, the first X-Forwarded-For entry."""
-    if settings.BEHIND_TLS_PROXY or getattr(settings, "TRUST_X_FORWARDED_FOR", False):
-        forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
-        if forwarded:
-            return forwarded.split(",")[0].strip()[:64]
+    """The client's address: REMOTE_ADDR, or behind ``TRUSTED_PROXY_HOPS`` proxies the
+    X-Forwarded-For entry that the outermost trusted proxy appended.
+
+    Each proxy appends the address it was connected from, so with N trusted proxies
+    the last N entries are theirs and the Nth from the right is the client as the
+    outermost one saw it; anything left of it came from the client and is ignored.
+    Fewer entries than hops means the request skipped an outer proxy: its leftmost
+    entry was still appended by a trusted one.
+    """
+    hops = settings.TRUSTED_PROXY_HOPS
+    if hops:
+        entries = [e.strip() for e in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")]
+        entries = [e for e in entries if e]
+        if entries:
+            return entries[-hops if len(entries) >= hops else 0][:64]
     return request.META.get("REMOTE_ADDR", "")[:64]
 
 

@@ -53,6 +53,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Outside the session and CSRF middleware, so it sees the cookies they set.
+    "studyweb.rater_cookies.RaterFrameCookiesMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -156,6 +158,10 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 # 100, would answer a bare 400 before the view could say why on the field).
 DATA_UPLOAD_MAX_NUMBER_FILES = env_int("MAX_UPLOAD_FILES", 1000, minimum=1)
 
+# A model checkpoint registered as a model version (JOINT or TorchScript): it is loaded
+# once at registration (on the CPU) to prove it is a model, so its size is bounded.
+MAX_MODEL_BYTES = env_int("MAX_MODEL_BYTES", 2 * 1024**3, minimum=1024)
+
 # --- Celery ------------------------------------------------------------------
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or None
 if CELERY_BROKER_URL:
@@ -209,6 +215,13 @@ if CACHE_URL:
     }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+# Behind a proxy that terminates TLS: trust its X-Forwarded-Proto and X-Forwarded-For.
+BEHIND_TLS_PROXY = env_bool("BEHIND_TLS_PROXY", False)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if BEHIND_TLS_PROXY else None
+# How many proxies in front of the app append to X-Forwarded-For: the per-address rate
+# limit keys on the entry the outermost of them appended (studyweb.ratelimit), never on
+# entries the client sent. 0: REMOTE_ADDR (no proxy).
+TRUSTED_PROXY_HOPS = env_int("TRUSTED_PROXY_HOPS", 1 if BEHIND_TLS_PROXY else 0, minimum=0)
 # Requests per minute on the rater endpoints, per rater token and per client address.
 RATE_LIMIT_RATER_PER_MIN = env_int("RATE_LIMIT_RATER_PER_MIN", 120, minimum=0)
 RATE_LIMIT_ADDRESS_PER_MIN = env_int("RATE_LIMIT_ADDRESS_PER_MIN", 1200, minimum=0)
@@ -259,22 +272,28 @@ SPECTACULAR_SETTINGS = {
 # --- Security ----------------------------------------------------------------
 SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", not DEBUG)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
-SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
-SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0, minimum=0)
+# Production is HTTPS only unless the operator says otherwise: plain HTTP is redirected
+# and browsers are told (HSTS, a year) never to try it again.
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
+# The proxy's or load balancer's health check may call /healthz over plain HTTP.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 31_536_000, minimum=0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", SECURE_HSTS_SECONDS > 0)
 SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", SECURE_HSTS_SECONDS > 0)
-# Behind a proxy that terminates TLS: trust its X-Forwarded-Proto and X-Forwarded-For.
-BEHIND_TLS_PROXY = env_bool("BEHIND_TLS_PROXY", False)
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if BEHIND_TLS_PROXY else None
 SECURE_CONTENT_TYPE_NOSNIFF = True
 # Crowd platforms that show rater pages inside a frame (MTurk's ExternalQuestion).
 RATER_FRAME_ANCESTORS = env_list(
     "RATER_FRAME_ANCESTORS", ["https://www.mturk.com", "https://workersandbox.mturk.com"]
 )
-if SESSION_COOKIE_SECURE and RATER_FRAME_ANCESTORS:
-    # Inside a cross-site frame, browsers send only SameSite=None cookies (HTTPS only).
-    SESSION_COOKIE_SAMESITE = "None"
-    CSRF_COOKIE_SAMESITE = "None"
+# Researchers' session and CSRF cookies stay SameSite=Lax (Django's default) whatever
+# the framing. Inside a cross-site frame browsers send only SameSite=None cookies (over
+# HTTPS), so when rater pages may be framed the rater's own cookies are None: the
+# rater token cookie (annotation.rater_api), and on rater pages the session and CSRF
+# cookies of a visitor who is not signed in (studyweb.rater_cookies; a rater's
+# session holds training answers only). Signing in issues fresh Lax ones.
+# (Browsers drop a SameSite=None cookie that is not Secure: both places use None only
+# with SECURE_COOKIES on.)
+RATER_COOKIE_SAMESITE = "None" if RATER_FRAME_ANCESTORS else "Lax"
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 

@@ -109,6 +109,13 @@ def _start(env_overrides: dict) -> subprocess.CompletedProcess:
         ({"DEBUG": "1", "CELERY_BROKER_URL": "http://x"}, "CELERY_BROKER_URL='http://x'"),
         ({"DEBUG": "1", "MAX_IMAGE_PIXELS": "lots"}, "MAX_IMAGE_PIXELS='lots' is not an integer"),
         ({"DEBUG": "1", "LOG_LEVEL": "loud"}, "LOG_LEVEL"),
+        # An inline comment in a systemd EnvironmentFile is part of the value.
+        (
+            {"DEBUG": "1", "BEHIND_TLS_PROXY": "1 # trust the proxy"},
+            "BEHIND_TLS_PROXY='1 # trust the proxy' is not a boolean",
+        ),
+        ({"DEBUG": "1", "TRUSTED_PROXY_HOPS": "-1"}, "TRUSTED_PROXY_HOPS"),
+        ({"DEBUG": "1", "MAX_MODEL_BYTES": "2GB"}, "MAX_MODEL_BYTES='2GB' is not an integer"),
     ],
 )
 def test_bad_environment_stops_startup_with_a_message(env, message, tmp_path):

@@ -12,8 +12,10 @@ redelivered after a worker died writes the same rows again, never duplicates.
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
+from django.conf import settings
 from django.db import transaction
 
 from annotation.models import Stimulus, Study
@@ -44,18 +46,42 @@ def model_version_register(
     user=None,
 ) -> ModelVersion:
     """Check and record a model version; the checkpoint's sha256 is taken now."""
+    checked = model_version_check(
+        name=name,
+        kind=kind,
+        checkpoint_path=checkpoint_path,
+        baseline=baseline,
+        fusion_w_t=fusion_w_t,
+        fusion_w_r=fusion_w_r,
+        options=options,
+    )
+    return model_version_create(checked, description=description, user=user)
+
+
+def model_version_create(checked: dict, *, description: str = "", user=None) -> ModelVersion:
+    """Record what ``model_version_check`` returned (the admin checks in its form first)."""
+    return ModelVersion.objects.create(**checked, description=description, created_by=user)
+
+
+def model_version_check(
+    *,
+    name: str,
+    kind: str,
+    checkpoint_path: str = "",
+    baseline: str = "",
+    fusion_w_t: float | None = None,
+    fusion_w_r: float | None = None,
+    options: dict | None = None,
+) -> dict:
+    """Every check of a registration, nothing written: the model's fields, or a
+    ScoringError naming the field at fault. A checkpoint must load here, on the CPU,
+    so a file that is not a model fails now rather than in every batch of a job."""
     from scoring import joint
     from scoring.model_scoring.model_cache import file_sha256
 
     if ModelVersion.objects.filter(name=name).exists():
         raise ScoringError(f"a model version named {name!r} exists already", field="name")
-    fields: dict = {
-        "name": name,
-        "kind": kind,
-        "options": _checked_options(options or {}),
-        "description": description,
-        "created_by": user,
-    }
+    fields: dict = {"name": name, "kind": kind, "options": _checked_options(options or {})}
     if kind == ModelVersion.Kind.BASELINE:
         if baseline not in joint.BASELINES:
             raise ScoringError(
@@ -64,22 +90,7 @@ def model_version_register(
             )
         fields["baseline"] = baseline
     elif kind in (ModelVersion.Kind.JOINT, ModelVersion.Kind.TORCHSCRIPT):
-        try:
-            path = Path(checkpoint_path).expanduser()
-            found = path.is_file()
-        except (OSError, ValueError) as exc:  # a name too long, a NUL byte...
-            raise ScoringError(
-                f"checkpoint path is not usable: {exc}", field="checkpoint_path"
-            ) from None
-        if not found:
-            raise ScoringError(f"checkpoint {path} not found", field="checkpoint_path")
-        if kind == ModelVersion.Kind.JOINT:
-            try:
-                joint.model.check_state_dict(
-                    joint.model.load_state_dict_file(path), source=str(path)
-                )
-            except joint.CheckpointError as exc:
-                raise ScoringError(str(exc), field="checkpoint_path") from None
+        path = _checked_model_file(kind, checkpoint_path)
         fields["checkpoint_path"] = str(path.resolve())
         fields["checkpoint_sha256"] = file_sha256(path)
         fusion_file = joint.model.fusion_path(path)
@@ -95,7 +106,62 @@ def model_version_register(
         fields["fusion_w_t"] = fusion_w_t
     if fusion_w_r is not None:
         fields["fusion_w_r"] = fusion_w_r
-    return ModelVersion.objects.create(**fields)
+    return fields
+
+
+def _checked_model_file(kind: str, checkpoint_path: str) -> Path:
+    """The checkpoint file, once it is known to load as ``kind`` on the CPU.
+
+    Loading reads no more than ``MAX_MODEL_BYTES`` and runs nothing but the
+    deserialisers: JOINT through ``torch.load(weights_only=True)`` (tensors only, no
+    pickled code), TorchScript through ``torch.jit.load`` (a TorchScript archive
+    holds TorchScript code, which is compiled, not run, and no Python pickles). Both
+    map storages to the CPU, so a web process without a GPU can check a GPU model.
+    """
+    from scoring import joint
+
+    try:
+        path = Path(checkpoint_path).expanduser()
+        found = path.is_file()
+        size = path.stat().st_size if found else 0
+    except (OSError, ValueError) as exc:  # a name too long, a NUL byte...
+        raise ScoringError(
+            f"checkpoint path is not usable: {exc}", field="checkpoint_path"
+        ) from None
+    if not found:
+        raise ScoringError(f"checkpoint {path} not found", field="checkpoint_path")
+    if size > settings.MAX_MODEL_BYTES:
+        raise ScoringError(
+            f"checkpoint {path} is {size} bytes, more than MAX_MODEL_BYTES "
+            f"({settings.MAX_MODEL_BYTES})",
+            field="checkpoint_path",
+        )
+    if kind == ModelVersion.Kind.JOINT:
+        try:
+            joint.model.check_state_dict(joint.model.load_state_dict_file(path), source=str(path))
+        except joint.CheckpointError as exc:
+            raise ScoringError(str(exc), field="checkpoint_path") from None
+    else:
+        import torch
+
+        try:
+            with warnings.catch_warnings():
+                # torch 2.x calls TorchScript deprecated; it is still the format accepted here.
+                warnings.simplefilter("ignore", FutureWarning)
+                net = torch.jit.load(str(path), map_location="cpu")
+        except Exception as exc:  # noqa: BLE001 - garbage fails in arbitrary ways
+            # torch's first line says why (its later lines are a C++ trace).
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            raise ScoringError(
+                f"{path} is not a TorchScript model (torch.jit.load: {reason}); save one "
+                "with torch.jit.save(torch.jit.script(model), path)",
+                field="checkpoint_path",
+            ) from None
+        if not isinstance(net, torch.jit.ScriptModule):
+            raise ScoringError(
+                f"{path} holds a TorchScript function, not a module", field="checkpoint_path"
+            )
+    return path
 
 
 # What a GPU worker reads from a version's options (scoring.model_scoring.model_cache.load_scorer),

@@ -71,3 +71,76 @@ def test_simulated_raters_follow_their_profiles():
     assert careful.count() == 11 and careless.count() == 1
     assert min(correlation(r) for r in careful) > 0.6
     assert correlation(careless.get()) < 0.5
+
+
+# --- Accounts: no default passwords outside DEBUG=1 ----------------------------------
+
+
+def _user(name):
+    from django.contrib.auth import get_user_model
+
+    return get_user_model().objects.get(username=name)
+
+
+def test_without_debug_the_accounts_get_random_passwords_printed_once(settings, monkeypatch):
+    settings.DEBUG = False
+    monkeypatch.delenv("SEED_ADMIN_PASSWORD", raising=False)
+    monkeypatch.delenv("SEED_RESEARCHER_PASSWORD", raising=False)
+    out = seed()
+    admin, researcher = _user("admin"), _user("researcher")
+    assert not admin.check_password("admin") and not researcher.check_password("researcher")
+    printed = {}
+    for line in out.splitlines():
+        if "generated password" in line:
+            name = line.split()[1].rstrip(":")
+            printed[name] = line.split("generated password ")[1].split()[0]
+    assert set(printed) == {"admin", "researcher"}
+    assert admin.check_password(printed["admin"])
+    assert researcher.check_password(printed["researcher"])
+    assert printed["admin"] != printed["researcher"] and len(printed["admin"]) >= 16
+    # A second run leaves both passwords alone and prints none.
+    again = seed()
+    assert "generated password" not in again and "exists, password unchanged" in again
+    assert _user("admin").check_password(printed["admin"])
+
+
+def test_debug_keeps_the_demo_logins_of_make_run(settings, monkeypatch):
+    settings.DEBUG = True
+    monkeypatch.delenv("SEED_ADMIN_PASSWORD", raising=False)
+    monkeypatch.delenv("SEED_RESEARCHER_PASSWORD", raising=False)
+    out = seed()
+    assert _user("admin").check_password("admin") and _user("admin").is_superuser
+    assert _user("researcher").check_password("researcher")
+    assert "generated password" not in out
+
+
+def test_explicit_passwords_from_options_and_environment(settings, monkeypatch):
+    settings.DEBUG = False
+    monkeypatch.setenv("SEED_RESEARCHER_PASSWORD", "violet-harbour-lantern-42")
+    monkeypatch.delenv("SEED_ADMIN_PASSWORD", raising=False)
+    out = seed("--admin-password", "quartz-meadow-signal-17")
+    assert _user("admin").check_password("quartz-meadow-signal-17")
+    assert _user("researcher").check_password("violet-harbour-lantern-42")
+    assert "generated password" not in out
+    assert "quartz-meadow" not in out and "violet-harbour" not in out  # never echoed
+
+
+def test_weak_explicit_password_is_refused_and_nothing_is_created(settings, monkeypatch):
+    from django.contrib.auth import get_user_model
+    from django.core.management.base import CommandError
+
+    settings.DEBUG = False
+    monkeypatch.delenv("SEED_ADMIN_PASSWORD", raising=False)
+    monkeypatch.delenv("SEED_RESEARCHER_PASSWORD", raising=False)
+    with pytest.raises(CommandError, match="--admin-password.*too common"):
+        seed("--admin-password", "admin")
+    assert get_user_model().objects.count() == 0
+    assert not Study.objects.exists()
+
+
+def test_an_existing_account_keeps_its_password(settings, django_user_model):
+    settings.DEBUG = False
+    django_user_model.objects.create_user("admin", password="kept-by-the-operator-99")
+    out = seed("--admin-password", "quartz-meadow-signal-17")
+    assert _user("admin").check_password("kept-by-the-operator-99")
+    assert "account admin: exists, password unchanged" in out

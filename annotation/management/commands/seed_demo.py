@@ -3,17 +3,29 @@
 Safe to run again: accounts and the study are reused, identical images are
 skipped by their sha256, and a simulated rater that already exists is not
 simulated twice.
+
+Accounts: ``admin`` (superuser) and ``researcher`` (the demo study's owner). Their
+passwords come from ``--admin-password`` / ``--researcher-password`` or the
+environment (``SEED_ADMIN_PASSWORD`` / ``SEED_RESEARCHER_PASSWORD``); with neither,
+``DEBUG=1`` (``make run``) uses the well-known demo logins ``admin`` / ``admin`` and
+``researcher`` / ``researcher``, and any other set-up gets random passwords printed
+once, so a server seeded by mistake never opens with a guessable login. An account
+that exists already keeps its password.
 """
 
 from __future__ import annotations
 
 import csv
+import os
 import random
+import secrets
 import tempfile
 import uuid
 from pathlib import Path
 
-from django.contrib.auth import get_user_model
+from django.conf import settings
+from django.contrib.auth import get_user_model, password_validation
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from annotation import assignment, demo, services
@@ -27,6 +39,11 @@ DEMO_INSTRUCTIONS = (
     "and from the rationality side (does its content make sense?). There are no right or "
     "wrong answers except on a few check questions; use the whole scale."
 )
+# username -> (option, environment variable); the demo login under DEBUG=1 is the username.
+ACCOUNTS = {
+    "admin": ("admin_password", "SEED_ADMIN_PASSWORD"),
+    "researcher": ("researcher_password", "SEED_RESEARCHER_PASSWORD"),
+}
 
 
 class Command(BaseCommand):
@@ -43,26 +60,52 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, default=2024, help="random seed")
         parser.add_argument(
             "--admin-password",
-            default="admin",
-            help="password of the local 'admin' superuser when it is created",
+            default=None,
+            help="password of the 'admin' superuser when it is created "
+            "(else $SEED_ADMIN_PASSWORD; else 'admin' under DEBUG=1, a random one otherwise)",
+        )
+        parser.add_argument(
+            "--researcher-password",
+            default=None,
+            help="password of the 'researcher' account when it is created "
+            "(else $SEED_RESEARCHER_PASSWORD; else 'researcher' under DEBUG=1, "
+            "a random one otherwise)",
         )
 
-    def handle(self, *args, simulate_raters: int, seed: int, admin_password: str, **options):
+    def handle(self, *args, simulate_raters: int, seed: int, **options):
         if simulate_raters < 0:
             raise CommandError("--simulate-raters must be 0 or more")
         User = get_user_model()
-        admin, created = User.objects.get_or_create(
-            username="admin", defaults={"is_staff": True, "is_superuser": True}
+        existing = set(
+            User.objects.filter(username__in=ACCOUNTS).values_list("username", flat=True)
         )
-        if created:
-            admin.set_password(admin_password)
-            admin.save()
-        researcher, created = User.objects.get_or_create(
-            username="researcher", defaults={"is_staff": True, "email": "researcher@example.org"}
+        # Every password is settled (and checked) before anything is written, so a
+        # refused one leaves the database as it was.
+        passwords: dict[str, tuple[str, bool]] = {}
+        for username, (option, variable) in ACCOUNTS.items():
+            if username in existing:
+                continue
+            given = options.get(option) or os.environ.get(variable) or ""
+            if given:
+                if not settings.DEBUG:
+                    try:
+                        password_validation.validate_password(given, User(username=username))
+                    except ValidationError as exc:
+                        flag = "--" + option.replace("_", "-")
+                        raise CommandError(
+                            f"{flag} / {variable}: {' '.join(exc.messages)}"
+                        ) from None
+                passwords[username] = (given, False)
+            elif settings.DEBUG:
+                passwords[username] = (username, False)  # the demo login of `make run`
+            else:
+                passwords[username] = (secrets.token_urlsafe(12), True)
+        self._account("admin", passwords, defaults={"is_staff": True, "is_superuser": True})
+        researcher = self._account(
+            "researcher",
+            passwords,
+            defaults={"is_staff": True, "email": "researcher@example.org"},
         )
-        if created:
-            researcher.set_password("researcher")
-            researcher.save()
         study, created = Study.objects.get_or_create(
             slug=DEMO_SLUG,
             defaults={
@@ -90,6 +133,26 @@ class Command(BaseCommand):
                 f"{n_ratings} ratings"
             )
         )
+
+    def _account(self, username: str, passwords: dict, *, defaults: dict):
+        """The account, created with its settled password unless it exists."""
+        User = get_user_model()
+        user, created = User.objects.get_or_create(username=username, defaults=defaults)
+        if not created or username not in passwords:
+            self.stdout.write(f"account {username}: exists, password unchanged")
+            return user
+        password, generated = passwords[username]
+        user.set_password(password)
+        user.save()
+        if generated:
+            # Shown this once: only its hash is stored.
+            self.stdout.write(
+                f"account {username}: created with the generated password {password} "
+                "(shown once; change it at /accounts/password/)"
+            )
+        else:
+            self.stdout.write(f"account {username}: created")
+        return user
 
     def _import_images(self, study: Study, seed: int) -> None:
         images = demo.demo_images(seed=seed)
