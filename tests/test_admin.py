@@ -111,9 +111,47 @@ def test_admin_change_form_shows_locked_settings_and_cannot_change_them(client, 
             "break_every": 40,
             "claim_ttl_seconds": 600,
             "completion_code": data.completion_code,
+            "platforms": '["prolific", "mturk", "anonymous"]',
+            # The shares inline's management form (no shares).
+            "shares-TOTAL_FORMS": "0",
+            "shares-INITIAL_FORMS": "0",
         },
     )
     assert response.status_code == 302, response.content[:500]
     data.refresh_from_db()
     assert data.title == "Renamed"
     assert (data.protocol, data.scale) == ("overall", "continuous")
+
+
+def test_admin_shares_a_study_with_a_level(client, admin_user, data):
+    """The study's shares are an inline of its change form, each with its level."""
+    from annotation.models import StudyShare
+    from tests.factories import UserFactory
+
+    colleague = UserFactory(username="colleague")
+    client.force_login(admin_user)
+    url = reverse("admin:annotation_study_change", args=[data.pk])
+    response = client.post(
+        url,
+        {
+            "title": data.title,
+            "owner": data.owner_id,
+            "ratings_per_stimulus": data.ratings_per_stimulus,
+            "session_size": data.session_size,
+            "gold_rate": data.gold_rate,
+            "gold_fail_limit": data.gold_fail_limit,
+            "min_view_seconds": data.min_view_seconds,
+            "break_every": data.break_every,
+            "claim_ttl_seconds": data.claim_ttl_seconds,
+            "completion_code": data.completion_code,
+            "platforms": '["prolific"]',
+            "shares-TOTAL_FORMS": "1",
+            "shares-INITIAL_FORMS": "0",
+            "shares-0-user": colleague.pk,
+            "shares-0-level": "edit",
+        },
+    )
+    assert response.status_code == 302, response.content[:500]
+    assert StudyShare.objects.get(study=data).level == "edit"
+    data.refresh_from_db()
+    assert data.platforms == ["prolific"]

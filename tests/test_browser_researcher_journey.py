@@ -174,7 +174,10 @@ def test_from_an_empty_account_to_a_downloaded_mos_dataset(
     assert analysis.status == Analysis.Status.DONE, analysis.error
     assert analysis.n_ratings == 12  # the pilot's rating is not among them
     page.locator("#figure-mos[data-rendered='true'] svg").first.wait_for()
-    assert page.locator("#figure-mos svg .mark-symbol path, #figure-mos svg .mark-point path").count() >= 4
+    assert (
+        page.locator("#figure-mos svg .mark-symbol path, #figure-mos svg .mark-point path").count()
+        >= 4
+    )
 
     # 8. Download the AGIN CSV and check its rows.
     with page.expect_download() as download:

@@ -14,6 +14,8 @@ from django.views.static import serve
 
 from annotation.models import Stimulus, StudyShare
 from scoring.analyses.services import analysis_create
+from scoring.model_scoring.agreement_report import agreement_report
+from scoring.models import Analysis
 from studyweb.urls import urlpatterns as site_urlpatterns
 from tests.factories import ModelVersionFactory, PredictionFactory, UserFactory, rated_study
 
@@ -66,6 +68,10 @@ def test_no_researcher_page_scrolls_sideways(live_server, browser, viewport):
             rationality=value / 2,
             naturalness=value * 3,
         )
+
+    # The page's bootstrap intervals take seconds on a loaded 2-core machine; computed
+    # (and cached) here as a finished scoring job's first viewer would have done.
+    agreement_report(study, version, Analysis.objects.get(study=study))
 
     width, height = viewport
     context = browser.new_context(viewport={"width": width, "height": height})  # CSP enforced

@@ -63,7 +63,8 @@ def study_progress(study: Study) -> dict:
 
 
 def crowd_links(study: Study, base_url: str) -> dict[str, str]:
-    """Ready-to-paste study URLs with the platforms' placeholders."""
+    """Ready-to-paste study URLs with the platforms' placeholders, for the platforms
+    the study takes (its crowd-platforms setting)."""
     entry = base_url.rstrip("/") + study.get_absolute_url()
     prolific = urlencode(
         {
@@ -73,7 +74,8 @@ def crowd_links(study: Study, base_url: str) -> dict[str, str]:
         },
         safe="{}%",
     )
-    return {"anonymous": entry, "prolific": f"{entry}?{prolific}", "mturk": entry}
+    links = {"anonymous": entry, "prolific": f"{entry}?{prolific}", "mturk": entry}
+    return {platform: url for platform, url in links.items() if platform in study.platforms}
 
 
 def latest_analysis(study: Study) -> Analysis | None:

@@ -102,6 +102,7 @@ def study_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "progress": dashboard.study_progress(study),
         "links": dashboard.crowd_links(study, request.build_absolute_uri("/")),
         "raters": Rater.objects.filter(study=study)
+        .exclude(source=Rater.Source.PILOT)
         .exclude(status=Rater.Status.COMPLETED, flags={})
         .order_by("status", "id")[:200],
         "analysis": analysis,

@@ -204,3 +204,17 @@ def test_the_api_counts_no_pilot_rating(mixed):
     # Both are active (neither finished a session); only the real one counts.
     assert Rater.objects.filter(study=study, status=Rater.Status.ACTIVE).count() == 2
     assert (progress["raters_active"], progress["raters_completed"]) == (1, 0)
+
+
+def test_pilot_raters_are_not_raters_needing_attention(client):
+    from annotation.models import Rater
+    from tests.factories import RaterFactory, StimulusFactory, StudyFactory, UserFactory
+
+    owner = UserFactory(username="attentive")
+    study = StudyFactory(owner=owner)
+    StimulusFactory(study=study)
+    real = RaterFactory(study=study)
+    Rater.objects.create(study=study, source=Rater.Source.PILOT, pilot_user=owner)
+    client.force_login(owner)
+    response = client.get(reverse("scoring:study-detail", args=[study.slug]))
+    assert [r.pk for r in response.context["raters"]] == [real.pk]

@@ -513,3 +513,14 @@ def test_platforms_change_through_the_api_with_the_same_rules(researcher_a, stud
     assert api.patch(url, {"platforms": ["mturk"]}, format="json").status_code == 200
     study_a.refresh_from_db()
     assert study_a.platforms == ["mturk"]
+
+
+def test_the_study_page_shows_only_the_links_the_study_takes(owner_client, study_a):
+    detail = reverse("scoring:study-detail", args=[study_a.slug])
+    page = owner_client.get(detail).content.decode()
+    assert all(f'id="link-{p}"' in page for p in ("anonymous", "prolific", "mturk"))
+    study_a.platforms = ["prolific"]
+    study_a.save()
+    page = owner_client.get(detail).content.decode()
+    assert 'id="link-prolific"' in page
+    assert 'id="link-anonymous"' not in page and 'id="link-mturk"' not in page
