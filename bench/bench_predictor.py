@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from scoring.joint.model import build_model  # noqa: E402
-from scoring.joint.predictor import Predictor  # noqa: E402
+from scoring.joint.predictor import Predictor, PredictTiming  # noqa: E402
 from scoring.joint.preprocess import (  # noqa: E402
     load_rgb,
     rationality_input,
@@ -79,6 +79,78 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _rank_corr(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Spearman's correlation (no ties in float scores): does the order of images hold?"""
+    if a.numel() < 3:
+        return float("nan")
+    ra, rb = (np.argsort(np.argsort(x.numpy())) for x in (a, b))
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def compare_precision(model, device, x_t, x_r, bs: int, common: dict) -> dict:
+    """The reduced-precision forward (bfloat16 autocast) against float32, same inputs:
+    how far the scores move (against their spread across images) and the speed of each
+    (best of 3, interleaved)."""
+    full = Predictor(model, device=device, num_workers=0, **common)
+    half = Predictor(model, device=device, num_workers=0, autocast=True, **common)
+    out32 = full.predict_tensors(x_t, x_r, batch_size=bs)
+    out16 = half.predict_tensors(x_t, x_r, batch_size=bs)
+    times: dict[str, list[float]] = {"float32": [], "bfloat16": []}
+    for _ in range(3):
+        for label, p in (("float32", full), ("bfloat16", half)):
+            sync(device)
+            t0 = time.perf_counter()
+            p.predict_tensors(x_t, x_r, batch_size=bs)
+            sync(device)
+            times[label].append(time.perf_counter() - t0)
+    res: dict = {"images": int(x_t.shape[0]), "batch": bs}
+    for name, a, b in zip("TRN", out32, out16, strict=True):
+        d = (a - b).abs()
+        res[name] = {
+            "max_abs_diff": float(d.max()),
+            "mean_abs_diff": float(d.mean()),
+            "std_float32": float(a.std()),
+            "rank_corr": _rank_corr(a, b),
+        }
+    res["speedup_best"] = min(times["float32"]) / min(times["bfloat16"])
+    res["seconds"] = times
+    return res
+
+
+def compare_pool(model, device, paths: list[str], bs: int, args, common: dict) -> dict:
+    """Each round scores every image as one ``predict`` call per batch (what Celery batch
+    tasks do), once with the preprocessing pool kept between calls and once with
+    workers started per call; the order alternates between rounds."""
+    kept = Predictor(
+        model, device=device, num_workers=args.workers, persistent_workers=True, **common
+    )
+    per_call = Predictor(model, device=device, num_workers=args.workers, **common)
+    for p in (kept, per_call):
+        p.predict(paths[: min(len(paths), bs)], batch_size=bs)  # warm-up; starts the pool
+
+    def run(p: Predictor) -> float:
+        t0 = time.perf_counter()
+        for s in range(0, len(paths), bs):
+            p.predict(paths[s : s + bs], batch_size=bs)
+        return len(paths) / (time.perf_counter() - t0)
+
+    rates: dict[str, list[float]] = {"kept": [], "per_call": []}
+    for k in range(args.rounds):
+        order = [("kept", kept), ("per_call", per_call)]
+        for label, p in order if k % 2 == 0 else order[::-1]:
+            rates[label].append(run(p))
+    kept.close()
+    ratios = [a / b for a, b in zip(rates["kept"], rates["per_call"], strict=True)]
+    return {
+        "batch": bs,
+        "images": len(paths),
+        "kept_img_s": rates["kept"],
+        "per_call_img_s": rates["per_call"],
+        "ratio_per_round": ratios,
+        "ratio_median": float(np.median(ratios)),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cpu")
@@ -97,6 +169,29 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds per batch size")
     ap.add_argument("--skip-serial", action="store_true", help="skip the num_workers=0 runs")
     ap.add_argument("--compare-lfm-order", action="store_true")
+    ap.add_argument(
+        "--persistent",
+        action="store_true",
+        help="the workers' predictor keeps its preprocessing pool between calls",
+    )
+    ap.add_argument(
+        "--split-calls",
+        action="store_true",
+        help="the workers' pipeline as one predict call per batch (as Celery batch tasks make "
+        "them) instead of one call for every image",
+    )
+    ap.add_argument(
+        "--compare-pool",
+        action="store_true",
+        help="only an A/B in one run: one call per batch with the pool kept between calls "
+        "against workers started per call, rounds interleaved (alternating which goes first)",
+    )
+    ap.add_argument(
+        "--compare-precision",
+        action="store_true",
+        help="bfloat16 autocast forward against float32 on the same inputs: score differences "
+        "and speed",
+    )
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args()
 
@@ -137,12 +232,40 @@ def main() -> None:
             f"{'fwd %':>6} {'workers img/s':>14} {'workers':>8} {'vs fwd':>7} {'median':>7} "
             f"{'starved %':>9}"
         )
-        for bs in sizes:
+        for bs in [] if args.compare_pool else sizes:  # --compare-pool: only that A/B
             base.predict_tensors(x_t[:bs], x_r[:bs], batch_size=bs)  # warm-up
             if not args.skip_serial:
                 base.predict(paths[: min(n, 2 * bs)], batch_size=bs)  # warm-up
-            par = Predictor(model, device=device, num_workers=args.workers, **common)
+            par = Predictor(
+                model,
+                device=device,
+                num_workers=args.workers,
+                persistent_workers=args.persistent,
+                **common,
+            )
             par.predict(paths[: min(n, 2 * bs)], batch_size=bs)  # warm-up (compile builds)
+
+            def pipeline(par=par, bs=bs) -> PredictTiming:
+                if not args.split_calls:
+                    par.predict(paths, batch_size=bs)
+                    assert par.last_timing is not None
+                    return par.last_timing
+                t0 = time.perf_counter()
+                parts = []
+                for s in range(0, n, bs):
+                    par.predict(paths[s : s + bs], batch_size=bs)
+                    assert par.last_timing is not None
+                    parts.append(par.last_timing)
+                return PredictTiming(
+                    images=n,
+                    workers=parts[0].workers,
+                    on_device=parts[0].on_device,
+                    wait_s=sum(p.wait_s for p in parts),
+                    prepare_s=sum(p.prepare_s for p in parts),
+                    forward_s=sum(p.forward_s for p in parts),
+                    total_s=time.perf_counter() - t0,
+                )
+
             # interleaved rounds: this machine's speed drifts from minute to minute, so
             # each round times the forward and the pipeline back to back and the share
             # is taken per round (its median is reported, with the best of each)
@@ -157,9 +280,7 @@ def main() -> None:
                     base.predict(paths, batch_size=bs)
                     assert base.last_timing is not None
                     serials.append(base.last_timing)
-                par.predict(paths, batch_size=bs)
-                assert par.last_timing is not None
-                pars.append(par.last_timing)
+                pars.append(pipeline())
             fwd = max(fwds)
             shares = [tw.images_per_s / f for tw, f in zip(pars, fwds, strict=True)]
             row = {"batch": bs, "forward_img_s": fwd, "forward_runs": fwds}
@@ -192,6 +313,7 @@ def main() -> None:
             )
             print(line, flush=True)
             results["rows"].append(row)
+            par.close()
 
         if args.compare_lfm_order:
             diffs, moved = [], []
@@ -213,6 +335,16 @@ def main() -> None:
                 "R_std_random_weights": float(r_def.std()),
             }
             print("lfm_order after_resize vs before_resize:", json.dumps(results["lfm_order"]))
+
+        if args.compare_pool:
+            for bs in sizes:
+                row = compare_pool(model, device, paths, bs, args, common)
+                results.setdefault("pool", []).append(row)
+                print("pool kept vs started per call:", json.dumps(row), flush=True)
+
+        if args.compare_precision:
+            results["precision"] = compare_precision(model, device, x_t, x_r, max(sizes), common)
+            print("bfloat16 autocast vs float32:", json.dumps(results["precision"]))
 
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

@@ -495,7 +495,14 @@ def print_table(measured: list[dict]) -> None:
 # --- Main ------------------------------------------------------------------------------
 
 
+def _exit_on_term(signum, frame) -> None:
+    # `timeout` sends SIGTERM: exit through the cleanup below, so the worker it started
+    # (and the worker's preprocessing pool) does not outlive the benchmark.
+    raise SystemExit(128 + signum)
+
+
 def main() -> int:
+    signal.signal(signal.SIGTERM, _exit_on_term)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--quick", action="store_true", help="a smoke run: 8 JOINT, 48 baseline images, batch 4"

@@ -25,10 +25,12 @@ if [ -n "${QUICK:-}" ]; then
     lfm_args=(--sizes 256x192,512x384 --repeat 1 --batch 2)
     pred_args=(--images 8 --batch-sizes 4 --rounds 1 --skip-serial)
     pred_compile_args=(--images 8 --batch-sizes 4 --rounds 1 --skip-serial)
+    pred_pool_args=(--images 8 --batch-sizes 4 --rounds 1 --skip-serial)
 else
     lfm_args=(--repeat 2 --batch 8)
     pred_args=(--images 256 --batch-sizes 1,8,32,128 --rounds 2)
     pred_compile_args=(--images 256 --batch-sizes 32,128 --rounds 2 --skip-serial)
+    pred_pool_args=(--images 256 --batch-sizes 32 --rounds 2 --skip-serial)
 fi
 
 {
@@ -42,6 +44,7 @@ echo "== JOINT tests (pure torch) =="
     tests/scoring/joint/test_lfm.py tests/scoring/joint/test_predictor.py \
     tests/scoring/joint/test_model.py tests/scoring/joint/test_partition.py \
     tests/scoring/joint/test_preprocess.py tests/scoring/joint/test_baselines.py \
+    tests/scoring/joint/test_pool.py \
     2>&1 | tee "$OUT/tests.log" || status=1
 
 echo "== LFM: torch on $DEVICE against the NumPy/SciPy oracle =="
@@ -49,12 +52,23 @@ echo "== LFM: torch on $DEVICE against the NumPy/SciPy oracle =="
     2>&1 | tee "$OUT/lfm.log" || status=1
 
 echo "== predictor on $DEVICE (eager LFM) =="
-"$PY" bench/bench_predictor.py --device "$DEVICE" "${pred_args[@]}" \
+"$PY" bench/bench_predictor.py --device "$DEVICE" "${pred_args[@]}" --compare-precision \
     --json "$OUT/predictor.json" 2>&1 | tee "$OUT/predictor.log" || status=1
 
 echo "== predictor on $DEVICE (compiled LFM) =="
 "$PY" bench/bench_predictor.py --device "$DEVICE" "${pred_compile_args[@]}" \
     --lfm-backend compile --json "$OUT/predictor_compile.json" \
     2>&1 | tee "$OUT/predictor_compile.log" || status=1
+
+# The platform's shape: one predict call per batch task, the pool kept between them
+# (the target: at least 60% of the bare forward at batch 32), then the same
+# split with a pool started per call, as before the pool.
+echo "== predictor on $DEVICE, one call per batch, pool kept between calls =="
+"$PY" bench/bench_predictor.py --device "$DEVICE" "${pred_pool_args[@]}" --split-calls \
+    --persistent --json "$OUT/predictor_split_pool.json" \
+    2>&1 | tee "$OUT/predictor_split_pool.log" || status=1
+echo "== predictor on $DEVICE, one call per batch, workers started per call =="
+"$PY" bench/bench_predictor.py --device "$DEVICE" "${pred_pool_args[@]}" --split-calls \
+    --json "$OUT/predictor_split.json" 2>&1 | tee "$OUT/predictor_split.log" || status=1
 
 exit $status

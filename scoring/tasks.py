@@ -10,12 +10,13 @@ delivered again; every one of them is idempotent.
 from __future__ import annotations
 
 from celery import shared_task
+from celery.signals import worker_process_init, worker_process_shutdown, worker_shutdown
 from django.db import InterfaceError, OperationalError
 
 from scoring.analyses.services import analysis_run
 from scoring.exports.services import export_job_run
 from scoring.model_scoring.batches import job_fail, job_plan_batches, score_batch_run
-from scoring.model_scoring.model_cache import ModelLoadError
+from scoring.model_scoring.model_cache import ModelLoadError, clear_cache
 
 # Errors worth retrying: the database or broker blinked, not a bug in the input.
 TRANSIENT = (OperationalError, InterfaceError, ConnectionError, TimeoutError)
@@ -84,3 +85,22 @@ def score_batch(self, job_id: int, stimulus_ids: list[int]) -> int:
 )
 def run_export(job_id: int) -> None:
     export_job_run(job_id=job_id)
+
+
+# The worker processes' life cycle of the model cache (here: only workers import this
+# module). JOINT scorers keep a preprocessing pool as long as the process that runs
+# the tasks. A pool process forked from a parent that had loaded models forgets
+# them without touching their workers (the parent's); a pool process that stops, or
+# the main process of a solo/threads worker, shuts its pools down. One killed
+# outright takes its preprocessing workers with it (their parent-death signal).
+
+
+@worker_process_init.connect
+def _forget_inherited_models(sender=None, **kwargs) -> None:
+    clear_cache(close=False)
+
+
+@worker_process_shutdown.connect
+@worker_shutdown.connect
+def _close_preprocessing_pools(sender=None, **kwargs) -> None:
+    clear_cache(close=True)

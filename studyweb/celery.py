@@ -6,6 +6,10 @@ ready and then every ``JOB_TICK_SECONDS``: jobs saved while the broker was down
 are sent once it is back, and running jobs whose last piece of work landed late
 are finished. No beat process is needed; the tick's claims make one send per job
 however many workers tick.
+
+The scoring workers' model cache, and the preprocessing pools its JOINT scorers
+keep, follow the pool processes' life through worker signals connected in
+scoring/tasks.py (studyweb does not import scoring: annotation imports studyweb).
 """
 
 from __future__ import annotations

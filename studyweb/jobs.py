@@ -11,9 +11,12 @@ Life of a job:
    broker does not take it, whatever the Celery client raised, the row is marked
    waiting again and :class:`BrokerUnavailable` names the job; the API answers
    503 with the job, pages a message, commands exit 75 (EX_TEMPFAIL).
-3. :func:`jobs_send_waiting` sends every waiting row of every kind. Workers call
-   it when they start and then every ``JOB_RESEND_SECONDS`` (studyweb.celery), so
-   jobs saved during a broker outage go out once it is back; never a read.
+3. :func:`jobs_tick` runs in every worker when it starts and then every
+   ``JOB_TICK_SECONDS`` (studyweb.celery): it sends every waiting row of every kind
+   (jobs saved during a broker outage go out once it is back; never a read),
+   recounts running jobs whose work is split over several tasks, and sends again
+   the task of such a job that made no progress for :func:`job_stall_seconds`
+   (a task lost with a killed worker).
 4. The worker's task marks the row running, reports progress, then done or
    failed with an error code (and the field it concerns, when there is one).
 
@@ -24,6 +27,7 @@ as Label Studio's ``start_job_async_or_sync`` does.
 from __future__ import annotations
 
 import logging
+import time
 from typing import ClassVar, Self, TypeVar
 
 from django.apps import apps
@@ -223,9 +227,84 @@ def jobs_settle_running() -> int:
     return finished
 
 
+# What this process's tick last saw of each running split job: (kind, pk) -> (done, since).
+_PROGRESS_SEEN: dict[tuple[str, int], tuple[int, float]] = {}
+
+
+def job_stall_seconds() -> float:
+    """How long a running split job may go without progress before its work is sent again.
+
+    ``JOB_STALL_SECONDS`` when set; else the broker's visibility timeout plus one
+    restore sweep: by then every task a dead worker held has been handed back to
+    the queue, if the broker hands it back at all (see :func:`jobs_resend_stalled`).
+    """
+    configured = getattr(settings, "JOB_STALL_SECONDS", None)
+    if configured is not None:
+        return float(configured)
+    options = getattr(settings, "CELERY_BROKER_TRANSPORT_OPTIONS", None) or {}
+    return float(options.get("visibility_timeout", 3600)) + float(
+        options.get("unacked_restore_interval", 60)
+    )
+
+
+def jobs_resend_stalled(now: float | None = None) -> int:
+    """Send again the task of every running split job that made no progress for
+    :func:`job_stall_seconds`; returns how many were sent.
+
+    Why: with acks_late a dead worker's task normally comes back, but not always.
+    Redis hands a message to ``BRPOP`` before the worker records it as unacked, so a
+    worker killed between the two loses it; and a worker killed during its restore
+    sweep leaves kombu's restore mutex held for 5 minutes, so no other worker
+    restores anything until it expires. Either way the job's last batch never runs,
+    ``done`` stays below ``total`` and the recount alone never finishes it. The
+    job's own task plans only the work still missing, and a batch skips what is
+    already written, so a resend of a job that was merely slow costs little.
+    Progress is remembered per worker process; each ticking worker may resend once
+    per stall period.
+    """
+    now = time.monotonic() if now is None else now
+    stall = job_stall_seconds()
+    sent = 0
+    live: set[tuple[str, int]] = set()
+    for model in job_kinds():
+        if model.refresh_progress is Job.refresh_progress:
+            continue
+        for job in model.objects.filter(status=Job.Status.RUNNING):
+            key = (model._meta.label, job.pk)
+            live.add(key)
+            seen = _PROGRESS_SEEN.get(key)
+            if seen is None or seen[0] != job.done:
+                _PROGRESS_SEEN[key] = (job.done, now)
+                continue
+            if now - seen[1] < stall:
+                continue
+            logger.warning(
+                "%s made no progress for %.0f s (%d of %d); sending its task again",
+                job.label,
+                now - seen[1],
+                job.done,
+                job.total,
+            )
+            try:
+                _publish(job)
+            except Exception as exc:  # noqa: BLE001 - any broker error: the next tick tries again
+                logger.warning("%s: resend failed: %s: %s", job.label, type(exc).__name__, exc)
+                continue
+            _PROGRESS_SEEN[key] = (job.done, now)
+            sent += 1
+    for key in set(_PROGRESS_SEEN) - live:
+        del _PROGRESS_SEEN[key]
+    return sent
+
+
 def jobs_tick() -> dict[str, int]:
-    """What workers run periodically: send waiting jobs, settle running ones."""
-    return {"sent": jobs_send_waiting(), "finished": jobs_settle_running()}
+    """What workers run periodically: send waiting jobs, settle running ones, and send
+    again the work of running ones that stalled."""
+    return {
+        "sent": jobs_send_waiting(),
+        "finished": jobs_settle_running(),
+        "resent": jobs_resend_stalled(),
+    }
 
 
 # --- State changes made by the workers' tasks -------------------------------------

@@ -94,9 +94,30 @@ def test_scoring_job_survives_a_killed_worker(broker):
     assert len(counts) == 60 and len(set(counts)) == 60
 
 
+def _session(sid: int) -> dict[int, int]:
+    """The live processes of a session: pid -> parent pid (zombies left out)."""
+    out = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = open(f"/proc/{entry}/stat").read()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if fields[0] != "Z" and int(fields[3]) == sid:
+            out[int(entry)] = int(fields[1])
+    return out
+
+
 @pytest.mark.django_db(transaction=True)
 def test_joint_job_on_a_real_prefork_worker(broker, tmp_path):
-    """JOINT batches start DataLoader workers inside Celery's daemonic pool process."""
+    """JOINT batches run inside Celery's daemonic pool process, whose preprocessing
+    workers outlive one batch; they die with a killed pool process, and a stopped
+    worker leaves no process behind."""
+    import signal
+    import time
+
     from scoring.joint import build_model, save_checkpoint
     from scoring.model_scoring.services import model_version_register, scoring_job_start
     from scoring.models import Prediction, ScoringJob
@@ -104,16 +125,28 @@ def test_joint_job_on_a_real_prefork_worker(broker, tmp_path):
     from tests.factories import StimulusFactory, StudyFactory
 
     study = StudyFactory(slug="joint-worker")
-    StimulusFactory.create_batch(5, study=study)
+    StimulusFactory.create_batch(8, study=study)
     ckpt = tmp_path / "random.pth"
     save_checkpoint(build_model(seed=3), ckpt)
     version = model_version_register(name="joint-rand", kind="joint", checkpoint_path=str(ckpt))
-    with broker_mode(), celery_worker(queues="gpu", name="joint"):
-        job, _ = scoring_job_start(model_version=version, study=study, batch_size=5)
+    with broker_mode(), celery_worker(queues="gpu", name="joint") as worker:
+        job, _ = scoring_job_start(model_version=version, study=study, batch_size=4)  # 2 calls
         finished = wait_for(
             lambda: ScoringJob.objects.filter(pk=job.pk, status__in=["done", "failed"]).first(),
             timeout=240,
         )
-    assert finished.status == "done", finished.error
+        assert finished.status == "done", finished.error
+        procs = _session(worker.pid)
+        pool = [pid for pid, parent in procs.items() if parent == worker.pid]
+        assert len(pool) == 1, procs  # -c 1: one pool process
+        prep = [pid for pid, parent in procs.items() if parent == pool[0]]
+        if (os.cpu_count() or 1) >= 2:  # with one core the predictor runs without workers
+            assert len(prep) == 2, procs  # still there after the last batch
+        os.kill(pool[0], signal.SIGKILL)
+        deadline = time.monotonic() + 2  # they die with it, not at their 5 s check
+        while time.monotonic() < deadline and set(prep) & set(_session(worker.pid)):
+            time.sleep(0.05)
+        assert not set(prep) & set(_session(worker.pid))
+    assert _session(worker.pid) == {}  # the stopped worker left nothing behind
     values = Prediction.objects.filter(model_version=version).values_list("naturalness", flat=True)
-    assert len(values) == 5 and all(v is not None for v in values)
+    assert len(values) == 8 and all(v is not None for v in values)

@@ -174,9 +174,12 @@ class _JointDataset(Dataset):
         return len(self.images)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
+        return self.item(i, self.images[i], self.technical[i])
+
+    def item(self, i: int, image: ImageInput, tech: ImageInput | None) -> dict[str, Any]:
         if self.gate is not None:
             self.gate.wait()
-        rgb = open_image(self.images[i], i)
+        rgb = open_image(image, i)
         item: dict[str, Any] = {"index": i}
         if self.on_device:
             item["rgb"] = _chw(np.asarray(rgb))  # full resolution, uint8
@@ -184,7 +187,6 @@ class _JointDataset(Dataset):
             item["x_r"] = rationality_input(
                 rgb, lfm_order=self.lfm_order, lfm_backend=self.lfm_backend
             )
-        tech = self.technical[i]
         if tech is not None:
             part = open_image(tech, i)
             if self.on_device:
@@ -205,6 +207,87 @@ class _JointDataset(Dataset):
         else:
             item["x_t"] = final_transform(Image.fromarray(part))
         return item
+
+
+class _PoolDataset(_JointDataset):
+    """The dataset of a pool that outlives ``predict`` calls: its workers are forked
+    once with the preprocessing settings, and each call's images travel with the
+    indices, ``(position, image, technical image)``, which the main process hands
+    out (a DataLoader's sampler runs there)."""
+
+    def __init__(self, **settings: Any) -> None:
+        super().__init__([], [], **settings)
+
+    def __getitem__(self, key: Any) -> dict[str, Any]:
+        i, image, tech = key
+        return self.item(i, image, tech)
+
+
+class _CallChunks:
+    """The batch sampler of a pool: the chunks of the current ``predict`` call."""
+
+    def __init__(self) -> None:
+        self.chunks: list[list[tuple[int, ImageInput, ImageInput | None]]] = []
+
+    def __iter__(self):
+        return iter(self.chunks)
+
+    def __len__(self) -> int:
+        return len(self.chunks)
+
+
+def _die_with_parent(_worker_id: int) -> None:
+    """Ask Linux to kill this worker when the process that started it dies.
+
+    DataLoader workers also watch their parent, but only every 5 s; a killed
+    Celery pool process would leave its preprocessing workers running that long
+    (and holding memory and cores). Best effort: no-op where prctl is missing.
+    """
+    try:
+        import ctypes
+        import signal
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+        if os.getppid() == 1:  # the parent died before the call: nobody will signal
+            os._exit(1)
+    except (OSError, AttributeError):
+        pass
+
+
+class _Pool:
+    """A DataLoader with persistent workers, fed one ``predict`` call at a time."""
+
+    def __init__(self, key: tuple, dataset: _PoolDataset, **loader_args: Any) -> None:
+        self.key = key
+        self.dataset = dataset
+        self.sampler = _CallChunks()
+        self.loader = DataLoader(
+            dataset,
+            batch_sampler=self.sampler,
+            persistent_workers=True,
+            worker_init_fn=_die_with_parent,
+            **loader_args,
+        )
+
+    def run(self, images, technical, chunk: int):
+        n = len(images)
+        self.sampler.chunks = [
+            [(i, images[i], technical[i]) for i in range(s, min(s + chunk, n))]
+            for s in range(0, n, chunk)
+        ]
+        return iter(self.loader)  # the first call starts the workers, later ones reuse them
+
+    def pids(self) -> list[int]:
+        it = getattr(self.loader, "_iterator", None)
+        return [w.pid for w in getattr(it, "_workers", [])]
+
+    def close(self) -> None:
+        it = getattr(self.loader, "_iterator", None)
+        if it is not None:
+            it._shutdown_workers()  # joins them (terminates what does not exit)
+            self.loader._iterator = None
+        self.sampler.chunks = []
 
 
 def _collate(items: list[dict[str, Any]]) -> dict[str, list[Any]]:
@@ -245,7 +328,10 @@ class Predictor:
     ``preprocess_on_device`` (None: True on CUDA, and on CPU with the compiled
     LFM; False on CPU with the eager one); ``tf32``
     (False: cuDNN runs without TF32 and deterministically, for scores that
-    match the CPU's; True is faster on recent GPUs).
+    match the CPU's; True is faster on recent GPUs); ``persistent_workers``
+    (keep the preprocessing workers between ``predict`` calls instead of
+    starting and stopping them in each; :meth:`close` stops them, as does the
+    end of the process, and they die with it when it is killed).
     """
 
     def __init__(
@@ -262,6 +348,7 @@ class Predictor:
         lfm_backend: str = "eager",
         preprocess_on_device: bool | None = None,
         tf32: bool = False,
+        persistent_workers: bool = False,
     ) -> None:
         if lfm_order not in ("before_resize", "after_resize"):
             raise ValueError(f"lfm_order must be 'before_resize' or 'after_resize': {lfm_order!r}")
@@ -277,6 +364,8 @@ class Predictor:
         self.lfm_backend = lfm_backend
         self.preprocess_on_device = preprocess_on_device
         self.tf32 = tf32
+        self.persistent_workers = persistent_workers
+        self._pool: _Pool | None = None
         self.last_timing: PredictTiming | None = None
         if artifact_model is not None and not isinstance(artifact_model, ArtifactModel):
             artifact_model = ArtifactModel(Path(artifact_model), device=self.device)
@@ -448,36 +537,49 @@ class Predictor:
             return []
         bs = batch_size or self.batch_size
         on_device = self._preprocess_on_device()
-        workers = _auto_workers(len(images)) if self.num_workers is None else self.num_workers
-        gate = self._worker_gate(workers)
-        dataset = _JointDataset(
-            images,
-            technical,
+        if self.num_workers is not None:
+            workers = self.num_workers
+        elif self.persistent_workers:
+            # sized for the batches, not this call: the pool serves the calls to come
+            workers = _auto_workers(max(len(images), bs))
+        else:
+            workers = _auto_workers(len(images))
+        # A DataLoader hands whole batches to workers: with model-sized batches only
+        # len(images) / batch_size workers would be busy. Workers load small chunks
+        # (a divisor of the batch size) and the main process regroups them.
+        chunk = _loader_chunk(bs, workers)
+        prefetch = max(2, bs // chunk // max(workers, 1) + 1) if workers > 0 else None
+        settings: dict[str, Any] = dict(
             on_device=on_device,
             artifact=self.artifact_model,
             lfm_order=self.lfm_order,
             lfm_backend=self.lfm_backend,
             seed=self.seed,
-            gate=gate,
         )
-        # A DataLoader hands whole batches to workers: with model-sized batches only
-        # len(images) / batch_size workers would be busy. Workers load small chunks
-        # (a divisor of the batch size) and the main process regroups them.
-        chunk = _loader_chunk(bs, workers)
-        loader = DataLoader(
-            dataset,
-            batch_size=chunk,
-            shuffle=False,
+        loader_args: dict[str, Any] = dict(
             num_workers=workers,
             collate_fn=_collate_marking_pal,
             pin_memory=self.device.type == "cuda",
-            prefetch_factor=max(2, bs // chunk // max(workers, 1) + 1) if workers > 0 else None,
+            prefetch_factor=prefetch,
         )
+        start = time.perf_counter()  # worker start-up counts: it is part of the call
+        if self.persistent_workers and workers > 0:
+            gate_wanted = self._worker_gate(workers) is not None
+            key = (workers, prefetch, on_device, self.device.type, gate_wanted, *settings.values())
+            if self._pool is None or self._pool.key != key:
+                self.close()
+                gate = self._worker_gate(workers)
+                self._pool = _Pool(key, _PoolDataset(gate=gate, **settings), **loader_args)
+            gate = self._pool.dataset.gate
+            chunks = self._pool.run(images, technical, chunk)
+        else:
+            gate = self._worker_gate(workers)
+            dataset = _JointDataset(images, technical, gate=gate, **settings)
+            loader = DataLoader(dataset, batch_size=chunk, shuffle=False, **loader_args)
+            chunks = iter(loader)
         label = self.artifact_model.label if self.artifact_model is not None else NO_ARTIFACT_MAP
         results: list[JointResult] = []
         timing = PredictTiming(images=len(images), workers=workers, on_device=on_device)
-        start = time.perf_counter()
-        chunks = iter(loader)
         done = False
         # The first forward runs on the first chunk alone: the model would otherwise sit
         # idle until the workers had filled a whole batch (on 2 CPU cores, 12% of a
@@ -524,6 +626,22 @@ class Predictor:
         timing.total_s = time.perf_counter() - start
         self.last_timing = timing
         return results
+
+    def pool_pids(self) -> list[int]:
+        """The process ids of the preprocessing pool's workers (empty when none runs)."""
+        return self._pool.pids() if self._pool is not None else []
+
+    def close(self) -> None:
+        """Stop the preprocessing pool's workers (a later ``predict`` starts new ones)."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
+
+    def __enter__(self) -> Predictor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def _sync(self) -> None:
         if self.device.type == "cuda":

@@ -6,8 +6,10 @@ stimuli into batches and sends one ``score_batch`` each; a batch
 (:func:`score_batch_run`) loads the model once per worker process
 (:mod:`scoring.model_scoring.model_cache`), predicts, upserts one Prediction per
 (model version, stimulus) and recounts the job's progress. Batches are
-idempotent: a batch redelivered after a worker died writes the same rows again,
-never duplicates.
+idempotent: a batch redelivered after a worker died skips the stimuli already
+written and never duplicates a row; the job layer's tick sends ``score_job``
+again for a running job that stalled (a task lost with a killed worker), which
+plans only the stimuli still missing.
 """
 
 from __future__ import annotations
@@ -27,17 +29,22 @@ def job_plan_batches(*, job_id: int) -> list[list[int]]:
     if job.status not in ScoringJob.ACTIVE:
         return []
     ids = list(job_stimuli(job.study).order_by("pk").values_list("pk", flat=True))
-    if not job.force:
-        done = set(
-            Prediction.objects.filter(
-                model_version=job.model_version, stimulus_id__in=ids
-            ).values_list("stimulus_id", flat=True)
-        )
-        ids = [i for i in ids if i not in done]
+    # Planned again when the job layer resends a stalled job: only what is missing.
+    done = _already_scored(job, ids)
+    ids = [i for i in ids if i not in done]
     jobs.job_mark_running(ScoringJob, job.pk, worker_host=socket.gethostname()[:200])
     job.refresh_progress()
     size = job.batch_size
     return [ids[i : i + size] for i in range(0, len(ids), size)]
+
+
+def _already_scored(job: ScoringJob, ids: list[int]) -> set[int]:
+    """The stimuli among ``ids`` that need no new prediction for this job: any
+    prediction of the model version, or with ``force`` one written by this job."""
+    predictions = Prediction.objects.filter(model_version=job.model_version, stimulus_id__in=ids)
+    if job.force:
+        predictions = predictions.filter(job=job)
+    return set(predictions.values_list("stimulus_id", flat=True))
 
 
 def _image_input(stimulus: Stimulus):
@@ -59,8 +66,13 @@ def score_batch_run(*, job_id: int, stimulus_ids: Iterable[int]) -> int:
     job = ScoringJob.objects.select_related("model_version").get(pk=job_id)
     if job.status not in ScoringJob.ACTIVE:
         return 0  # cancelled or already finished: drop the batch
-    stimuli = list(Stimulus.objects.filter(pk__in=list(stimulus_ids)).order_by("pk"))
+    ids = list(stimulus_ids)
+    # A batch sent twice (redelivered, or its job resent after a stall) skips what is
+    # written; it still recounts, so the job finishes even when nothing is left to do.
+    done = _already_scored(job, ids)
+    stimuli = list(Stimulus.objects.filter(pk__in=[i for i in ids if i not in done]).order_by("pk"))
     if not stimuli:
+        job.refresh_progress()
         return 0
     scorer = load_scorer(job.model_version)
     with child_processes_allowed():  # a Celery pool process is daemonic

@@ -73,6 +73,9 @@ def _build(version: ModelVersion, device: str | None):
         lfm_order=options.get("lfm_order", "before_resize"),
         lfm_backend=options.get("lfm_backend", "eager"),
         seed=int(options.get("seed", 0)),
+        # The preprocessing workers outlive one batch (one predict call): the worker
+        # process keeps this predictor, so each batch no longer starts and stops them.
+        persistent_workers=True,
     )
 
 
@@ -133,6 +136,14 @@ def child_processes_allowed():
         config["daemon"] = True
 
 
-def clear_cache() -> None:
+def clear_cache(*, close: bool = True) -> None:
+    """Forget every loaded scorer; ``close``: also stop their preprocessing pools
+    (False in a forked child, whose inherited pools belong to the parent)."""
     with _LOCK:
+        scorers = list(_CACHE.values())
         _CACHE.clear()
+    if close:
+        for scorer in scorers:
+            closer = getattr(scorer, "close", None)
+            if closer is not None:
+                closer()

@@ -90,7 +90,9 @@ class ScoringJob(Job):
         Batches call it after each write; the job layer's periodic tick calls it
         for running jobs too, because a batch of a killed worker's orphaned pool
         process can commit after the last batch counted, and then nothing else
-        would finish the job.
+        would finish the job. A batch whose task was lost with a killed worker is
+        never counted here; the tick sends the job again once it stalls
+        (studyweb.jobs.jobs_resend_stalled).
         """
         predictions = Prediction.objects.filter(
             model_version_id=self.model_version_id,

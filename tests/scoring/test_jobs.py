@@ -169,3 +169,92 @@ def test_score_study_command(study, sharpness, django_capture_on_commit_callback
         call_command("score_study", "score", "--model-version", "nope", stdout=io.StringIO())
     with pytest.raises(CommandError, match="no study"):
         call_command("score_study", "nope", "--model-version", "sharpness", stdout=io.StringIO())
+
+
+def _running_job(study, version, batch_size=2):
+    from scoring.model_scoring.batches import job_plan_batches
+
+    job, _ = scoring_job_start(
+        model_version=version, study=study, batch_size=batch_size, enqueue=False
+    )
+    return job, job_plan_batches(job_id=job.pk)
+
+
+def test_a_job_whose_batch_was_lost_is_sent_again_after_the_stall(
+    study, sharpness, settings, monkeypatch
+):
+    """A batch task lost with a killed worker: the recount alone leaves the job running;
+    the tick sends the job's task again once it made no progress for the stall period,
+    and only the missing stimuli are scored."""
+    from scoring.model_scoring.batches import score_batch_run
+    from studyweb import jobs
+
+    monkeypatch.setattr(jobs, "_PROGRESS_SEEN", {})
+    settings.JOB_STALL_SECONDS = 60
+    job, batches = _running_job(study, sharpness)
+    assert [len(b) for b in batches] == [2, 2, 1]
+    score_batch_run(job_id=job.pk, stimulus_ids=batches[0])
+    score_batch_run(job_id=job.pk, stimulus_ids=batches[2])  # batches[1] is lost
+    written = dict(
+        Prediction.objects.filter(model_version=sharpness).values_list("stimulus_id", "created_at")
+    )
+    assert jobs.jobs_settle_running() == 0
+    assert jobs.jobs_resend_stalled(now=1000.0) == 0  # first sight: progress 3 of 5
+    assert jobs.jobs_resend_stalled(now=1059.0) == 0  # not stalled long enough
+    job.refresh_from_db()
+    assert job.status == "running" and job.done == 3
+    assert jobs.jobs_resend_stalled(now=1061.0) == 1  # eager: the resend runs in-process
+    job.refresh_from_db()
+    assert job.status == "done" and job.done == job.total == 5
+    after = dict(
+        Prediction.objects.filter(model_version=sharpness).values_list("stimulus_id", "created_at")
+    )
+    assert len(after) == 5 and set(batches[1]) == set(after) - set(written)
+    assert all(after[i] == written[i] for i in written)  # not scored again
+    assert jobs.jobs_resend_stalled(now=5000.0) == 0  # finished jobs are forgotten
+    assert jobs._PROGRESS_SEEN == {}
+
+
+def test_progress_restarts_the_stall_clock(study, sharpness, settings, monkeypatch):
+    from scoring.model_scoring.batches import score_batch_run
+    from studyweb import jobs
+
+    monkeypatch.setattr(jobs, "_PROGRESS_SEEN", {})
+    settings.JOB_STALL_SECONDS = 60
+    job, batches = _running_job(study, sharpness)
+    sent = []
+    monkeypatch.setattr(jobs, "_publish", lambda j: sent.append(j.pk))
+    assert jobs.jobs_resend_stalled(now=0.0) == 0
+    score_batch_run(job_id=job.pk, stimulus_ids=batches[0])
+    assert jobs.jobs_resend_stalled(now=61.0) == 0  # moved since last seen
+    assert jobs.jobs_resend_stalled(now=120.0) == 0
+    assert jobs.jobs_resend_stalled(now=122.0) == 1 and sent == [job.pk]
+    assert jobs.jobs_resend_stalled(now=150.0) == 0  # one resend per stall period
+
+
+def test_a_batch_sent_twice_skips_what_is_written_and_still_finishes(study, sharpness):
+    from scoring.model_scoring.batches import score_batch_run
+
+    job, batches = _running_job(study, sharpness, batch_size=5)
+    assert score_batch_run(job_id=job.pk, stimulus_ids=batches[0]) == 5
+    job.refresh_from_db()
+    assert job.status == "done"
+    ScoringJob.objects.filter(pk=job.pk).update(status="running")  # as if the count was lost
+    assert score_batch_run(job_id=job.pk, stimulus_ids=batches[0]) == 0
+    job.refresh_from_db()
+    assert job.status == "done" and job.done == 5
+
+
+def test_a_forced_job_planned_again_plans_only_what_it_has_not_written(study, sharpness):
+    from scoring.model_scoring.batches import job_plan_batches, score_batch_run
+
+    first, batches = _running_job(study, sharpness, batch_size=5)
+    score_batch_run(job_id=first.pk, stimulus_ids=batches[0])
+    forced, _ = scoring_job_start(
+        model_version=sharpness, study=study, force=True, batch_size=2, enqueue=False
+    )
+    plan = job_plan_batches(job_id=forced.pk)
+    assert sum(len(b) for b in plan) == 5  # force: everything, though all are predicted
+    score_batch_run(job_id=forced.pk, stimulus_ids=plan[0])
+    again = job_plan_batches(job_id=forced.pk)
+    assert sorted(i for b in again for i in b) == sorted(i for b in plan[1:] for i in b)
