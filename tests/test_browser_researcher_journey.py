@@ -195,7 +195,8 @@ def test_from_an_empty_account_to_a_downloaded_mos_dataset(
     omar.set_default_timeout(15_000)
     sign_in(omar, base, "omar")
     assert "street-scenes" not in omar.content()
-    assert omar.goto(f"{base}/studies/street-scenes/").status == 403
+    # 404 alike for a missing study and another researcher's (nothing says it exists).
+    assert omar.goto(f"{base}/studies/street-scenes/").status == 404
 
     page.click("#study-nav-sharing")
     page.fill("#id_username", "omar")

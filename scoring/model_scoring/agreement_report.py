@@ -90,11 +90,23 @@ def _plain(column: str) -> str:
     return column.removesuffix("_pred").removesuffix("_mos")
 
 
-def _rows(table: pd.DataFrame) -> list[dict]:
+def _rows(table: pd.DataFrame, frame: pd.DataFrame, group: str | None = None) -> list[dict]:
     rows = [{k: _clean(v) for k, v in row.items()} for row in table.to_dict("records")]
     for row in rows:
         # "technical_pred" vs "technical_mos" reads as "technical / technical MOS".
         row["label"] = f"{_plain(row['prediction'])} / {_plain(row['mos'])} MOS"
+        # Whether PLCC after the fit can be read, with the raw PLCC to read instead.
+        part = frame if group is None else frame[frame[group] == row[group]]
+        params = [row.get(b) for b in ("b1", "b2", "b3", "b4")]
+        check = agreement.fit_check(
+            part[row["prediction"]],
+            part[row["mos"]],
+            params if all(p is not None for p in params) else None,
+            row.get("srcc"),
+            row.get("plcc"),
+        )
+        row["plcc_raw"] = _clean(check["plcc_raw"])
+        row["degenerate"] = check["degenerate"]
     return rows
 
 
@@ -120,7 +132,7 @@ def agreement_report(
         .first()
     )
     stamp = latest.timestamp() if latest else 0
-    key = f"agreement:v2:{study.pk}:{version.pk}:{analysis.pk}:{stamp}:{n_boot}:{group_boot}:{seed}"
+    key = f"agreement:v3:{study.pk}:{version.pk}:{analysis.pk}:{stamp}:{n_boot}:{group_boot}:{seed}"
     cached = cache.get(key)
     if cached is not None:
         return cached
@@ -132,12 +144,21 @@ def agreement_report(
         "analysis": analysis.pk,
         "analysis_method": analysis.method,
         "n": int(len(frame)),
-        "pairs": _rows(overall),
+        # Images with a naturalness prediction and an overall MOS (the main pair): the
+        # others (no MOS, e.g. every rater of theirs rejected) are said once, not per row.
+        "n_both": int(frame[["naturalness", "overall"]].notna().all(axis=1).sum())
+        if "overall" in frame
+        else 0,
+        "pairs": _rows(overall, frame),
         "by_generator": _rows(
-            agreement.agreement_table(frame, PAIRS, "generator", n_boot=group_boot, seed=seed)
+            agreement.agreement_table(frame, PAIRS, "generator", n_boot=group_boot, seed=seed),
+            frame,
+            "generator",
         ),
         "by_task": _rows(
-            agreement.agreement_table(frame, PAIRS, "task", n_boot=group_boot, seed=seed)
+            agreement.agreement_table(frame, PAIRS, "task", n_boot=group_boot, seed=seed),
+            frame,
+            "task",
         ),
         "points": [
             {**p, "stimulus_id": int(p["stimulus_id"])}

@@ -551,6 +551,41 @@ def agreement(pred: Any, mos: Any, *, n_boot: int = 1000, seed: int | None = 0) 
     )
 
 
+#: A logistic whose rise (8 |b4|, about 2% to 98% of its range) spans less than
+#: this share of the predictions' range is nearly a step: PLCC then rests on
+#: which side of the step a few images fall.
+STEP_SHARE = 0.02
+
+
+def fit_check(
+    pred: Any, mos: Any, params: Sequence[float] | None, srcc: float | None, plcc: float | None
+) -> dict[str, Any]:
+    """Whether a logistic fit's PLCC can be read: ``{"plcc_raw": Pearson r on the raw
+    predictions (NaN when undefined), "degenerate": reason or ""}``.
+
+    Degenerate: the logistic is nearly a step (:data:`STEP_SHARE`), or PLCC after
+    the fit has another sign than SRCC (the fit found a trend the ranks do not
+    show). Without a fit (``params`` None) nothing is degenerate. Pairs with a
+    non-finite side are dropped, as :func:`agreement` drops them.
+    """
+    x = np.asarray(pred, dtype=float)
+    y = np.asarray(mos, dtype=float)
+    keep = np.isfinite(x) & np.isfinite(y)
+    x, y = x[keep], y[keep]
+    plcc_raw = math.nan
+    if len(x) >= 2 and np.ptp(x) > 0 and np.ptp(y) > 0:
+        plcc_raw = float(stats.pearsonr(x, y).statistic)
+    reasons = []
+    if params is not None and all(p is not None and math.isfinite(p) for p in params):
+        span = float(np.ptp(x)) if len(x) else 0.0
+        if span > 0 and 8 * abs(float(params[3])) < STEP_SHARE * span:
+            reasons.append("the logistic is nearly a step")
+        finite = [v is not None and math.isfinite(v) for v in (srcc, plcc)]
+        if all(finite) and srcc and plcc and (srcc > 0) != (plcc > 0):
+            reasons.append("PLCC after the fit has another sign than SRCC")
+    return {"plcc_raw": plcc_raw, "degenerate": " and ".join(reasons)}
+
+
 TABLE_COLUMNS = [
     "prediction",
     "mos",

@@ -188,7 +188,7 @@ def mos_per_stimulus(
     x = {
         "field": "rank",
         "type": "quantitative",
-        "title": "images, sorted by MOS (rank)",
+        "title": "images, sorted by MOS",
         "scale": {"domain": [0, max(1, len(data)) + 1], "nice": False},
         "axis": {"tickMinStep": 1, "format": "d"},
     }
@@ -244,6 +244,19 @@ def histogram_bins(values: Sequence[float], lo: float, hi: float, bins: int = 20
     ]
 
 
+def nice_count_scale(tallest: int, ticks: int = 4) -> tuple[int, int]:
+    """The top of a count axis and its tick step: a 1-2-5 step giving at most
+    ``ticks`` intervals, the top the first tick at or above ``tallest`` (so the
+    tallest bar never ends the axis unlabelled)."""
+    step = 1
+    while True:
+        for factor in (1, 2, 5):
+            candidate = step * factor
+            if math.ceil(max(tallest, 1) / candidate) <= ticks:
+                return candidate * math.ceil(max(tallest, 1) / candidate), candidate
+        step *= 10
+
+
 def mos_histogram(
     bins: Sequence[Mapping[str, Any]], *, dimension: str, mean: float | None, n: int
 ) -> Spec:
@@ -253,8 +266,9 @@ def mos_histogram(
         f"MOS histogram of {dimension}: {n} images, mean {mean_text}",
         height=140,
         title=dimension,
-        subtitle=f"n = {n}, mean {mean_text}",
+        subtitle=f"n = {n}; dashed line: mean {mean_text}",
     )
+    top, step = nice_count_scale(max((int(b["count"]) for b in bins), default=0))
     x = {
         "field": "lo",
         "type": "quantitative",
@@ -269,7 +283,14 @@ def mos_histogram(
             "encoding": {
                 "x": x,
                 "x2": {"field": "hi"},
-                "y": {"field": "count", "type": "quantitative", "title": "images"},
+                "y": {
+                    "field": "count",
+                    "type": "quantitative",
+                    "title": "images",
+                    # Whole counts up to a labelled tick above the tallest bar.
+                    "scale": {"domain": [0, top], "nice": False},
+                    "axis": {"values": list(range(0, top + 1, step)), "format": "d"},
+                },
                 "tooltip": [
                     {"field": "lo", "type": "quantitative", "title": "from", "format": ".3~f"},
                     {"field": "hi", "type": "quantitative", "title": "to", "format": ".3~f"},
@@ -310,6 +331,9 @@ def rater_bias(raters: Sequence[Mapping[str, Any]], *, method: str, dimension: s
             "n": int(r.get("n") or 0),
             "status": "rejected" if r.get("rejected") else "kept",
             "reason": str(r.get("reason") or "") or "–",
+            # What score was compared with: the MOS, or (for a rater whose images all
+            # lost their MOS) the mean of all the images' raters.
+            "against": str(r.get("reference") or "") or "MOS",
         }
         for r in raters
     ]
@@ -366,6 +390,7 @@ def rater_bias(raters: Sequence[Mapping[str, Any]], *, method: str, dimension: s
                         {"field": "n", "type": "quantitative", "title": f"n ({dimension})"},
                         {"field": "bias", "type": "quantitative", "format": ".3~f"},
                         {"field": "inconsistency", "type": "quantitative", "format": ".3~f"},
+                        {"field": "against", "title": "score minus"},
                         {"field": "reason", "title": "reason"},
                     ],
                 },

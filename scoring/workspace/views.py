@@ -15,7 +15,11 @@ from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
 from annotation.models import Rater, Study
-from annotation.permissions import can_edit_study, can_view_study, visible_studies
+from annotation.permissions import (
+    can_edit_study,
+    visible_studies,
+    visible_study_or_404,
+)
 from annotation.studies import (
     TRANSITIONS,
     StudyRuleError,
@@ -37,10 +41,8 @@ from studyweb.jobs import BrokerUnavailable
 
 
 def _study_for(request: HttpRequest, slug: str) -> Study:
-    study = get_object_or_404(Study, slug=slug)
-    if not can_view_study(request.user, study):
-        raise PermissionDenied("this study is not yours")
-    return study
+    # 404 alike for a missing study and another researcher's.
+    return visible_study_or_404(request.user, slug)
 
 
 def _study_to_change(request: HttpRequest, slug: str) -> Study:
@@ -69,11 +71,22 @@ STATUS_DONE: dict[str, str] = {
 }
 
 
+#: What pausing or closing does, asked before it is done (static/js/confirm.js).
+STATUS_CONFIRM: dict[str, str] = {
+    Study.Status.PAUSED: "Pause the study? It stops taking raters until you resume it.",
+    Study.Status.CLOSED: "Close the study? It stops taking raters until you reopen it.",
+}
+
+
 def status_actions(study: Study) -> list[dict[str, str]]:
     """The status changes allowed from the study's current status, as buttons."""
     allowed = TRANSITIONS[study.status]
     return [
-        {"status": target, "label": labels.get(study.status, STATUS_VERBS[target])}
+        {
+            "status": target,
+            "label": labels.get(study.status, STATUS_VERBS[target]),
+            "confirm": STATUS_CONFIRM.get(target, ""),
+        }
         for target, labels in STATUS_BUTTONS
         if target in allowed
     ]
@@ -93,13 +106,21 @@ def study_detail(request: HttpRequest, slug: str) -> HttpResponse:
     study = _study_for(request, slug)
     analysis = dashboard.chosen_analysis(study, _int_or_none(request.GET.get("analysis")))
     results = (
-        dashboard.analysis_results(analysis, request.GET.get("dimension")) if analysis else None
+        dashboard.analysis_results(
+            analysis,
+            request.GET.get("dimension"),
+            sort=request.GET.get("sort"),
+            show_all=request.GET.get("all") == "1",
+        )
+        if analysis
+        else None
     )
     formats = list(FORMATS.values())
     context = {
         "study": study,
         "here": "overview",
         "progress": dashboard.study_progress(study),
+        "protocol": dashboard.protocol_summary(study),
         "links": dashboard.crowd_links(study, request.build_absolute_uri("/")),
         "raters": Rater.objects.filter(study=study)
         .exclude(source=Rater.Source.PILOT)
@@ -183,7 +204,8 @@ def study_edit(request: HttpRequest, slug: str) -> HttpResponse:
             names = ", ".join(str(form[name].label).lower() for name in changes)
             messages.success(request, f"Saved: {names}.")
             return redirect("scoring:study-detail", slug=study.slug)
-    context = {"form": form, "mode": "edit", "study": study}
+    # The study header and its nav, with Settings as the current page.
+    context = {"form": form, "mode": "edit", "study": study, "here": "settings", "can_edit": True}
     return render(request, "workspace/study_form.html", context)
 
 
@@ -302,6 +324,11 @@ def agreement_dashboard(request: HttpRequest, slug: str) -> HttpResponse:
                     by_task=dashboard.agreement_rows(report["by_task"]),
                     figures=dashboard.agreement_figures(report),
                 )
+                # Said once above the tables, not under every row.
+                panel["no_mos"] = report["n"] - report.get("n_both", report["n"])
+                panel["resample_notes"] = [
+                    (r["label"], note) for r in panel["pairs"] for note in r["resample_notes"]
+                ]
         panels.append(panel)
     context = {
         "study": study,

@@ -70,10 +70,10 @@ def test_blurred_images_are_less_sharp_and_worse_rated(scored):
     assert max(p.naturalness for p in blur) < max(p.naturalness for p in clean)
 
 
-def test_dashboard_for_owner_admin_and_403_for_others(client, scored, researcher_b, admin_user):
+def test_dashboard_for_owner_admin_and_404_for_others(client, scored, researcher_b, admin_user):
     url = reverse("scoring:agreement", args=[scored.slug]) + "?v=sharpness&v=luminance"
     client.force_login(researcher_b)
-    assert client.get(url).status_code == 403
+    assert client.get(url).status_code == 404  # as a missing study: no existence oracle
     client.logout()
     assert client.get(url).status_code == 302  # to the login page
     client.force_login(scored.owner)

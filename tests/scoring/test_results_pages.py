@@ -175,7 +175,15 @@ def test_rejected_raters_show_the_n_their_reason_uses(client, analysed):
         assert " ".join(cells[3]) == f"{n} on each of 13 dimensions"
         assert str(r.n) not in cells[2]
         assert cells[4] == [str(round(r.p))] and cells[5] == [str(round(r.q))]  # counts
-        assert html.escape(r.reason) in row
+        # The reason, its numbers at 3 significant digits, each clause unbroken.
+        reason_cell = re.findall(r'<td class="text reason">(.*?)</td>', row, re.S)[0]
+        spans = re.findall(r'<span class="nowrap">(.*?)</span>', reason_cell)
+        text = html.unescape(" ".join(spans))
+        assert text.replace(" and", " and") == re.sub(
+            r"\d+\.\d+", lambda m: format(float(m.group(0)), ".3g"), r.reason
+        )
+        assert any(s.startswith("|P-Q|/(P+Q) = ") for s in map(html.unescape, spans))
+        assert not re.search(r"\d\.\d{4}", text)  # 0.2778 -> 0.278
 
 
 def test_raw_ratings_download_before_any_analysis(client):
@@ -266,7 +274,7 @@ def test_a_queued_analysis_says_queued_and_its_status_is_live(client, analysed, 
 def test_another_researcher_gets_no_status(client, analysed):
     study, _ = analysed
     client.force_login(UserFactory(username="stranger"))
-    assert client.get(reverse("scoring:jobs-json", args=[study.slug])).status_code == 403
+    assert client.get(reverse("scoring:jobs-json", args=[study.slug])).status_code == 404
 
 
 # --- the agreement page ------------------------------------------------------------------
@@ -385,4 +393,4 @@ def test_agreement_csv_keeps_full_precision(client, predicted):
     assert {r["scope"] for r in rows} == {"overall", "generator", "task"}
     assert all(r["group"] for r in rows if r["scope"] != "overall")
     client.force_login(UserFactory(username="nosy"))
-    assert client.get(url).status_code == 403
+    assert client.get(url).status_code == 404
