@@ -20,13 +20,14 @@ from rest_framework.response import Response
 
 from annotation import protocol as proto
 from annotation.importing import ImportAborted, stimuli_import
-from annotation.models import PLATFORM_CHOICES, Stimulus, Study
+from annotation.models import PLATFORM_CHOICES, WHEN_COMPLETE_CHOICES, Stimulus, Study, StudyOutcome
 from annotation.permissions import (
     can_edit_study,
     can_share_study,
     can_view_study,
     share_level,
     visible_studies,
+    visible_study_or_404,
 )
 from annotation.selectors import study_progress
 from annotation.studies import study_create, study_delete, study_set_status, study_update
@@ -42,6 +43,32 @@ class FiniteFloatField(serializers.FloatField):
         if not math.isfinite(value):
             self.fail("not_finite")
         return value
+
+
+# PostgreSQL's 4-byte integer (PositiveIntegerField): psycopg wraps a larger value
+# silently (4294967301 was stored as 5), so every such field is bounded here.
+INT4_MAX = 2**31 - 1
+
+
+class VisibleStudyField(serializers.SlugRelatedField):
+    """A study named by slug, among those the caller may see: another researcher's
+    study answers exactly as a missing one (no existence oracle)."""
+
+    default_error_messages = {
+        "does_not_exist": "no such study",
+        "invalid": "no such study",
+    }
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("slug_field", "slug")
+        kwargs.setdefault("queryset", Study.objects.all())
+        super().__init__(**kwargs)
+
+    def get_queryset(self):
+        request = self.context.get("request")
+        if request is None or not getattr(request, "user", None):
+            return Study.objects.none()
+        return visible_studies(request.user)
 
 
 class IsResearcher(BasePermission):
@@ -69,13 +96,28 @@ class StudyAccess(BasePermission):
         return can_edit_study(request.user, obj)
 
 
+class StudyOutcomeSerializer(serializers.Serializer):
+    """One outcome row; checked in full by the service (annotation.studies.outcomes_clean)."""
+
+    kind = serializers.ChoiceField(choices=StudyOutcome.Kind.values)
+    platform = serializers.ChoiceField(
+        choices=["", *(key for key, _ in PLATFORM_CHOICES)], required=False, default=""
+    )
+    code = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
+    redirect_url = serializers.URLField(
+        max_length=200, required=False, allow_blank=True, default=""
+    )
+
+
 class StudySerializer(serializers.ModelSerializer):
     owner = serializers.CharField(source="owner.username", read_only=True)
     protocol = serializers.ChoiceField(choices=list(proto.PRESETS), default="agin")
     scale = serializers.ChoiceField(choices=list(proto.SCALES), default="continuous")
     ratings_per_stimulus = serializers.IntegerField(min_value=1, max_value=1000, default=15)
     session_size = serializers.IntegerField(min_value=1, max_value=10000, default=50)
-    max_items_per_rater = serializers.IntegerField(min_value=1, required=False, allow_null=True)
+    max_items_per_rater = serializers.IntegerField(
+        min_value=1, max_value=INT4_MAX, required=False, allow_null=True
+    )
     gold_rate = FiniteFloatField(min_value=0.0, max_value=0.5, default=0.1)
     gold_fail_limit = serializers.IntegerField(min_value=0, max_value=100, default=2)
     min_view_seconds = FiniteFloatField(min_value=0.0, max_value=600.0, default=3.0)
@@ -86,6 +128,28 @@ class StudySerializer(serializers.ModelSerializer):
         allow_empty=False,
         required=False,
         help_text="Links the study accepts (default: all of prolific, mturk, anonymous).",
+    )
+    min_session_items = serializers.IntegerField(
+        min_value=1,
+        max_value=10000,
+        required=False,
+        allow_null=True,
+        help_text="Fewest items a rater is admitted for near the end; null: full sessions only.",
+    )
+    when_complete = serializers.ChoiceField(
+        choices=[k for k, _ in WHEN_COMPLETE_CHOICES],
+        required=False,
+        help_text="What the study does by itself once every test image has its K ratings.",
+    )
+    outcomes = StudyOutcomeSerializer(
+        many=True,
+        required=False,
+        help_text=(
+            "Codes and redirects per outcome (completed, screened_out, no_work) and crowd "
+            "platform (empty: every platform). Sent rows are set by (kind, platform), "
+            "others kept; a row with neither code nor URL removes it. Without a completed "
+            "row, completion_code and completion_url apply."
+        ),
     )
     rater_url = serializers.SerializerMethodField()
     access = serializers.SerializerMethodField(
@@ -115,11 +179,22 @@ class StudySerializer(serializers.ModelSerializer):
             "completion_code",
             "completion_url",
             "platforms",
+            "min_session_items",
+            "when_complete",
+            "outcomes",
+            "status_note",
             "created_at",
             "rater_url",
             "access",
         ]
-        read_only_fields = ["owner", "status", "created_at", "rater_url", "access"]
+        read_only_fields = [
+            "owner",
+            "status",
+            "status_note",
+            "created_at",
+            "rater_url",
+            "access",
+        ]
 
     def validate_platforms(self, value: list[str]) -> list[str]:
         if len(set(value)) != len(value):
@@ -252,13 +327,7 @@ class StimulusViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
     parser_classes = [MultiPartParser, FormParser]
 
     def _study(self) -> Study:
-        study = get_object_or_404(Study, slug=self.kwargs["study_slug"])
-        if not can_view_study(self.request.user, study):
-            # Hide the existence of other researchers' studies.
-            from rest_framework.exceptions import NotFound
-
-            raise NotFound("no such study")
-        return study
+        return visible_study_or_404(self.request.user, self.kwargs["study_slug"])
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):  # schema generation has no study

@@ -25,10 +25,13 @@ K ratings (``_claim_pilot``), so a preview of a full study still works.
 
 from __future__ import annotations
 
+import bisect
 from datetime import timedelta
+from itertools import accumulate
 
 from django.db import transaction
-from django.db.models import Count, Exists, OuterRef, Q
+from django.db.models import Count, Exists, Max, OuterRef, Q
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from annotation import pilot, statements
@@ -66,12 +69,162 @@ def session_progress(session: Session) -> tuple[int, int]:
 
 
 def plan_session_items(study: Study, rater: Rater) -> int:
-    """Items in a new session: the session size, within the per-rater cap."""
+    """Items in a full session for this rater: the session size, within the per-rater cap."""
     size = study.session_size
     if study.max_items_per_rater:
         done = rater.ratings.count()
         size = max(0, min(size, study.max_items_per_rater - done))
     return size
+
+
+# --- Places: a session is admitted only with the work it was promised ---------------
+#
+# A new session is planned, under the study's row lock (services.session_start), with
+# the most items (up to a full session, down to the researcher's minimum) for which
+# every session that holds places can still be served whatever the others do:
+# rater j, still owing m_j test items, can choose among N_j stimuli with room that it
+# has not rated; the others, owing D together, can fill at most t(D) stimuli (the
+# smallest rooms first), so j is never left short while N_j - t(D) >= m_j. Counting
+# slots alone is not enough: each rater rates a stimulus once, and the closest-to-done
+# order fills small rooms first, so a late rater can meet only stimuli it has rated.
+# The bound is conservative near the end; the researcher's minimum session lets the
+# last ratings go to shorter sessions, told before consent.
+
+#: How long an unfinished session without activity (a rating, a live claim) keeps
+#: its places: a rater who left the consent page or closed the window stops holding
+#: work the study needs for others.
+PLACE_HOLD = timedelta(hours=1)
+
+
+def test_demand(study: Study, planned: int, gold_available: int) -> int:
+    """Test items a session of ``planned`` items rates: the plan less its gold items
+    (while the rater has gold left to see) and its repeat (claim_next's order)."""
+    every = max(2, round(1 / study.gold_rate)) if study.gold_rate > 0 else 0
+    repeat_at = (planned * 2) // 3 if study.repeat_check and planned >= 4 else -1
+    gold = tests = 0
+    for position in range(planned):
+        if position == repeat_at:
+            continue
+        if every and position % every == every - 1 and gold < gold_available:
+            gold += 1
+            continue
+        tests += 1
+    return tests
+
+
+def session_size_for(study: Study, rater: Rater | None) -> int:
+    """A full session for this rater (None: a newcomer): the session size within the
+    per-rater cap, and no more items than the study could ever hand them (test stimuli
+    they have not rated, and gold): a session larger than the study is that study."""
+    size = study.session_size if rater is None else plan_session_items(study, rater)
+    tests = Stimulus.objects.filter(study=study, role=Stimulus.Role.TEST)
+    golds = Stimulus.objects.filter(study=study, role=Stimulus.Role.GOLD)
+    new_tests, new_gold = tests.count(), golds.count()
+    if rater is not None:
+        new_tests -= Rating.objects.filter(rater=rater, repetition=1, stimulus__in=tests).count()
+        if new_gold:
+            new_gold -= Rating.objects.filter(rater=rater, stimulus__in=golds).count()
+    while size > 0 and test_demand(study, size, new_gold) > new_tests:
+        size -= 1
+    return size
+
+
+def _exhausted(rooms: list[int], prefix: list[int], demand: int, raters: int) -> int:
+    """How many stimuli ``demand`` ratings by ``raters`` distinct raters can fill
+    completely: the smallest rooms first, and only rooms of at most ``raters`` (each
+    rater rates a stimulus once)."""
+    return min(bisect.bisect_right(prefix, demand), bisect.bisect_right(rooms, raters))
+
+
+def holding_sessions(study: Study, now):
+    """Unfinished sessions of active, non-pilot raters that still hold their places
+    (started, rated or claiming within ``PLACE_HOLD``), with ``tests_done``."""
+    live_claim = Claim.objects.filter(session=OuterRef("pk"), expires_at__gt=now)
+    return (
+        Session.objects.filter(rater__study=study, rater__status=Rater.Status.ACTIVE)
+        .filter(finished_at__isnull=True)
+        .exclude(stage__in=[Session.Stage.DONE, Session.Stage.STOPPED])
+        .exclude(rater__source=Rater.Source.PILOT)
+        .annotate(
+            tests_done=Count(
+                "ratings",
+                filter=Q(ratings__repetition=1, ratings__stimulus__role=Stimulus.Role.TEST),
+            ),
+            rated=Count("ratings"),
+            last_rating=Max("ratings__created_at"),
+            claiming=Exists(live_claim),
+        )
+        .filter(
+            Q(started_at__gt=now - PLACE_HOLD)
+            | Q(last_rating__gt=now - PLACE_HOLD)
+            | Q(claiming=True)
+        )
+    )
+
+
+def test_stimuli_with_room(study: Study):
+    """The study's test stimuli short of K counted ratings, with their count ``n``."""
+    return (
+        Stimulus.objects.filter(study=study, role=Stimulus.Role.TEST)
+        .annotate(n=Coalesce("tally__ratings", 0))
+        .filter(n__lt=study.ratings_per_stimulus)
+    )
+
+
+def places_plan(study: Study, rater: Rater | None, *, size: int, minimum: int, now=None) -> int:
+    """The most items (``size`` down to ``minimum``) a new session of ``rater`` (None: a
+    visitor not registered yet) may be planned with so that it and every session
+    holding places are served in full; 0 when not even ``minimum`` fits. Call under the
+    study's row lock to take the places (services.session_start); without, it is what
+    a newcomer would be offered now (the consent page of a new visitor)."""
+    now = now or timezone.now()
+    k = study.ratings_per_stimulus
+    with_room = test_stimuli_with_room(study)
+    rooms = sorted(k - n for n in with_room.values_list("n", flat=True))
+    prefix = list(accumulate(rooms))
+    sessions = holding_sessions(study, now)
+    if rater is not None:
+        sessions = sessions.exclude(rater=rater)
+    holding = list(sessions.values_list("pk", "rater_id", "planned_items", "tests_done"))
+    rater_ids = {rater_id for _, rater_id, _, _ in holding}
+    if rater is not None:
+        rater_ids.add(rater.pk)
+    # Stimuli with room each rater has rated already (they cannot rate them again).
+    rated = dict(
+        Rating.objects.filter(
+            rater_id__in=rater_ids, repetition=1, stimulus__in=with_room.values("pk")
+        )
+        .values("rater_id")
+        .annotate(n=Count("stimulus", distinct=True))
+        .values_list("rater_id", "n")
+    )
+    gold = Stimulus.objects.filter(study=study, role=Stimulus.Role.GOLD)
+    gold_total = gold.count()
+    gold_seen = 0
+    if gold_total and rater is not None:
+        gold_seen = Rating.objects.filter(rater=rater, stimulus__in=gold).count()
+    owed = []  # (test items still owed, stimuli it may still choose) per holding session
+    for _, rater_id, planned, tests_done in holding:
+        owe = max(0, test_demand(study, planned, gold_total) - tests_done)
+        if owe:
+            owed.append((owe, len(rooms) - rated.get(rater_id, 0)))
+    total_owed = sum(owe for owe, _ in owed)
+    choice = len(rooms) - (rated.get(rater.pk, 0) if rater is not None else 0)
+
+    def served(owe: int, choose: int, others: int, other_raters: int) -> bool:
+        return owe == 0 or choose - _exhausted(rooms, prefix, others, other_raters) >= owe
+
+    # Sessions already short of the guarantee (settings changed, a lapsed rater back)
+    # do not hold new raters out; every session that is served must stay served.
+    n = len(owed)
+    safe = [(o, c) for o, c in owed if served(o, c, total_owed - o, n - 1)]
+    for planned in range(size, max(minimum, 1) - 1, -1):
+        new = test_demand(study, planned, gold_total - gold_seen)
+        if not served(new, choice, total_owed, n):
+            continue
+        if all(served(o, c, total_owed - o + new, n) for o, c in safe):
+            return planned
+    return 0
 
 
 def _live_claim(session: Session, now) -> Claim | None:

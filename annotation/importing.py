@@ -28,11 +28,15 @@ from django.db import IntegrityError, transaction
 from PIL import Image, UnidentifiedImageError
 
 from annotation.models import Stimulus, Study
+from studyweb.boundary import has_control_characters
 
 ALLOWED_FORMATS = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp"}
 KNOWN_COLUMNS = ("filename", "generator", "task", "prompt", "role", "expected_low", "expected_high")
 FILENAME_ALIASES = ("filename", "name", "image", "file")
 ROLES = {r.value for r in Stimulus.Role}
+# Stimulus.original_name; generator and task (metadata CSV) are shorter.
+MAX_NAME_CHARS = 255
+MAX_LABEL_CHARS = 128
 
 
 class ImportAborted(Exception):
@@ -55,6 +59,9 @@ class Limits:
     max_pixels: int
     max_archive_bytes: int
     max_members: int
+    # Decoded pixels of one import, all files together: decoding is the import's CPU
+    # cost, and many small files that each decode to a large image would take minutes.
+    max_import_pixels: int = 5_000_000_000
 
     @classmethod
     def from_settings(cls) -> Limits:
@@ -63,7 +70,27 @@ class Limits:
             max_pixels=settings.MAX_IMAGE_PIXELS,
             max_archive_bytes=settings.MAX_ARCHIVE_BYTES,
             max_members=settings.MAX_ARCHIVE_MEMBERS,
+            max_import_pixels=settings.MAX_IMPORT_PIXELS,
         )
+
+
+@dataclass
+class ImportState:
+    """What one import has spent and seen: decoded pixels against
+    ``Limits.max_import_pixels``, and the outcome of each sha256 so far, so a file
+    given many times is decoded at most once."""
+
+    pixels_left: int
+    seen: dict[str, FileOutcome] = field(default_factory=dict)
+
+    def spend(self, width: int, height: int) -> None:
+        pixels = width * height
+        if pixels > self.pixels_left:
+            raise Rejected(
+                f"the import's pixel budget is spent ({pixels:,} more pixels to decode; "
+                "MAX_IMPORT_PIXELS): import the rest separately"
+            )
+        self.pixels_left -= pixels
 
 
 @dataclass
@@ -76,6 +103,8 @@ class MetadataRow:
     expected_low: float | None = None
     expected_high: float | None = None
     extra: dict = field(default_factory=dict)
+    # The typed columns (KNOWN_COLUMNS) the header has but this row leaves empty.
+    empty: tuple[str, ...] = ()
 
 
 @dataclass
@@ -84,6 +113,7 @@ class FileOutcome:
     status: str  # "imported", "skipped" or "rejected"
     reason: str = ""
     stimulus_id: int | None = None
+    with_metadata: bool = False  # a metadata CSV row was applied to it
 
 
 @dataclass
@@ -190,7 +220,14 @@ def read_metadata_csv(data: bytes, *, study: Study | None = None) -> dict[str, M
             raise MetadataError(
                 line, "-", f"expected {len(header)} fields like the header, found {len(record)}"
             )
+        for i, cell in enumerate(record):
+            # NUL reaches PostgreSQL as an error (text and JSON alike): refused here.
+            if has_control_characters(cell):
+                raise MetadataError(line, header[i], "control characters (NUL and others)")
         cells = dict(zip(lowered, record, strict=True))
+        for column in ("generator", "task"):
+            if len(cells.get(column, "").strip()) > MAX_LABEL_CHARS:
+                raise MetadataError(line, column, f"longer than {MAX_LABEL_CHARS} characters")
         filename = record[name_col].strip()
         if not filename:
             raise MetadataError(line, header[name_col], "empty file name")
@@ -227,6 +264,7 @@ def read_metadata_csv(data: bytes, *, study: Study | None = None) -> dict[str, M
                         f"{value:g} is outside the study's scale "
                         f"{scale.minimum:g}-{scale.maximum:g}",
                     )
+        row.empty = tuple(c for c in KNOWN_COLUMNS[1:] if c in cells and cells[c].strip() == "")
         row.extra = {
             header[i]: _json_value(value)
             for i, (name, value) in enumerate(zip(lowered, record, strict=True))
@@ -239,8 +277,9 @@ def read_metadata_csv(data: bytes, *, study: Study | None = None) -> dict[str, M
 # --- Image checks -------------------------------------------------------------
 
 
-def inspect_image(data: bytes, *, max_pixels: int) -> ImageInfo:
-    """Identify, size-check and fully decode an image, or raise Rejected."""
+def inspect_image(data: bytes, *, max_pixels: int, state: ImportState | None = None) -> ImageInfo:
+    """Identify, size-check and fully decode an image, or raise Rejected (the import's
+    pixel budget, if given, is charged from the header, before decoding)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -259,6 +298,8 @@ def inspect_image(data: bytes, *, max_pixels: int) -> ImageInfo:
                     )
                 if getattr(im, "n_frames", 1) > 1:
                     raise Rejected("animated images are not supported")
+                if state is not None:
+                    state.spend(width, height)
                 im.load()  # a truncated or corrupt file fails here
     except Rejected:
         raise
@@ -416,7 +457,26 @@ def stimuli_import(
     for key, row in metadata.items():
         if key not in seen:
             report.warnings.append(f"metadata line {row.line}: no file named {key!r} in the source")
+    report.warnings.extend(_gold_warnings(metadata, role))
     return report
+
+
+def _gold_warnings(metadata: dict[str, MetadataRow], default_role: str) -> list[str]:
+    """Gold rows with typed columns left empty: a free column may be anything, but a
+    gold item without its range is refused and one without a generator or task is
+    hard to find again, so the report says which line lacks what."""
+    warnings = []
+    for key, row in metadata.items():
+        if (row.role or default_role) != Stimulus.Role.GOLD:
+            continue
+        empty = [c for c in row.empty if c not in ("role", "prompt")]
+        if row.expected_low is None:
+            empty += [c for c in ("expected_low", "expected_high") if c not in empty]
+        if empty:
+            warnings.append(
+                f"metadata line {row.line}: gold item {key!r} has no {', '.join(empty)}"
+            )
+    return warnings
 
 
 def _lookup(metadata: dict[str, MetadataRow], name: str) -> MetadataRow | None:
@@ -424,6 +484,7 @@ def _lookup(metadata: dict[str, MetadataRow], name: str) -> MetadataRow | None:
 
 
 def _import_entries(study, entries, metadata, role, limits, report, progress=None) -> None:
+    state = ImportState(pixels_left=limits.max_import_pixels)
     for name, reader in entries:
         try:
             if isinstance(reader, Rejected):
@@ -433,7 +494,7 @@ def _import_entries(study, entries, metadata, role, limits, report, progress=Non
             except (zipfile.BadZipFile, OSError, EOFError, zipfile.LargeZipFile) as exc:
                 raise Rejected(f"unreadable entry ({exc})") from None
             outcome = stimulus_import_bytes(
-                study, name, data, _lookup(metadata, name), role, limits
+                study, name, data, _lookup(metadata, name), role, limits, state=state
             )
         except Rejected as exc:
             outcome = FileOutcome(name, "rejected", str(exc))
@@ -442,23 +503,47 @@ def _import_entries(study, entries, metadata, role, limits, report, progress=Non
             progress(outcome)
 
 
-def stimulus_import_bytes(study, name, data, row, default_role, limits) -> FileOutcome:
+def stimulus_import_bytes(
+    study, name, data, row, default_role, limits, *, state: ImportState | None = None
+) -> FileOutcome:
+    if len(name) > MAX_NAME_CHARS:
+        raise Rejected(f"file name longer than {MAX_NAME_CHARS} characters")
+    if has_control_characters(name, free_text=False):
+        raise Rejected("control characters in the file name")
     if len(data) > limits.max_bytes:
         raise Rejected(f"file too large ({len(data):,} bytes > {limits.max_bytes:,})")
     if not data:
         raise Rejected("empty file")
-    info = inspect_image(data, max_pixels=limits.max_pixels)
-    role = (row.role if row and row.role else None) or default_role
-    low = row.expected_low if row else None
-    high = row.expected_high if row else None
-    if role == Stimulus.Role.GOLD and low is None:
-        raise Rejected("gold items need expected_low and expected_high in the metadata CSV")
+    # Duplicates are found by sha256 before any decoding: a file given many times (in
+    # the upload or already in the study) costs one hash, not one decode, per copy.
     sha = hashlib.sha256(data).hexdigest()
+    if state is not None and (first := state.seen.get(sha)) is not None:
+        if first.status == "rejected":
+            raise Rejected(first.reason)
+        return FileOutcome(name, "skipped", f"duplicate of {first.name} (same sha256)")
     existing = Stimulus.objects.filter(study=study, sha256=sha).values_list(
         "original_name", flat=True
     )
     if existing:
         return FileOutcome(name, "skipped", f"duplicate of {existing[0]} (same sha256)")
+    try:
+        outcome = _stimulus_store(study, name, data, sha, row, default_role, limits, state)
+    except Rejected as exc:
+        if state is not None:
+            state.seen[sha] = FileOutcome(name, "rejected", str(exc))
+        raise
+    if state is not None:
+        state.seen[sha] = outcome
+    return outcome
+
+
+def _stimulus_store(study, name, data, sha, row, default_role, limits, state) -> FileOutcome:
+    info = inspect_image(data, max_pixels=limits.max_pixels, state=state)
+    role = (row.role if row and row.role else None) or default_role
+    low = row.expected_low if row else None
+    high = row.expected_high if row else None
+    if role == Stimulus.Role.GOLD and low is None:
+        raise Rejected("gold items need expected_low and expected_high in the metadata CSV")
     stimulus = Stimulus(
         study=study,
         original_name=name,
@@ -488,6 +573,14 @@ def stimulus_import_bytes(study, name, data, row, default_role, limits) -> FileO
     except BaseException:
         stimulus.image.delete(save=False)
         raise
-    return FileOutcome(
-        name, "imported", f"{info.width}x{info.height} {info.format}, {role}", stimulus.pk
-    )
+    # What was applied, so the report shows the CSV's effect file by file.
+    applied = [f"{info.width}×{info.height} {info.format}", f"role {role}"]
+    if stimulus.generator:
+        applied.append(f"generator {stimulus.generator}")
+    if stimulus.task:
+        applied.append(f"task {stimulus.task}")
+    if stimulus.expected_low is not None:
+        applied.append(f"expected {stimulus.expected_low:g}–{stimulus.expected_high:g}")
+    if stimulus.metadata:
+        applied.append(f"{len(stimulus.metadata)} more field(s)")
+    return FileOutcome(name, "imported", ", ".join(applied), stimulus.pk, row is not None)

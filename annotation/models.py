@@ -61,6 +61,13 @@ def validate_platforms(value) -> None:
         raise ValidationError("each platform once", code="platforms_repeated")
 
 
+#: What a study does by itself once every test stimulus has its K ratings.
+WHEN_COMPLETE_CHOICES = [
+    ("close", "Close the study"),
+    ("pause", "Pause the study"),
+]
+
+
 class Study(models.Model):
     class Status(models.TextChoices):
         DRAFT = "draft", "Draft"
@@ -132,6 +139,25 @@ class Study(models.Model):
         validators=[validate_platforms],
         help_text="Links the study accepts: prolific, mturk, anonymous (a list).",
     )
+    min_session_items = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text=(
+            "Fewest items a rater is admitted for when the study has no work left for a "
+            "full session; empty = a full session only."
+        ),
+    )
+    when_complete = models.CharField(
+        max_length=8,
+        choices=WHEN_COMPLETE_CHOICES,
+        default="close",
+        help_text="What the study does by itself once every test image has its K ratings.",
+    )
+    # Why the study last changed its status by itself (e.g. every test image has its
+    # ratings), shown on the study page; cleared when a researcher changes the status.
+    status_note = models.CharField(max_length=300, blank=True, editable=False)
+    status_note_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -152,6 +178,14 @@ class Study(models.Model):
             models.CheckConstraint(
                 condition=Q(scale__in=list(proto.SCALES)), name="study_scale_known"
             ),
+            models.CheckConstraint(
+                condition=Q(min_session_items__isnull=True) | Q(min_session_items__gte=1),
+                name="study_min_session_items",
+            ),
+            models.CheckConstraint(
+                condition=Q(when_complete__in=[k for k, _ in WHEN_COMPLETE_CHOICES]),
+                name="study_when_complete_known",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -171,6 +205,57 @@ class Study(models.Model):
     @property
     def is_open(self) -> bool:
         return self.status == self.Status.OPEN
+
+
+class StudyOutcome(models.Model):
+    """The code (and optional redirect) a rater gets at one end of the study, per crowd
+    platform: completed, screened out by quality control, or turned away with no work.
+
+    ``platform`` empty: every platform without a row of its own. Without any row the
+    study's ``completion_code`` and ``completion_url`` are the completed outcome (so
+    studies made before outcomes keep working); screened out and no work then carry
+    no code. Prolific studies set one completion code per action (approve, screened
+    out with pay, ...), which is why each kind has its own code.
+    """
+
+    class Kind(models.TextChoices):
+        COMPLETED = "completed", "Completed"
+        SCREENED_OUT = "screened_out", "Screened out (excluded by quality control)"
+        NO_WORK = "no_work", "No work (study full)"
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="outcomes")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    platform = models.CharField(
+        max_length=16,
+        blank=True,
+        choices=PLATFORM_CHOICES,
+        help_text="The crowd platform this row is for; empty: every platform.",
+    )
+    code = models.CharField(max_length=64, blank=True)
+    redirect_url = models.URLField(blank=True)
+
+    class Meta:
+        ordering = ["study", "kind", "platform"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["study", "kind", "platform"], name="study_outcome_once"
+            ),
+            models.CheckConstraint(
+                condition=Q(kind__in=["completed", "screened_out", "no_work"]),
+                name="study_outcome_kind_known",
+            ),
+            models.CheckConstraint(
+                condition=Q(platform__in=["", *[k for k, _ in PLATFORM_CHOICES]]),
+                name="study_outcome_platform_known",
+            ),
+            # A row that gives the rater nothing would only hide the default.
+            models.CheckConstraint(
+                condition=~Q(code="", redirect_url=""), name="study_outcome_not_empty"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.study_id} {self.kind} {self.platform or 'any'}: {self.code}"
 
 
 class StudyShare(models.Model):

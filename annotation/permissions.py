@@ -9,6 +9,7 @@ with them, view-only or edit (StudyShare).
 from __future__ import annotations
 
 from django.db.models import Q, QuerySet
+from django.http import Http404
 
 from annotation.models import Study, StudyShare
 
@@ -19,6 +20,15 @@ def visible_studies(user) -> QuerySet[Study]:
     if user.is_superuser:
         return Study.objects.all()
     return Study.objects.filter(Q(owner=user) | Q(shares__user=user)).distinct()
+
+
+def visible_study_or_404(user, slug: str) -> Study:
+    """The study a URL names, for a user who may see it; 404 alike whether it does not
+    exist or is another researcher's, so nobody learns which studies exist."""
+    study = visible_studies(user).filter(slug=slug).first()
+    if study is None:
+        raise Http404("no such study")
+    return study
 
 
 def share_level(user, study: Study) -> str | None:

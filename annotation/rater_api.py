@@ -13,11 +13,11 @@ header-authenticated requests need no CSRF token.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from django.conf import settings
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
 from django.middleware.csrf import CsrfViewMiddleware
 from django.urls import reverse
@@ -28,6 +28,7 @@ from annotation import pilot, protocol, rater_flow, services, statements
 from annotation.models import Rater, Stimulus, Study
 from annotation.rater_flow import Progress, Step, StepKind
 from annotation.services import SubmitRefused
+from studyweb import boundary
 
 RATER_COOKIE = "rater_token"
 RATER_HEADER = "X-Rater-Token"
@@ -179,18 +180,18 @@ def error(code: str, detail: str, status: int, fields: dict[str, str] | None = N
 class BadBody(Exception):
     """A request body that is not a JSON object."""
 
-    def __init__(self, code: str, detail: str):
-        self.code, self.detail = code, detail
+    def __init__(self, code: str, detail: str, fields: dict[str, str] | None = None):
+        self.code, self.detail, self.fields = code, detail, fields or {}
         super().__init__(detail)
 
 
 def json_object(request: HttpRequest) -> dict:
-    # Python's json accepts the NaN/Infinity tokens; validate_scores refuses them later
-    # as "must be a finite number", so they get a message that names the dimension.
+    # The project's bounded reader (depth, integer size, finite numbers, control
+    # characters): studyweb.boundary; its refusals name the top-level field.
     try:
-        body = json.loads(request.body.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BadBody("malformed_json", f"the request body is not valid JSON: {exc}") from None
+        body = boundary.json_loads(request.body)
+    except boundary.BadJSON as exc:
+        raise BadBody(exc.code, exc.detail, exc.fields) from None
     if not isinstance(body, dict):
         raise BadBody("not_an_object", "the request body must be a JSON object")
     return body
@@ -270,7 +271,7 @@ def submit(request: HttpRequest, slug: str) -> JsonResponse:
             viewing_seconds=body.get("viewing_seconds"),
         )
     except BadBody as exc:
-        return error(exc.code, exc.detail, status=400)
+        return error(exc.code, exc.detail, status=400, fields=exc.fields)
     except SubmitRefused as exc:
         return JsonResponse(exc.as_dict(), status=exc.status)
     # The rating's session read again: the quality checks may just have excluded the rater.
@@ -313,17 +314,18 @@ def training_submit(request: HttpRequest, slug: str) -> JsonResponse:
     if isinstance(auth, JsonResponse):
         return auth
     study, rater = auth
+    try:
+        body = json_object(request)  # the body is read (and refused) before any state
+    except BadBody as exc:
+        return error(exc.code, exc.detail, status=400, fields=exc.fields)
     context = rater_flow.rater_context(study, rater)
     if not rater_flow.training_open(context):
         return error("wrong_stage", "training is not the current step", status=409)
     context = context.with_training_answers(training_answers(request, rater))
     try:
-        body = json_object(request)
         answered = rater_flow.training_answer_submit(
             context=context, stimulus_id=_stimulus_id(body), scores=body.get("scores")
         )
-    except BadBody as exc:
-        return error(exc.code, exc.detail, status=400)
     except SubmitRefused as exc:
         return JsonResponse(exc.as_dict(), status=exc.status)
     _training_answers_keep(request, rater, answered.answers)
@@ -362,12 +364,12 @@ def start(request: HttpRequest, slug: str) -> JsonResponse:
     try:
         body = json_object(request)
     except BadBody as exc:
-        return error(exc.code, exc.detail, status=400)
+        return error(exc.code, exc.detail, status=400, fields=exc.fields)
     fields: dict[str, str] = {}
     if body.get("consent") is not True:
         fields["consent"] = "the rater must consent first (true)"
     source = body.get("source", Rater.Source.ANONYMOUS)
-    if source not in START_SOURCES:
+    if not isinstance(source, str) or source not in START_SOURCES:
         fields["source"] = f"one of {', '.join(sorted(START_SOURCES))}"
     external_id = body.get("external_id", "")
     if not isinstance(external_id, str) or len(external_id) > PARAM_MAX:
@@ -378,11 +380,12 @@ def start(request: HttpRequest, slug: str) -> JsonResponse:
     if (
         not isinstance(platform, dict)
         or not all(
-            isinstance(k, str) and isinstance(v, str) and len(v) <= 200 for k, v in platform.items()
+            isinstance(k, str) and isinstance(v, str) and len(k) <= 64 and len(v) <= 200
+            for k, v in platform.items()
         )
         or len(platform) > 10
     ):
-        fields["platform"] = "an object of at most 10 string values"
+        fields["platform"] = "an object of at most 10 string values (keys of at most 64)"
     if fields:
         return error("invalid", next(iter(fields.values())), 400, fields)
     if source not in study.platforms:
@@ -392,24 +395,31 @@ def start(request: HttpRequest, slug: str) -> JsonResponse:
             status=403,
             fields={"source": f"one of {', '.join(study.platforms)}"},
         )
-    rater, created = services.rater_enter(
-        study=study,
-        source=source,
-        external_id=external_id.strip(),
-        platform=platform,
-        token=request_token(request) or None,
-    )
-    if pilot.is_pilot(rater) and not pilot.pilot_allowed(rater=rater, user=request.user):
-        return error(
-            "unknown_rater",
-            "we could not recognise you for this study: please open the study link again",
-            status=403,
-        )
-    if rater.status == Rater.Status.EXCLUDED:
-        return error("rater_excluded", "your participation has ended", status=403)
-    session = rater_flow.scripted_session_start(
-        rater=rater, user_agent=request.headers.get("User-Agent", "")
-    )
+    try:
+        # One transaction: a rater the study has no places for leaves no row behind.
+        with transaction.atomic():
+            rater, created = services.rater_enter(
+                study=study,
+                source=source,
+                external_id=external_id.strip(),
+                platform=platform,
+                token=request_token(request) or None,
+            )
+            if pilot.is_pilot(rater) and not pilot.pilot_allowed(rater=rater, user=request.user):
+                return error(
+                    "unknown_rater",
+                    "we could not recognise you for this study: please open the study link again",
+                    status=403,
+                )
+            if rater.status == Rater.Status.EXCLUDED:
+                return error("rater_excluded", "your participation has ended", status=403)
+            session = rater_flow.scripted_session_start(
+                rater=rater, user_agent=request.headers.get("User-Agent", "")
+            )
+    except services.StudyFull as exc:
+        end = rater_flow.no_work(study, source, platform)
+        body = {**exc.as_dict(), "outcome": _outcome_payload(end)}
+        return JsonResponse(body, status=exc.status)
     return JsonResponse(
         {
             "token": rater.token,
@@ -426,21 +436,29 @@ def start(request: HttpRequest, slug: str) -> JsonResponse:
     )
 
 
+def _outcome_payload(end: rater_flow.Completion) -> dict:
+    """An outcome for scripted clients: its kind, code and where to send the rater."""
+    return {"kind": end.kind, "code": end.code, "target": end.target}
+
+
 @never_cache
 @csrf_exempt
 def finish(request: HttpRequest, slug: str) -> JsonResponse:
-    """POST: end the session (unrated claims go back to the pool); the completion code."""
+    """POST: end the session once its items are rated (unrated claims go back to the
+    pool); the outcome's code: completed, or screened out when the quality checks
+    excluded the rater. Refused (409, nothing changes) while work is left."""
     auth = _authenticate(request, slug, "POST")
     if isinstance(auth, JsonResponse):
         return auth
     study, rater = auth
-    status = rater_flow.rater_finish(context=rater_flow.rater_context(study, rater))
+    try:
+        status = rater_flow.rater_finish(context=rater_flow.rater_context(study, rater))
+    except SubmitRefused as exc:
+        return JsonResponse(exc.as_dict(), status=exc.status)
     # A pilot preview earns no completion code and goes to no crowd platform.
     shown = not pilot.is_pilot(rater)
+    kind = "screened_out" if status == Rater.Status.EXCLUDED else "completed"
+    code, url = rater_flow.outcome_code(study, kind, rater.source) if shown else ("", "")
     return JsonResponse(
-        {
-            "completion_code": study.completion_code if shown else "",
-            "completion_url": study.completion_url if shown else "",
-            "status": status,
-        }
+        {"completion_code": code, "completion_url": url, "status": status, "outcome": kind}
     )

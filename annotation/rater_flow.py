@@ -20,10 +20,11 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from django.db import transaction
 from django.utils import timezone
 
 from annotation import assignment, pilot, protocol, services, statements
-from annotation.models import Claim, Rater, Session, Stimulus, Study
+from annotation.models import Claim, Rater, Session, Stimulus, Study, StudyOutcome
 from annotation.services import SubmitRefused
 
 # Where MTurk's externalSubmit may be posted: never to a host taken from the link alone.
@@ -206,11 +207,21 @@ def next_step(*, context: RaterContext, after_rating: bool = False) -> Step:
     if rater.status == Rater.Status.EXCLUDED:
         services.session_advance(session=session, stage=Session.Stage.STOPPED)
         return Step(StepKind.ENDED)
+    progress = context.progress
+    done = progress.done
+    if 0 < progress.planned <= done and context.live is None:
+        # Every item rated: finished, whatever the study's status meanwhile (the last
+        # rating may have closed it: the rater still gets their code). Unless the
+        # quality checks excluded them meanwhile (another of their requests).
+        rater.refresh_from_db(fields=["status"])
+        if rater.status == Rater.Status.EXCLUDED:
+            services.session_advance(session=session, stage=Session.Stage.STOPPED)
+            return Step(StepKind.ENDED)
+        services.session_finish(session=session)
+        return Step(StepKind.DONE)
     if not study.is_open and not pilot.is_pilot(rater):
         # A researcher's pilot preview goes on whatever the status (annotation.pilot).
         return Step(StepKind.UNAVAILABLE)
-    progress = context.progress
-    done = progress.done
     if after_rating and 0 < done < progress.planned and done % study.break_every == 0:
         # No claim during the break: its time to live would run out while resting.
         return Step(StepKind.BREAK)
@@ -233,14 +244,41 @@ def next_step(*, context: RaterContext, after_rating: bool = False) -> Step:
 # --- Stages before rating -------------------------------------------------------------
 
 
-def visitor_register(*, study: Study, user_agent: str = "") -> Rater:
+def visitor_register(*, study: Study, user_agent: str = "", promised: int | None = None) -> Rater:
     """A new visitor of the anonymous link who agreed on the consent page: registered
     only now, with their consent, and on to the instructions (link previews and
-    crawlers open links too, and must not leave raters behind)."""
-    rater, _ = services.rater_enter(study=study)
-    session = services.session_start(rater=rater, user_agent=user_agent)
-    services.session_advance(session=session, stage=Session.Stage.INSTRUCTIONS)
+    crawlers open links too, and must not leave raters behind).
+
+    ``promised``: the items their consent page stated. When the places taken now are
+    fewer (others took the last ones meanwhile), the session stays at consent, so the
+    page asks again with the real number. ``StudyFull`` writes nothing at all."""
+    with transaction.atomic():
+        rater, _ = services.rater_enter(study=study)
+        session = services.session_start(rater=rater, user_agent=user_agent)
+    if promised is None or session.planned_items >= promised:
+        services.session_advance(session=session, stage=Session.Stage.INSTRUCTIONS)
     return rater
+
+
+def platform_enter(
+    *,
+    study: Study,
+    source: str,
+    external_id: str,
+    platform: Mapping[str, str],
+    user_agent: str = "",
+    platform_session_id: str = "",
+) -> RaterContext:
+    """A crowd-platform rater opening the study link: found again or registered, with
+    their session (``session_enter``). ``StudyFull`` writes nothing: a rater turned
+    away leaves no row behind."""
+    with transaction.atomic():
+        rater, _ = services.rater_enter(
+            study=study, source=source, external_id=external_id, platform=dict(platform)
+        )
+        return session_enter(
+            study=study, rater=rater, user_agent=user_agent, platform_session_id=platform_session_id
+        )
 
 
 def consent_give(*, context: RaterContext) -> None:
@@ -346,34 +384,78 @@ def anchor_label(scale: protocol.Scale, value: float) -> str:
 @dataclass(frozen=True)
 class Completion:
     code: str
-    target: dict | None  # see completion_target
-    progress: Progress  # of the session the rater finished last
+    target: dict | None  # see outcome_target
+    progress: Progress  # of the session the rater finished last (or stopped)
+    kind: str = StudyOutcome.Kind.COMPLETED
+
+
+def outcome_code(study: Study, kind: str, source: str) -> tuple[str, str]:
+    """(code, redirect URL) of an outcome for raters of ``source``: the study's row for
+    that platform, else its row for every platform; for completed, else the study's
+    completion code and URL; for the other outcomes, else none ("", "")."""
+    rows = {(o.platform, o.kind): o for o in study.outcomes.all() if o.kind == kind}
+    row = rows.get((source, kind)) or rows.get(("", kind))
+    if row is not None:
+        return row.code, row.redirect_url
+    if kind == StudyOutcome.Kind.COMPLETED:
+        return study.completion_code, study.completion_url
+    return "", ""
+
+
+def _last_session(context: RaterContext, stage: str) -> Session | None:
+    session = context.rater.sessions.filter(stage=stage).order_by("-finished_at").first()
+    if session is None and context.session is not None:
+        current = context.session.finished_at is None and context.stage not in _FINISHED
+        session = context.session if current else None
+    return session
+
+
+def _ending(context: RaterContext, kind: str, stage: str) -> Completion:
+    session = _last_session(context, stage)
+    progress = Progress(0, 0)
+    if session is not None:
+        progress = Progress(session.ratings.count(), session.planned_items)
+    study, rater = context.study, context.rater
+    code, url = outcome_code(study, kind, rater.source)
+    if pilot.is_pilot(rater):
+        return Completion("", None, progress, kind)
+    return Completion(code, outcome_target(rater.source, rater.platform, code, url), progress, kind)
 
 
 def completion(context: RaterContext) -> Completion:
     """What the end page shows: the code, where to take it, and how much was rated
     in the session the rater finished last (else their current one)."""
-    rater = context.rater
-    session = rater.sessions.filter(stage=Session.Stage.DONE).order_by("-finished_at").first()
-    if session is None and context.session is not None:
-        current = context.session.finished_at is None and context.stage not in _FINISHED
-        session = context.session if current else None
-    progress = Progress(0, 0)
-    if session is not None:
-        progress = Progress(session.ratings.count(), session.planned_items)
-    study = context.study
-    return Completion(study.completion_code, completion_target(study, rater), progress)
+    return _ending(context, StudyOutcome.Kind.COMPLETED, Session.Stage.DONE)
+
+
+def screened_out(context: RaterContext) -> Completion:
+    """What an excluded rater's page shows: the study's screened-out code and where to
+    take it (platforms pay or reject by it), and what they rated before it ended."""
+    return _ending(context, StudyOutcome.Kind.SCREENED_OUT, Session.Stage.STOPPED)
+
+
+def no_work(study: Study, source: str, platform: Mapping[str, str]) -> Completion:
+    """What a rater turned away from a full study gets: the no-work code and the way
+    back to their platform (nothing of theirs was written)."""
+    code, url = outcome_code(study, StudyOutcome.Kind.NO_WORK, source)
+    return Completion(code, outcome_target(source, platform, code, url), Progress(0, 0), "no_work")
 
 
 def completion_target(study: Study, rater: Rater) -> dict | None:
-    """Where the rater goes at the end: a link, or MTurk's externalSubmit form;
-    nowhere for a pilot (a preview ends on its own page)."""
+    """Where a rater who completed goes at the end (``outcome_target``); nowhere for a
+    pilot (a preview ends on its own page)."""
     if pilot.is_pilot(rater):
         return None
-    code = study.completion_code
-    if rater.source == Rater.Source.MTURK:
-        submit_to = (rater.platform.get("turk_submit_to") or "").rstrip("/")
-        assignment_id = rater.platform.get("assignment_id")
+    code, url = outcome_code(study, StudyOutcome.Kind.COMPLETED, rater.source)
+    return outcome_target(rater.source, rater.platform, code, url)
+
+
+def outcome_target(source: str, platform: Mapping[str, str], code: str, url: str) -> dict | None:
+    """Where the rater goes with an outcome's code: MTurk's externalSubmit form, the
+    URL (Prolific's with its ``cc``), or nowhere."""
+    if source == Rater.Source.MTURK:
+        submit_to = (platform.get("turk_submit_to") or "").rstrip("/")
+        assignment_id = platform.get("assignment_id")
         if submit_to in MTURK_SUBMIT_HOSTS and assignment_id:
             return {
                 "method": "post",
@@ -381,23 +463,40 @@ def completion_target(study: Study, rater: Rater) -> dict | None:
                 "fields": {"assignmentId": assignment_id, "completionCode": code},
                 "label": "Submit the HIT on MTurk",
             }
-    url = study.completion_url
     if not url:
         return None
-    if rater.source == Rater.Source.PROLIFIC:
+    if source == Rater.Source.PROLIFIC:
         parts = urlsplit(url)
         query = parse_qsl(parts.query, keep_blank_values=True)
-        if not any(key == "cc" for key, _ in query):
+        if code and not any(key == "cc" for key, _ in query):
             url = urlunsplit(parts._replace(query=urlencode([*query, ("cc", code)])))
         return {"method": "get", "url": url, "label": "Return to Prolific"}
     return {"method": "get", "url": url, "label": "Continue"}
 
 
 def rater_finish(*, context: RaterContext) -> str:
-    """The rater ends their session themselves (allowed at any stage: a scripted
-    client decides when it is done); unrated claims go back to the pool at once.
-    Returns the rater's status after it (the quality checks may have excluded them)."""
-    if context.session is not None:
-        services.session_finish(session=context.session)
-    context.rater.refresh_from_db(fields=["status"])
-    return context.rater.status
+    """The rater ends their session themselves (a scripted client: the pages finish by
+    themselves), once its work is done; unrated claims go back to the pool at once.
+    Returns the rater's status after it (the quality checks may have excluded them).
+
+    Refused (``SubmitRefused``, nothing changes) while the session has items left
+    and the study still gives them: a completion code is earned by the work promised.
+    A study the researcher closed meanwhile ends the session with what was rated."""
+    rater, session = context.rater, context.session
+    if rater.status == Rater.Status.ACTIVE and not pilot.is_pilot(rater):
+        if session is None:
+            raise SubmitRefused(
+                "no_session", "there is no session to finish: start one first", status=409
+            )
+        left = session.planned_items - context.done
+        if left > 0 and context.study.status != Study.Status.CLOSED:
+            raise SubmitRefused(
+                "unfinished",
+                f"rate the {left} image{'s' if left != 1 else ''} left in your session "
+                "before finishing",
+                status=409,
+            )
+    if session is not None:
+        services.session_finish(session=session)
+    rater.refresh_from_db(fields=["status"])
+    return rater.status

@@ -15,8 +15,17 @@ from typing import NoReturn
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from annotation import assignment, protocol, quality, statements
+from annotation import assignment, protocol, quality, statements, studies
 from annotation.models import Claim, Rater, Rating, Session, Stimulus, Study
+from studyweb.errors import ServiceError
+
+
+class StudyFull(ServiceError):
+    """No places: the study has no work left for a session of the rater's minimum.
+    Nothing was written; the rater is sent back with the study's no-work outcome."""
+
+    code = "study_full"
+    status = 409
 
 
 class SubmitRefused(Exception):
@@ -44,6 +53,8 @@ class SubmitRefused(Exception):
 class SubmitResult:
     rating: Rating
     created: bool  # False for a replay of an already written submission
+    # The rating gave its test stimulus its K-th counted rating (the study may be complete).
+    filled: bool = False
 
 
 # --- Raters and sessions -------------------------------------------------------
@@ -78,8 +89,24 @@ def rater_enter(
     return Rater.objects.create(study=study, source=source, platform=platform), True
 
 
+def session_minimum(study: Study, full: int) -> int:
+    """The fewest items a session is admitted for: a full session, unless the
+    researcher set a smaller minimum."""
+    return min(full, study.min_session_items or full)
+
+
+def session_offer(*, study: Study) -> int:
+    """The items a newcomer would be admitted for now (0: the study is full), for the
+    consent page shown before anything is written; nothing is reserved."""
+    full = assignment.session_size_for(study, None)
+    if full == 0:
+        return 0
+    return assignment.places_plan(study, None, size=full, minimum=session_minimum(study, full))
+
+
 def session_start(*, rater: Rater, user_agent: str = "", platform_session_id: str = "") -> Session:
-    """The rater's unfinished session (resumed), or a new one."""
+    """The rater's unfinished session (resumed), or a new one planned with the places
+    the study has (``assignment.places_plan``); ``StudyFull`` when it has too few."""
     with transaction.atomic():
         Rater.objects.select_for_update().get(pk=rater.pk)  # one session at a time per rater
         current = (
@@ -93,10 +120,22 @@ def session_start(*, rater: Rater, user_agent: str = "", platform_session_id: st
         stage = Session.Stage.CONSENT if rater.consented_at is None else Session.Stage.RATING
         if stage == Session.Stage.RATING and rater.training_done_at is None:
             stage = Session.Stage.INSTRUCTIONS
+        study = rater.study
+        planned = full = assignment.plan_session_items(study, rater)
+        if full and rater.source != Rater.Source.PILOT:
+            full = assignment.session_size_for(study, rater)
+            # A pilot takes no places (annotation.pilot). Admissions are taken one at a
+            # time on the study's row, so two raters never count the same places.
+            study = Study.objects.select_for_update().get(pk=study.pk)
+            planned = assignment.places_plan(
+                study, rater, size=full, minimum=session_minimum(study, full)
+            )
+            if planned == 0 and full:
+                raise StudyFull("this study has no places left: all its images are taken")
         return Session.objects.create(
             rater=rater,
             stage=stage,
-            planned_items=assignment.plan_session_items(rater.study, rater),
+            planned_items=planned,
             user_agent=user_agent[:400],
             platform_session_id=platform_session_id[:128],
         )
@@ -132,6 +171,8 @@ def session_finish(*, session: Session) -> Session:
         rater.status = Rater.Status.COMPLETED
         rater.save(update_fields=["status"])
     Claim.objects.filter(session=session).delete()  # give unrated claims back at once
+    if rater.source != Rater.Source.PILOT:
+        studies.study_complete_check(study=rater.study)
     return session
 
 
@@ -244,6 +285,9 @@ def rating_submit(
             "already_rated", "you have already rated this image", status=409
         ) from None
     quality.after_rating(rating=result.rating)
+    if result.filled:
+        # Only on the rating that filled its stimulus: no query on the others.
+        studies.study_complete_check(study=study)
     return result
 
 
@@ -299,13 +343,16 @@ def _rating_write(
                 "please continue with the next image",
                 status=409,
             )
+    filled = False
     if counts:
         # The last guard in Python; the database constraint guards distinct raters.
         # Counted after the lock, in a statement of its own (READ COMMITTED: it sees
         # the ratings committed by whoever held the lock before).
-        if statements.count_test_ratings(stimulus.pk) >= study.ratings_per_stimulus:
+        before = statements.count_test_ratings(stimulus.pk)
+        if before >= study.ratings_per_stimulus:
             statements.delete_claim(claim.pk)
             raise SubmitRefused("stimulus_full", "this image has all its ratings", status=409)
+        filled = before + 1 == study.ratings_per_stimulus
     rating = Rating(
         stimulus=stimulus,
         rater=rater,
@@ -323,7 +370,7 @@ def _rating_write(
         setattr(rating, key, value)
     rating.save(force_insert=True)  # one INSERT; by hand saved 0.03-0.06 ms
     statements.delete_claim(claim.pk)
-    return SubmitResult(rating, created=True)
+    return SubmitResult(rating, created=True, filled=filled)
 
 
 def _refuse_unlocked(rater, study, stimulus_id) -> NoReturn:

@@ -45,6 +45,9 @@ logger = logging.getLogger("annotation.stimuli")
 ROLES = [r.value for r in Stimulus.Role]
 #: A background import writes its progress at most this often (seconds).
 PROGRESS_EVERY = 0.5
+#: The status of the report row that names the metadata CSV (its first row): the
+#: job keeps the CSV's uploaded name there, as the stored CSV is deleted once imported.
+CSV_ROW = "metadata"
 
 
 class StimulusError(ServiceError):
@@ -217,6 +220,8 @@ def import_job_create(
         total=total,
         waiting_for_broker=enqueue,
     )
+    if metadata is not None:
+        job.report = [_csv_row(_name(metadata)[:255], "")]
     stored = f"{study.slug}-{uuid.uuid4().hex}"
     try:
         if zips:
@@ -350,6 +355,10 @@ def import_job_run(*, job_id: int) -> ImportJob | None:
         _finish_cleanup(job)
     else:
         rows = [{"name": o.name, "status": o.status, "reason": o.reason} for o in report.outcomes]
+        csv = next((r for r in job.report[:1] if r.get("status") == CSV_ROW), None)
+        if csv is not None:
+            applied = sum(1 for o in report.outcomes if o.with_metadata)
+            rows.insert(0, _csv_row(csv["name"], f"metadata CSV, applied to {applied} file(s)"))
         rows += [
             {"name": "metadata CSV", "status": "warning", "reason": w} for w in report.warnings
         ]
@@ -367,6 +376,10 @@ def import_job_run(*, job_id: int) -> ImportJob | None:
         logger.info("%s done: %s", job.label, report.summary())
     job.refresh_from_db()
     return job
+
+
+def _csv_row(name: str, reason: str) -> dict:
+    return {"name": name, "status": CSV_ROW, "reason": reason or "metadata CSV"}
 
 
 def _finish_cleanup(job: ImportJob) -> None:

@@ -14,9 +14,21 @@ from __future__ import annotations
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
+from django.core.validators import URLValidator
 from django.db import transaction
+from django.db.models import F
+from django.utils import formats, timezone
 
-from annotation.models import Rating, Stimulus, Study, StudyShare, validate_platforms
+from annotation import assignment
+from annotation.models import (
+    PLATFORM_CHOICES,
+    Rating,
+    Stimulus,
+    Study,
+    StudyOutcome,
+    StudyShare,
+    validate_platforms,
+)
 from studyweb.errors import ServiceError
 
 #: Settings fixed once a study has left draft, with the reason shown to researchers.
@@ -48,14 +60,136 @@ def locked_fields(study: Study) -> dict[str, str]:
 
 
 def study_create(*, owner, **fields) -> Study:
-    study = Study(owner=owner, **fields)
-    study.full_clean()
-    study.save()
+    """A new study; ``outcomes`` (see ``outcomes_clean``) and the outcome fields for
+    every platform (``OUTCOME_SHORTHANDS``) are written with it."""
+    outcomes = _outcomes_from(None, fields)
+    with transaction.atomic():
+        study = Study(owner=owner, **fields)
+        study.full_clean()
+        study.save()
+        _outcomes_write(study, outcomes)
     return study
 
 
+# --- Outcomes: codes and redirects per kind and crowd platform ----------------------
+
+OUTCOME_CODE_MAX = 64
+OUTCOME_URL_MAX = 200
+
+
+def outcomes_clean(rows) -> list[dict]:
+    """Outcome rows as given (a list of {kind, platform, code, redirect_url}), checked;
+    a row with neither code nor URL removes that (kind, platform). Refused with the
+    field and row it concerns; nothing is written on refusal."""
+    if not isinstance(rows, list):
+        raise StudyRuleError("outcomes must be a list", field="outcomes", status=400)
+    kinds, platforms = StudyOutcome.Kind.values, ["", *(k for k, _ in PLATFORM_CHOICES)]
+    seen, clean = set(), []
+    for i, row in enumerate(rows):
+        where = f"outcomes[{i}]"
+        if not isinstance(row, dict):
+            raise StudyRuleError(f"{where} must be an object", field="outcomes", status=400)
+        kind, platform = row.get("kind"), row.get("platform", "") or ""
+        code, url = row.get("code", "") or "", row.get("redirect_url", "") or ""
+        if kind not in kinds:
+            raise StudyRuleError(
+                f"{where}.kind: one of {', '.join(kinds)}", field="outcomes", status=400
+            )
+        if platform not in platforms:
+            raise StudyRuleError(
+                f"{where}.platform: empty (every platform) or one of {', '.join(platforms[1:])}",
+                field="outcomes",
+                status=400,
+            )
+        if not isinstance(code, str) or len(code) > OUTCOME_CODE_MAX or "\x00" in code:
+            raise StudyRuleError(
+                f"{where}.code: text of at most {OUTCOME_CODE_MAX} characters",
+                field="outcomes",
+                status=400,
+            )
+        if not isinstance(url, str) or len(url) > OUTCOME_URL_MAX:
+            raise StudyRuleError(
+                f"{where}.redirect_url: a URL of at most {OUTCOME_URL_MAX} characters",
+                field="outcomes",
+                status=400,
+            )
+        if url:
+            try:
+                URLValidator(schemes=["http", "https"])(url)
+            except ValidationError:
+                raise StudyRuleError(
+                    f"{where}.redirect_url: not a web address (http or https)",
+                    field="outcomes",
+                    status=400,
+                ) from None
+        if (kind, platform) in seen:
+            raise StudyRuleError(
+                f"{where}: {kind} for {platform or 'every platform'} is given twice",
+                field="outcomes",
+                status=400,
+            )
+        seen.add((kind, platform))
+        clean.append(
+            {"kind": kind, "platform": platform, "code": code.strip(), "redirect_url": url}
+        )
+    return clean
+
+
+#: Outcome fields for every platform (the study form's): "<kind>_code", "<kind>_url".
+OUTCOME_SHORTHANDS = {
+    f"{kind}_{part}": (kind, part)
+    for kind in StudyOutcome.Kind.values
+    if kind != StudyOutcome.Kind.COMPLETED  # completed: completion_code, completion_url
+    for part in ("code", "url")
+}
+
+
+def _outcomes_from(study: Study | None, fields: dict) -> list[dict]:
+    """The outcome rows in ``fields`` (taken out of it), checked: ``outcomes`` and the
+    shorthands; a shorthand's other half is the study's current row's."""
+    rows = list(fields.pop("outcomes", None) or [])
+    given: dict[str, dict] = {}
+    for name in [n for n in OUTCOME_SHORTHANDS if n in fields]:
+        kind, part = OUTCOME_SHORTHANDS[name]
+        given.setdefault(kind, {})[part] = fields.pop(name) or ""
+    for kind, parts in given.items():
+        current = None
+        if study is not None:
+            current = StudyOutcome.objects.filter(study=study, kind=kind, platform="").first()
+        rows.append(
+            {
+                "kind": kind,
+                "platform": "",
+                "code": parts.get("code", current.code if current else ""),
+                "redirect_url": parts.get("url", current.redirect_url if current else ""),
+            }
+        )
+    return outcomes_clean(rows)
+
+
+def _outcomes_write(study: Study, rows: list[dict]) -> None:
+    for row in rows:
+        key = {"study": study, "kind": row["kind"], "platform": row["platform"]}
+        if row["code"] or row["redirect_url"]:
+            StudyOutcome.objects.update_or_create(
+                **key, defaults={"code": row["code"], "redirect_url": row["redirect_url"]}
+            )
+        else:
+            StudyOutcome.objects.filter(**key).delete()
+
+
+def outcomes_of(study: Study) -> list[dict]:
+    return [
+        {"kind": o.kind, "platform": o.platform, "code": o.code, "redirect_url": o.redirect_url}
+        for o in study.outcomes.all()
+    ]
+
+
 def study_update(*, study: Study, changes: dict) -> Study:
-    """Apply ``changes`` (field -> value) under the study's rules; nothing changes on refusal."""
+    """Apply ``changes`` (field -> value) under the study's rules; nothing changes on refusal.
+    ``outcomes`` rows are set by (kind, platform); others are kept."""
+    changes = dict(changes)
+    outcomes = _outcomes_from(study, changes)
     with transaction.atomic():
         current = Study.objects.select_for_update().get(pk=study.pk)
         if "slug" in changes and changes["slug"] != current.slug:
@@ -77,6 +211,7 @@ def study_update(*, study: Study, changes: dict) -> Study:
         for name, value in changes.items():
             setattr(current, name, value)
         current.save()
+        _outcomes_write(current, outcomes)
     study.refresh_from_db()
     return study
 
@@ -104,9 +239,44 @@ def study_set_status(*, study: Study, status: str) -> Study:
                     field="status",
                 )
             current.status = status
-            current.save(update_fields=["status", "updated_at"])
+            # The researcher's change replaces the study's own note on why it stopped.
+            current.status_note, current.status_note_at = "", None
+            current.save(update_fields=["status", "status_note", "status_note_at", "updated_at"])
     study.refresh_from_db()
     return study
+
+
+def study_complete_check(*, study: Study) -> bool:
+    """Close (or pause: ``when_complete``) an open study by itself once every test
+    stimulus has its K ratings and no session holding places has items left (its gold
+    or repeat items: those raters finish first); the note says why. True when it did.
+
+    Called after a rating that filled its stimulus, at every finished session and when
+    a rater is turned away as the study is full (the last session may have lapsed)."""
+    now = timezone.now()
+    if study.status != Study.Status.OPEN or assignment.test_stimuli_with_room(study).exists():
+        return False
+    with transaction.atomic():
+        current = Study.objects.select_for_update().get(pk=study.pk)
+        if current.status != Study.Status.OPEN:
+            return False
+        if assignment.test_stimuli_with_room(current).exists():
+            return False  # a researcher raised K or added images meanwhile
+        busy = assignment.holding_sessions(current, now).filter(rated__lt=F("planned_items"))
+        if busy.exists():
+            return False
+        paused = current.when_complete == "pause"
+        current.status = Study.Status.PAUSED if paused else Study.Status.CLOSED
+        k = current.ratings_per_stimulus
+        when = formats.date_format(timezone.localtime(now), "DATETIME_FORMAT")
+        current.status_note = (
+            f"{'Paused' if paused else 'Closed'} by itself on {when}: every test image has "
+            f"its {k} rating{'s' if k != 1 else ''}."
+        )
+        current.status_note_at = now
+        current.save(update_fields=["status", "status_note", "status_note_at", "updated_at"])
+    study.status, study.status_note = current.status, current.status_note
+    return True
 
 
 def study_delete(*, study: Study) -> None:

@@ -17,18 +17,22 @@ from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
-from annotation import pilot, protocol, rater_api, rater_flow, services
+from annotation import pilot, protocol, rater_api, rater_flow, services, studies
 from annotation.models import Rater, Session, Stimulus, Study
 from annotation.rater_flow import RaterContext, StepKind
+from annotation.services import StudyFull
 
 DEFAULT_CONSENT = (
     "This is a research study on how natural images look to people. You will see a series "
-    "of images and rate each of them on a few scales. It takes about {minutes} minutes. "
+    "of images and rate each of them on a few scales. "
     "Taking part is voluntary and you may stop at any time by closing the window. We record "
     "your ratings, how long each image was shown, and the identifier your recruitment "
     "platform passes to us; your data are analysed under a pseudonym and never published "
     "with your platform identifier."
 )
+#: Typical seconds per image: a look, then each dimension's slider (see _consent_context).
+SECONDS_PER_IMAGE = 10
+SECONDS_PER_DIMENSION = 4
 GROUP_TITLES = {
     "overall": "Overall",
     "technical": "Technical perspective",
@@ -38,6 +42,17 @@ GROUP_TITLES = {
 
 def _unavailable(request: HttpRequest, study: Study) -> HttpResponse:
     return render(request, "annotation/study_unavailable.html", {"study": study})
+
+
+def _study_full(
+    request: HttpRequest, study: Study, source: str, platform: dict | None = None
+) -> HttpResponse:
+    """A rater the study has no places for: the no-work code and the way back to their
+    platform. Nothing of theirs was written; the study may have just completed."""
+    studies.study_complete_check(study=study)
+    end = rater_flow.no_work(study, source, platform or {})
+    context = {"study": study, "code": end.code, "target": end.target}
+    return render(request, "annotation/study_full.html", context, status=409)
 
 
 def _get_study(slug: str) -> Study:
@@ -66,54 +81,86 @@ def _link_not_accepted(request: HttpRequest, study: Study, source: str) -> HttpR
 def study_entry(request: HttpRequest, slug: str) -> HttpResponse:
     """The study link: recognise (or register) the rater, then show their current page."""
     study = _get_study(slug)
+    params = rater_api.entry_params(request.GET)
     if not study.is_open:
-        # Only a researcher's pilot preview walks a study that is not open.
-        rater = rater_api.rater_from_request(request, study)
+        # Only a researcher's pilot preview walks a study that is not open, and raters
+        # who finished (or were screened out) see their end page and code again: the
+        # last rating may have closed the study (annotation.studies.study_complete_check).
+        if params.external_id:  # the link says who it is, whatever the cookie
+            rater = Rater.objects.filter(
+                study=study, source=params.source, external_id=params.external_id
+            ).first()
+        else:
+            rater = rater_api.rater_from_request(request, study)
+        if rater is not None and not pilot.is_pilot(rater) and rater.status != Rater.Status.ACTIVE:
+            return _stage_page(request, study, rater)
         if rater is None or not pilot.is_pilot(rater):
             return _unavailable(request, study)
         return _pilot_refused(request, study, rater) or _stage_page(request, study, rater)
-    params = rater_api.entry_params(request.GET)
     if params.source not in study.platforms and not _already_in(request, study, params):
         return _link_not_accepted(request, study, params.source)
     if params.preview:
         return render(request, "annotation/preview.html", _study_context(study))
     if params.external_id:
-        rater, _ = services.rater_enter(
-            study=study,
-            source=params.source,
-            external_id=params.external_id,
-            platform=params.platform,
-        )
-    else:
-        rater = rater_api.rater_from_request(request, study)
-        if rater is None:
-            # A new visitor of the anonymous link: the consent page, and nothing written
-            # until they agree (link previews and crawlers fetch links too, and would
-            # otherwise each leave a rater behind). The consent form registers them.
-            context = {**_consent_context(study), "new_visitor": True}
-            return render(request, "annotation/consent.html", context)
-        if refused := _pilot_refused(request, study, rater):
-            return refused
+        try:
+            entered = rater_flow.platform_enter(
+                study=study,
+                source=params.source,
+                external_id=params.external_id,
+                platform=params.platform,
+                user_agent=request.headers.get("User-Agent", ""),
+                platform_session_id=params.platform_session_id,
+            )
+        except StudyFull:
+            return _study_full(request, study, params.source, params.platform)
+        response = _stage_page(request, study, entered.rater, entered=entered)
+        rater_api.set_rater_cookie(response, study, entered.rater)
+        return response
+    rater = rater_api.rater_from_request(request, study)
+    if rater is None:
+        # A new visitor of the anonymous link: the consent page, and nothing written
+        # until they agree (link previews and crawlers fetch links too, and would
+        # otherwise each leave a rater behind). The consent form registers them with
+        # the number of items this page promised.
+        offered = services.session_offer(study=study)
+        if offered == 0:
+            return _study_full(request, study, Rater.Source.ANONYMOUS)
+        context = {**_consent_context(study, offered), "new_visitor": True}
+        return render(request, "annotation/consent.html", context)
+    if refused := _pilot_refused(request, study, rater):
+        return refused
     response = _stage_page(request, study, rater, params.platform_session_id)
     rater_api.set_rater_cookie(response, study, rater)
     return response
 
 
 def _stage_page(
-    request: HttpRequest, study: Study, rater: Rater, platform_session_id: str = ""
+    request: HttpRequest,
+    study: Study,
+    rater: Rater,
+    platform_session_id: str = "",
+    entered: RaterContext | None = None,
 ) -> HttpResponse:
-    context = rater_flow.session_enter(
-        study=study,
-        rater=rater,
-        user_agent=request.headers.get("User-Agent", ""),
-        platform_session_id=platform_session_id,
-    )
+    context = entered
+    if context is None:
+        try:
+            context = rater_flow.session_enter(
+                study=study,
+                rater=rater,
+                user_agent=request.headers.get("User-Agent", ""),
+                platform_session_id=platform_session_id,
+            )
+        except StudyFull:
+            return _study_full(request, study, rater.source, rater.platform)
     if rater_flow.training_open(context):
         context = context.with_training_answers(rater_api.training_answers(request, rater))
     step = rater_flow.page_step(context=context)
     banner = _pilot_context(study, rater)
     if step.kind == StepKind.CONSENT:
-        return render(request, "annotation/consent.html", {**_consent_context(study), **banner})
+        page = {**_consent_context(study, context.session.planned_items), **banner}
+        # Back from a consent form whose numbers were no longer true (visitor_register).
+        page["numbers_changed"] = request.GET.get("changed") == "1"
+        return render(request, "annotation/consent.html", page)
     if step.kind == StepKind.INSTRUCTIONS:
         examples = _instructions_context(study, context.training.items)
         return render(request, "annotation/instructions.html", {**examples, **banner})
@@ -126,7 +173,10 @@ def _stage_page(
         progress = rater_api.progress_payload(step.progress)
         return _rate_page(request, study, "rating", stimulus, progress, banner)
     if step.kind == StepKind.ENDED:
-        return render(request, "annotation/ended.html", {"study": study, **banner})
+        end = rater_flow.screened_out(context)
+        page = {"study": study, "code": end.code, "target": end.target, **banner}
+        page["progress"] = rater_api.progress_payload(end.progress)
+        return render(request, "annotation/ended.html", page)
     if step.kind == StepKind.UNAVAILABLE:
         return _unavailable(request, study)
     return _completion(request, context)
@@ -180,10 +230,18 @@ def consent(request: HttpRequest, slug: str) -> HttpResponse:
         # crowd-platform rater whose cookie went missing must not become an anonymous
         # stranger (their platform id would be lost); they are told to open their link
         # again instead.
-        rater = rater_flow.visitor_register(
-            study=study, user_agent=request.headers.get("User-Agent", "")
-        )
-        response = redirect(rater_api.entry_url(study))
+        try:
+            rater = rater_flow.visitor_register(
+                study=study,
+                user_agent=request.headers.get("User-Agent", ""),
+                promised=_promised(request),
+            )
+        except StudyFull:
+            return _study_full(request, study, Rater.Source.ANONYMOUS)
+        url = rater_api.entry_url(study)
+        if Session.objects.filter(rater=rater, stage=Session.Stage.CONSENT).exists():
+            url += "?changed=1"  # fewer places than the page said: asked again
+        response = redirect(url)
         rater_api.set_rater_cookie(response, study, rater)
         return response
     found = _posting_context(request, study)
@@ -227,11 +285,30 @@ def _study_context(study: Study) -> dict:
     }
 
 
-def _consent_context(study: Study) -> dict:
-    # About 10 s per dimension-image pair is typical; round up to whole minutes.
-    seconds = study.session_size * (10 + 4 * len(study.dimensions))
-    text = study.consent_text or DEFAULT_CONSENT.format(minutes=max(5, round(seconds / 60)))
-    return {**_study_context(study), "consent_text": text}
+def _promised(request: HttpRequest) -> int | None:
+    """The number of items the new visitor's consent page stated (None: unreadable)."""
+    try:
+        return max(0, int(request.POST.get("items", "")))
+    except ValueError:
+        return None
+
+
+def _consent_context(study: Study, items: int, training: int | None = None) -> dict:
+    """The consent page with the real numbers: the items planned for the rater's session
+    (the places taken, or offered to a new visitor) and the time they take, training
+    examples included; rounded up to whole minutes."""
+    if training is None:
+        training = study.stimuli.filter(role=Stimulus.Role.TRAINING).count()
+    per_image = SECONDS_PER_IMAGE + SECONDS_PER_DIMENSION * len(study.dimensions)
+    minutes = max(1, -(-(items + training) * per_image // 60))
+    text = study.consent_text or DEFAULT_CONSENT
+    return {
+        **_study_context(study),
+        "consent_text": text,
+        "items": items,
+        "training_items": training,
+        "minutes": minutes,
+    }
 
 
 def _instructions_context(study: Study, training_items: Iterable[Stimulus]) -> dict:

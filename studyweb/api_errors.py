@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404
 from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_handler
@@ -51,10 +53,17 @@ def exception_handler(exc, context):
         detail = f"{first[0]}: {first[1]}" if first[0] != "non_field_errors" else first[1]
         response.data = {"error": "invalid", "detail": detail, "fields": fields}
     else:
+        # Django's own Http404 and PermissionDenied (DRF answers them) get DRF's codes.
+        if isinstance(exc, Http404):
+            exc = exceptions.NotFound(*exc.args)
+        elif isinstance(exc, DjangoPermissionDenied):
+            exc = exceptions.PermissionDenied(*exc.args)
         code = getattr(exc, "default_code", "error")
         if isinstance(exc, exceptions.APIException):
             codes = exc.get_codes()
             code = codes if isinstance(codes, str) else code
         detail = data.get("detail") if isinstance(data, dict) else data
-        response.data = {"error": str(code), "detail": _flatten(detail), "fields": {}}
+        # A refused body (studyweb.boundary.BodyRefused) names its field.
+        fields = dict(getattr(exc, "fields", None) or {})
+        response.data = {"error": str(code), "detail": _flatten(detail), "fields": fields}
     return response

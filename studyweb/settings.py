@@ -53,6 +53,9 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Before anything reads a cookie, a form field or the database: control characters
+    # and oversized bodies are refused here, and JSON endpoints answer errors as JSON.
+    "studyweb.boundary.BoundaryMiddleware",
     # Outside the session and CSRF middleware, so it sees the cookies they set.
     "studyweb.rater_cookies.RaterFrameCookiesMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -151,6 +154,9 @@ MAX_IMAGE_PIXELS = env_int("MAX_IMAGE_PIXELS", 40_000_000, minimum=1)
 # A zip of stimuli: its size on disk and the sum of its entries' sizes.
 MAX_ARCHIVE_BYTES = env_int("MAX_ARCHIVE_BYTES", 2 * 1024**3, minimum=1024)
 MAX_ARCHIVE_MEMBERS = env_int("MAX_ARCHIVE_MEMBERS", 100_000, minimum=1)
+# Decoded pixels of one import, all its files together (duplicates, found by sha256
+# before decoding, cost nothing): bounds the CPU one upload can take.
+MAX_IMPORT_PIXELS = env_int("MAX_IMPORT_PIXELS", 5_000_000_000, minimum=1)
 # Request bodies held in memory (form fields, JSON) and file uploads.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("MAX_REQUEST_BYTES", 1024 * 1024, minimum=1024)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
@@ -243,6 +249,13 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.UserRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {"user": env_str("API_RATE_LIMIT", "3000/min")},
     "EXCEPTION_HANDLER": "studyweb.api_errors.exception_handler",
+    # JSON bodies are read with bounds (MAX_REQUEST_BYTES, depth, numbers, control
+    # characters): studyweb.boundary.
+    "DEFAULT_PARSER_CLASSES": [
+        "studyweb.boundary.BoundedJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "studyweb API",
@@ -296,6 +309,8 @@ RATER_FRAME_ANCESTORS = env_list(
 RATER_COOKIE_SAMESITE = "None" if RATER_FRAME_ANCESTORS else "Lax"
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+# JSON endpoints answer a CSRF failure as JSON; pages keep Django's page.
+CSRF_FAILURE_VIEW = "studyweb.boundary.csrf_failure"
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
 if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:

@@ -66,7 +66,8 @@ MATRIX = [
         "post",
         "/api/v1/analyses/",
         {"study": "study-a", "method": "mean"},
-        {"admin": 201, "a": 201, "b": 403},
+        # Another researcher's study is answered as a missing one (no existence oracle).
+        {"admin": 201, "a": 201, "b": 400},
     ),
     ("get", "/api/v1/model-versions/", None, {"admin": 200, "a": 200, "b": 200}),
     (
@@ -79,7 +80,7 @@ MATRIX = [
         "post",
         "/api/v1/scoring-jobs/",
         {"study": "study-a", "model_version": "sharp"},
-        {"admin": {200, 201}, "a": {200, 201}, "b": 403},
+        {"admin": {200, 201}, "a": {200, 201}, "b": 400},
     ),
     ("get", "/api/v1/scoring-jobs/", None, {"admin": 200, "a": 200, "b": 200}),
     ("get", "/api/v1/predictions/?study=study-a", None, {"admin": 200, "a": 200, "b": 200}),
@@ -87,13 +88,13 @@ MATRIX = [
         "get",
         "/api/v1/studies/study-a/agreement/?model_version=sharp",
         None,
-        {"admin": 409, "a": 409, "b": 403},
+        {"admin": 409, "a": 409, "b": 404},
     ),
     (
         "get",
         "/api/v1/studies/study-a/export/ratings-csv/",
         None,
-        {"admin": 200, "a": 200, "b": 403},
+        {"admin": 200, "a": 200, "b": 404},
     ),
     ("get", "/api/v1/exports/formats/", None, {"admin": 200, "a": 200, "b": 200}),
     (
@@ -123,13 +124,14 @@ MATRIX = [
         "post",
         "/api/v1/exports/",
         {"study": "study-a", "format": "ratings-csv"},
-        {"admin": 202, "a": 202, "b": 403},
+        {"admin": 202, "a": 202, "b": 400},
     ),
     ("get", "/api/v1/exports/{export}/", None, {"admin": 200, "a": 200, "b": 404}),
     ("get", "/api/v1/exports/{export}/download/", None, {"admin": 409, "a": 409, "b": 404}),
     # Rater endpoints: only the rater's token opens them (start is the public entry).
     ("get", "/api/v1/rater/study-a/next", None, {"rater": 200}),
-    ("post", "/api/v1/rater/study-a/finish", {}, {"rater": 200}),
+    # The token opens finish; with no session started there is nothing to finish (409).
+    ("post", "/api/v1/rater/study-a/finish", {}, {"rater": 409}),
     ("post", "/api/v1/rater/study-a/submit", {"stimulus": 0}, {"rater": {400, 404, 409}}),
     ("post", "/api/v1/rater/study-a/training", {}, {"rater": 409}),
     (

@@ -317,3 +317,294 @@ def test_oversized_bodies_are_refused(ctx, settings):
     )
     assert 400 <= response.status_code < 500
     assert counts() == before
+
+
+# --- The hostile-input catalogue, generated (issue 15) ----------------------------------
+# Over every operation of the OpenAPI schema and every rater endpoint: control
+# characters in paths, query parameters, headers, cookies, form fields and JSON strings;
+# JSON nested too deep; integers of thousands of digits and 1e400 written out; NaN;
+# a list where a string is expected; strings over their maximum length; integers that
+# would wrap PostgreSQL's 4-byte integers; bodies over MAX_REQUEST_BYTES. Every case
+# answers a JSON 4xx with a code, and no table changes.
+
+import json as _json  # noqa: E402
+from urllib.parse import quote  # noqa: E402
+
+from drf_spectacular.generators import SchemaGenerator  # noqa: E402
+from drf_spectacular.renderers import OpenApiJsonRenderer  # noqa: E402
+
+from annotation import services  # noqa: E402
+
+SCHEMA = _json.loads(
+    OpenApiJsonRenderer().render(SchemaGenerator().get_schema(request=None, public=True))
+)
+NUL = "a\x00b"
+DEEP = "[" * 100_000 + "]" * 100_000
+HUGE_INT = "1" + "0" * 5000
+INT_1E400 = "1" + "0" * 400 + ".0"
+# What each path parameter names in the fixture (an existing object where there is one,
+# so the hostile value reaches the body's validation, not a 404).
+PATH_VALUES = {
+    "slug": "bad",
+    "study_slug": "bad",
+    "name": "sharp",
+    "fmt": "json",
+    "id": "1",
+    "job_id": "1",
+}
+
+
+def _resolve(schema: dict) -> dict:
+    while "$ref" in schema:
+        schema = SCHEMA["components"]["schemas"][schema["$ref"].rsplit("/", 1)[-1]]
+    return schema
+
+
+def _path(template: str, hostile: str | None = None) -> str:
+    path = template
+    first = True
+    for name, value in PATH_VALUES.items():
+        token = "{" + name + "}"
+        if token in path:
+            if hostile is not None and first:
+                value, first = hostile, False
+            path = path.replace(token, quote(value, safe=""))
+    return path
+
+
+def _operations():
+    for template, item in SCHEMA["paths"].items():
+        for method, op in item.items():
+            if method in ("get", "post", "put", "patch", "delete"):
+                yield template, method, op
+
+
+def _generated_api_cases():
+    """(id, method, path, raw body or None, content type, extra headers, status or None)."""
+    cases = []
+    for template, method, op in _operations():
+        oid = op["operationId"]
+        if "{" in template:
+            cases.append((f"{oid}-path-nul", method, _path(template, NUL), None, None, {}, 400))
+        for param in op.get("parameters", []):
+            if param["in"] == "query":
+                path = f"{_path(template)}?{param['name']}={quote(NUL)}"
+                cases.append(
+                    (f"{oid}-query-{param['name']}-nul", method, path, None, None, {}, 400)
+                )
+        cases.append(
+            (f"{oid}-header-nul", method, _path(template), None, None, {"HTTP_X_TRACE": NUL}, 400)
+        )
+        content = op.get("requestBody", {}).get("content", {})
+        path = _path(template)
+        if "multipart/form-data" in content:
+            form = _resolve(content["multipart/form-data"]["schema"]).get("properties", {})
+            text = next(
+                k
+                for k, v in form.items()
+                if _resolve(v).get("type") == "string" and not _resolve(v).get("readOnly")
+            )
+            cases.append((f"{oid}-form-nul", method, path, {text: NUL}, "multipart", {}, 400))
+        if "application/json" not in content:
+            continue
+        body = _resolve(content["application/json"]["schema"])
+        props = {
+            k: _resolve(v) for k, v in body.get("properties", {}).items() if not v.get("readOnly")
+        }
+        first = next(iter(props), "x")
+        for label, raw, expected in (
+            ("deep", f'{{"{first}": {DEEP}}}', 400),
+            ("huge-int", f'{{"{first}": {HUGE_INT}}}', 400),
+            ("1e400", f'{{"{first}": {INT_1E400}}}', 400),
+            ("nan", f'{{"{first}": NaN}}', 400),
+            ("nul-key", _json.dumps({NUL: 1}), 400),
+            ("not-utf8", b'{"x": "\xff"}', 400),
+        ):
+            cases.append((f"{oid}-{label}", method, path, raw, "json", {}, expected))
+        for name, prop in props.items():
+            kind = prop.get("type")
+            if kind == "string" and "enum" not in prop:
+                cases.append(
+                    (f"{oid}-{name}-nul", method, path, _json.dumps({name: NUL}), "json", {}, 400)
+                )
+                cases.append(
+                    (f"{oid}-{name}-list", method, path, _json.dumps({name: []}), "json", {}, 400)
+                )
+                if "maxLength" in prop:
+                    long = "x" * (prop["maxLength"] + 1)
+                    cases.append(
+                        (
+                            f"{oid}-{name}-long",
+                            method,
+                            path,
+                            _json.dumps({name: long}),
+                            "json",
+                            {},
+                            400,
+                        )
+                    )
+            if kind == "integer":
+                for value in (2**31, 2**32 + 5, 2**40, 2**64):
+                    raw = _json.dumps({name: value})
+                    cases.append((f"{oid}-{name}-{value}", method, path, raw, "json", {}, 400))
+            if kind == "object":
+                raw = _json.dumps({name: {"ci": []}})
+                cases.append((f"{oid}-{name}-object-list", method, path, raw, "json", {}, 400))
+    return cases
+
+
+RATER_POST = ("start", "submit", "training")
+RATER_BODIES = [
+    ("deep", DEEP),
+    ("huge-int", f'{{"consent": true, "stimulus": {HUGE_INT}}}'),
+    ("1e400", f'{{"consent": true, "stimulus": 1, "viewing_seconds": {INT_1E400}}}'),
+    ("nan", '{"consent": true, "stimulus": 1, "viewing_seconds": NaN}'),
+    ("source-list", '{"consent": true, "source": []}'),
+    ("source-object", '{"consent": true, "source": {}}'),
+    ("external-id-nul", _json.dumps({"consent": True, "source": "prolific", "external_id": NUL})),
+    ("platform-long-key", _json.dumps({"consent": True, "platform": {"k" * 500_000: "v"}})),
+    ("platform-nul", _json.dumps({"consent": True, "platform": {"study_id": NUL}})),
+    ("scores-nul-key", _json.dumps({"stimulus": 1, "scores": {NUL: 50}})),
+    ("client-id-nul", _json.dumps({"stimulus": 1, "client_id": NUL, "scores": {}})),
+    ("not-utf8", b'{"consent": true, "source": "\xff"}'),
+]
+
+
+def _generated_rater_cases():
+    """(id, method, path, raw body or None, token where, extra, status or None)."""
+    cases = []
+    for name in ("start", "submit", "training", "next", "finish"):
+        method = "get" if name == "next" else "post"
+        prefixes = [("api", f"/api/v1/rater/{{slug}}/{name}")]
+        if name in ("submit", "training", "next"):
+            prefixes.append(("page", f"/s/{{slug}}/{name}"))
+        for where, template in prefixes:
+            path = template.replace("{slug}", "bad")
+            tag = f"{where}-{name}"
+            cases.append(
+                (
+                    f"{tag}-path-nul",
+                    method,
+                    template.replace("{slug}", quote(NUL)),
+                    None,
+                    "ok",
+                    {},
+                    400,
+                )
+            )
+            cases.append(
+                (
+                    f"{tag}-query-nul",
+                    method,
+                    f"{path}?PROLIFIC_PID={quote(NUL)}",
+                    None,
+                    "ok",
+                    {},
+                    400,
+                )
+            )
+            cases.append((f"{tag}-token-nul", method, path, None, "nul", {}, 400))
+            cases.append(
+                (f"{tag}-agent-nul", method, path, None, "ok", {"HTTP_USER_AGENT": NUL}, 400)
+            )
+            if name in RATER_POST:
+                for label, raw in RATER_BODIES:
+                    cases.append((f"{tag}-{label}", method, path, raw, "ok", {}, None))
+                big = _json.dumps({"consent": True, "pad": "y" * (1024 * 1024)})
+                cases.append((f"{tag}-too-large", method, path, big, "ok", {}, 413))
+    return cases
+
+
+GENERATED_API = _generated_api_cases()
+GENERATED_RATER = _generated_rater_cases()
+
+
+def _assert_json_refusal(response, expected):
+    assert 400 <= response.status_code < 500, (response.status_code, response.content[:300])
+    if expected is not None:
+        assert response.status_code == expected, (response.status_code, response.content[:300])
+    assert response["Content-Type"].startswith("application/json"), response["Content-Type"]
+    data = response.json()
+    assert set(data) >= {"error", "detail", "fields"}, data
+    assert isinstance(data["error"], str) and data["error"], data
+
+
+@pytest.mark.parametrize(
+    "case_id, method, path, body, fmt, extra, expected",
+    GENERATED_API,
+    ids=[c[0] for c in GENERATED_API],
+)
+def test_generated_hostile_api_input(
+    ctx, rater_token, case_id, method, path, body, fmt, extra, expected
+):
+    before = counts()
+    client = ctx["admin"]
+    if path.startswith("/api/v1/rater/"):  # the rater endpoints take a rater's token
+        extra = {"HTTP_X_RATER_TOKEN": rater_token, **extra}
+    if fmt == "multipart":
+        response = getattr(client, method)(path, body, format="multipart", **extra)
+    elif body is not None:
+        response = getattr(client, method)(path, body, content_type="application/json", **extra)
+    else:
+        response = getattr(client, method)(path, **extra)
+    _assert_json_refusal(response, expected)
+    assert counts() == before
+
+
+@pytest.fixture
+def rater_token(ctx):
+    from annotation.models import Study
+
+    rater, _ = services.rater_enter(study=Study.objects.get(slug="bad"), source="anonymous")
+    return rater.token
+
+
+@pytest.mark.parametrize(
+    "case_id, method, path, body, token, extra, expected",
+    GENERATED_RATER,
+    ids=[c[0] for c in GENERATED_RATER],
+)
+def test_generated_hostile_rater_input(
+    rater_token, case_id, method, path, body, token, extra, expected
+):
+    before = counts()
+    value = rater_token if token == "ok" else NUL
+    client = APIClient()
+    if path.startswith("/s/"):
+        client.cookies["rater_token"] = value
+        headers = {}
+    else:
+        headers = {"HTTP_X_RATER_TOKEN": value}
+    kwargs = {**headers, **extra}
+    if body is not None:
+        response = getattr(client, method)(path, body, content_type="application/json", **kwargs)
+    else:
+        response = getattr(client, method)(path, **kwargs)
+    _assert_json_refusal(response, expected)
+    assert counts() == before
+
+
+def test_generated_catalogue_covers_every_operation_and_class():
+    operations = {(t, m) for t, m, _ in _operations()}
+    assert len(operations) >= 25
+    covered = {c[0].rsplit("-path-nul", 1)[0].rsplit("-header-nul", 1)[0] for c in GENERATED_API}
+    assert {op["operationId"] for _, _, op in _operations()} <= covered
+    ids = " ".join(c[0] for c in GENERATED_API + GENERATED_RATER)
+    for kind in (
+        "path-nul",
+        "query",
+        "header-nul",
+        "token-nul",
+        "form-nul",
+        "deep",
+        "huge-int",
+        "1e400",
+        "nan",
+        "-list",
+        "-long",
+        "2147483648",
+        "object-list",
+        "too-large",
+    ):
+        assert kind in ids, kind
+    assert len(GENERATED_API) + len(GENERATED_RATER) >= 300

@@ -8,7 +8,7 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.permissions import IsAuthenticated
 
-from annotation.models import Study
+from annotation.api import VisibleStudyField
 from annotation.permissions import can_view_study, visible_studies
 from scoring.analyses.services import analysis_create
 from scoring.models import Analysis, RaterResult, StimulusResult
@@ -17,7 +17,7 @@ from studyweb.jobs import JOB_STATE_FIELDS
 
 
 class AnalysisSerializer(serializers.ModelSerializer):
-    study = serializers.SlugRelatedField(slug_field="slug", queryset=Study.objects.all())
+    study = VisibleStudyField()
     method = serializers.ChoiceField(choices=list(mos.REGISTRY))
     reject_on = serializers.ChoiceField(choices=["overall", "per_dimension"], default="overall")
     options = serializers.DictField(required=False, default=dict)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from django.http import FileResponse
-from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action, api_view, permission_classes
@@ -11,8 +10,8 @@ from rest_framework.exceptions import NotFound, PermissionDenied
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
-from annotation.models import Study
-from annotation.permissions import can_view_study, visible_studies
+from annotation.api import VisibleStudyField
+from annotation.permissions import can_view_study, visible_studies, visible_study_or_404
 from scoring.exports.formats import FORMATS, export_stream
 from scoring.exports.services import analysis_from_param, export_job_start, streaming_download
 from scoring.models import Analysis, ExportJob
@@ -29,9 +28,7 @@ from studyweb.jobs import JOB_STATE_FIELDS
 @permission_classes([IsAuthenticated])
 def export_download(request, slug: str, fmt: str):
     """Download a study's dataset in one of the registry's formats (streamed)."""
-    study = get_object_or_404(Study, slug=slug)
-    if not can_view_study(request.user, study):
-        raise PermissionDenied("this study is not yours")
+    study = visible_study_or_404(request.user, slug)
     try:
         analysis = analysis_from_param(study, request.query_params.get("analysis"))
     except LookupError as exc:
@@ -66,10 +63,14 @@ def export_formats(request):
 
 
 class ExportJobSerializer(serializers.ModelSerializer):
-    study = serializers.SlugRelatedField(slug_field="slug", queryset=Study.objects.all())
+    study = VisibleStudyField()
     format = serializers.ChoiceField(choices=list(FORMATS))
     analysis = serializers.PrimaryKeyRelatedField(
-        queryset=Analysis.objects.all(), required=False, allow_null=True
+        queryset=Analysis.objects.all(),
+        required=False,
+        allow_null=True,
+        # DRF's "Invalid pk ... does not exist" echoes the id; one answer for every id.
+        error_messages={"does_not_exist": "no such analysis", "incorrect_type": "no such analysis"},
     )
     download_url = serializers.SerializerMethodField()
 

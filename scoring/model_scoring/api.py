@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action, api_view, permission_classes
@@ -10,9 +9,8 @@ from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
-from annotation.api import FiniteFloatField
-from annotation.models import Study
-from annotation.permissions import can_view_study, visible_studies
+from annotation.api import FiniteFloatField, VisibleStudyField
+from annotation.permissions import can_view_study, visible_studies, visible_study_or_404
 from scoring.model_scoring import agreement_report
 from scoring.model_scoring.services import (
     model_version_register,
@@ -82,7 +80,7 @@ class ModelVersionViewSet(
 
 
 class ScoringJobSerializer(serializers.ModelSerializer):
-    study = serializers.SlugRelatedField(slug_field="slug", queryset=Study.objects.all())
+    study = VisibleStudyField()
     model_version = serializers.SlugRelatedField(
         slug_field="name", queryset=ModelVersion.objects.all()
     )
@@ -193,9 +191,7 @@ class PredictionViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
 @permission_classes([IsAuthenticated])
 def agreement_view(request, slug: str):
     """Model-vs-human agreement (SRCC, KRCC, PLCC/RMSE after the logistic fit, 95% CIs)."""
-    study = get_object_or_404(Study, slug=slug)
-    if not can_view_study(request.user, study):
-        raise PermissionDenied("this study is not yours")
+    study = visible_study_or_404(request.user, slug)
     name = request.query_params.get("model_version")
     if not name:
         raise ValidationError({"model_version": ["required"]})

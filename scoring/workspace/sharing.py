@@ -8,11 +8,15 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from annotation.models import Study, StudyShare
-from annotation.permissions import can_edit_study, can_share_study, can_view_study
+from annotation.permissions import (
+    can_edit_study,
+    can_share_study,
+    visible_study_or_404,
+)
 from annotation.studies import StudyRuleError, study_share, study_unshare
 
 
@@ -32,10 +36,8 @@ class ShareForm(forms.Form):
 
 
 def _study_for(request: HttpRequest, slug: str) -> Study:
-    study = get_object_or_404(Study, slug=slug)
-    if not can_view_study(request.user, study):
-        raise PermissionDenied("this study is not yours")
-    return study
+    # 404 alike for a missing study and another researcher's.
+    return visible_study_or_404(request.user, slug)
 
 
 def _study_to_share(request: HttpRequest, slug: str) -> Study:

@@ -1,6 +1,8 @@
-"""The study's stimuli pages: the gallery (filters, pages, role changes, removal), the
-upload (a zip or many images plus a metadata CSV, imported by a background job) and
-the import's progress and per-file report. The rules are annotation.stimuli's."""
+"""The study's stimuli pages: the gallery (filters, sorting, pages, the overall MOS of
+the latest finished analysis, role changes and removal, one by one or for the selected
+stimuli), the upload (a zip or many images plus a metadata CSV, imported by a
+background job) and the import's progress and per-file report. The rules are
+annotation.stimuli's."""
 
 from __future__ import annotations
 
@@ -12,7 +14,19 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db.models import Q, QuerySet
+from django.db.models import (
+    Case,
+    CharField,
+    F,
+    FloatField,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Value,
+    When,
+)
+from django.db.models.fields.json import KT
 from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -20,26 +34,33 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from annotation.models import ImportJob, Stimulus, Study
-from annotation.permissions import can_edit_study, can_view_study
+from annotation.permissions import can_edit_study, visible_study_or_404
 from annotation.stimuli import (
+    CSV_ROW,
     StimulusError,
     import_job_create,
     import_job_public,
     stimulus_remove,
     stimulus_set_role,
 )
+from scoring.models import Analysis, StimulusResult
+from scoring.workspace.figures import readable
 from studyweb.jobs import BrokerUnavailable
 
 PAGE_SIZE = 48
 THUMB = 160  # the thumbnail's box, CSS px: images are shown scaled into it
 NO_GENERATOR = "(none)"
+#: The dimension whose MOS the cards show and sort by (every protocol preset has it).
+MOS_DIMENSION = "overall"
+#: Metadata fields shown per card (a CSV may have hundreds of columns).
+META_FIELDS = 20
+#: At most this many stimuli in one bulk change (a page holds PAGE_SIZE).
+BULK_MAX = 500
 
 
 def _study_for(request: HttpRequest, slug: str) -> Study:
-    study = get_object_or_404(Study, slug=slug)
-    if not can_view_study(request.user, study):
-        raise PermissionDenied("this study is not yours")
-    return study
+    # 404 alike for a missing study and another researcher's.
+    return visible_study_or_404(request.user, slug)
 
 
 def _study_to_change(request: HttpRequest, slug: str) -> Study:
@@ -104,6 +125,28 @@ RATED_CHOICES = [
 ]
 
 
+SORT_CHOICES = [
+    ("", "Upload order"),
+    ("name", "Name"),
+    ("newest", "Newest first"),
+    ("ratings", "Most ratings"),
+    ("fewest", "Fewest ratings"),
+    ("mos", "Highest MOS"),
+    ("mos_low", "Lowest MOS"),
+]
+# Every order ends on the id, so pages never repeat or skip a stimulus; stimuli
+# without a MOS (not analysed yet) come last either way.
+SORT_ORDER = {
+    "": (F("id").asc(),),
+    "name": (F("original_name").asc(), F("id").asc()),
+    "newest": (F("id").desc(),),
+    "ratings": (F("n_ratings").desc(), F("id").asc()),
+    "fewest": (F("n_ratings").asc(), F("id").asc()),
+    "mos": (F("mos").desc(nulls_last=True), F("id").asc()),
+    "mos_low": (F("mos").asc(nulls_last=True), F("id").asc()),
+}
+
+
 class FilterForm(forms.Form):
     q = forms.CharField(label="Name", required=False, max_length=200)
     role = forms.ChoiceField(
@@ -111,6 +154,7 @@ class FilterForm(forms.Form):
     )
     generator = forms.ChoiceField(label="Generator", required=False)
     rated = forms.ChoiceField(label="Ratings", required=False, choices=RATED_CHOICES)
+    sort = forms.ChoiceField(label="Sort", required=False, choices=SORT_CHOICES)
 
     def __init__(self, *args, generators: list[str], **kwargs):
         super().__init__(*args, **kwargs)
@@ -140,7 +184,7 @@ class FilterForm(forms.Form):
             qs = qs.filter(Q(tally__isnull=True) | Q(tally__ratings=0))
         elif rated == "complete":
             qs = qs.filter(tally__ratings__gte=k)
-        return qs
+        return qs.order_by(*SORT_ORDER[data.get("sort") or ""])
 
 
 # --- The gallery --------------------------------------------------------------------
@@ -151,18 +195,107 @@ def _thumb_size(width: int, height: int) -> tuple[int, int]:
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-def _metadata_items(stimulus: Stimulus) -> list[tuple[str, str]]:
-    items = []
+def _number(value: int | float) -> str:
+    # Whole numbers as they are (a scene id, a seed); others to 3 significant digits.
+    if isinstance(value, int) or (value.is_integer() and abs(value) < 1e15):
+        return str(int(value))
+    if 1e-3 <= abs(value) < 1000:
+        return f"{value:.3g}"  # 0.5 stays "0.5", 33.333 becomes "33.3"
+    return readable(value)
+
+
+def _short(text: str, limit: int = 120) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _meta_value(value: object) -> str | list[tuple[str, str]]:
+    """A metadata value for reading: a number rounded, a dict a key/value sub-list
+    (one level; deeper values as compact text), a list its items."""
+    if isinstance(value, bool) or value is None:
+        return {True: "yes", False: "no", None: "–"}[value]
+    if isinstance(value, int | float):
+        return _number(value)
+    if isinstance(value, dict):
+        return [(str(k), _flat(v)) for k, v in list(value.items())[:META_FIELDS]]
+    if isinstance(value, list | tuple):
+        return _flat(value)
+    return _short(str(value))
+
+
+def _flat(value: object) -> str:
+    if isinstance(value, bool) or value is None or isinstance(value, int | float | str):
+        shown = _meta_value(value)
+        return shown if isinstance(shown, str) else ""
+    if isinstance(value, dict):
+        return _short(", ".join(f"{k}: {_flat(v)}" for k, v in value.items()))
+    if isinstance(value, list | tuple):
+        return _short(", ".join(_flat(v) for v in value))
+    return _short(str(value))
+
+
+def _metadata_items(stimulus: Stimulus) -> list[dict]:
+    """The card's metadata: {key, text} each, or {key, sub} (key/value pairs) for a
+    dict value such as per-dimension truths."""
+    items: list[tuple[str, str | list[tuple[str, str]]]] = []
     if stimulus.task:
         items.append(("task", stimulus.task))
-    if stimulus.expected_low is not None:
-        items.append(("expected", f"{stimulus.expected_low:g}–{stimulus.expected_high:g}"))
+    if stimulus.expected_low is not None and stimulus.expected_high is not None:
+        low, high = _number(stimulus.expected_low), _number(stimulus.expected_high)
+        items.append(("expected", f"{low}–{high}"))
     if stimulus.prompt:
-        items.append(("prompt", stimulus.prompt))
-    for key, value in list((stimulus.metadata or {}).items())[:8]:
-        text = value if isinstance(value, str) else repr(value)
-        items.append((str(key), text if len(text) <= 120 else text[:119] + "…"))
-    return items
+        items.append(("prompt", _short(stimulus.prompt)))
+    extra = list((stimulus.metadata or {}).items())
+    for key, value in extra[:META_FIELDS]:
+        items.append((str(key), _meta_value(value)))
+    if len(extra) > META_FIELDS:
+        items.append(("…", f"{len(extra) - META_FIELDS} more fields (in the downloads)"))
+    return [
+        {"key": key, "sub": value} if isinstance(value, list) else {"key": key, "text": value}
+        for key, value in items
+    ]
+
+
+def _latest_analysis(study: Study) -> Analysis | None:
+    return study.analyses.filter(status=Analysis.Status.DONE).order_by("-finished_at").first()
+
+
+def _with_mos(qs: QuerySet[Stimulus], analysis: Analysis | None) -> QuerySet[Stimulus]:
+    """Each stimulus's overall MOS in ``analysis`` (None without one): one subquery on
+    the (analysis, stimulus, dimension) unique index, so sorting 10,000 stimuli by MOS
+    stays one query."""
+    if analysis is None:
+        return qs.annotate(mos=Value(None, output_field=FloatField()))
+    results = StimulusResult.objects.filter(
+        analysis=analysis, stimulus=OuterRef("pk"), dimension=MOS_DIMENSION
+    ).values("mos")[:1]
+    return qs.annotate(mos=Subquery(results))
+
+
+def _recent_imports(study: Study):
+    # The report may hold thousands of rows: only its first row's CSV name is read.
+    return (
+        ImportJob.objects.filter(study=study)
+        .defer("report")
+        .select_related("created_by")
+        .annotate(
+            csv_name=Case(
+                When(report__0__status=CSV_ROW, then=KT("report__0__name")),
+                default=Value(""),
+                output_field=CharField(),
+            )
+        )
+        .order_by("-created_at")[:5]
+    )
+
+
+def _shown_import(request: HttpRequest, study: Study) -> ImportJob | None:
+    """The finished import named by ``?import=`` (upload.js reloads the gallery with
+    it, so the new stimuli are counted and the report stays in view)."""
+    try:
+        job_id = int(request.GET.get("import", ""))
+    except ValueError:
+        return None
+    return ImportJob.objects.filter(pk=job_id, study=study, status__in=ImportJob.FINISHED).first()
 
 
 def _render_gallery(
@@ -180,8 +313,9 @@ def _render_gallery(
     )
     filters = FilterForm(request.GET or None, generators=generators)
     k = study.ratings_per_stimulus
+    analysis = _latest_analysis(study)
     qs = filters.filtered(
-        all_stimuli.annotate(n_ratings=Coalesce("tally__ratings", 0)).order_by("id"), k
+        _with_mos(all_stimuli.annotate(n_ratings=Coalesce("tally__ratings", 0)), analysis), k
     )
     # Paginator counts once and slices: a study of 10,000 stimuli loads one page.
     page = Paginator(qs, PAGE_SIZE).get_page(request.GET.get("page"))
@@ -194,12 +328,14 @@ def _render_gallery(
                 "s": stimulus,
                 "thumb_w": width,
                 "thumb_h": height,
+                "mos": None if stimulus.mos is None else readable(stimulus.mos),
                 "meta": _metadata_items(stimulus),
                 "error": row_errors.get(stimulus.pk, ""),
             }
         )
     query = request.GET.copy()
     query.pop("page", None)
+    query.pop("import", None)
     context = {
         "study": study,
         "can_edit": can_edit,
@@ -208,12 +344,15 @@ def _render_gallery(
         "page": page,
         "items": items,
         "k": k,
+        "analysis": analysis,
         "query": query.urlencode(),
         "total": all_stimuli.count(),
         "roles": Stimulus.Role.choices,
         "upload_form": (upload_form or UploadForm()) if can_edit else None,
         "max_files": _max_files(),
-        "imports": ImportJob.objects.filter(study=study).order_by("-created_at")[:5],
+        "imports": _recent_imports(study),
+        "shown_import": _shown_import(request, study),
+        "bulk_max": BULK_MAX,
     }
     return render(request, "workspace/stimuli.html", context, status=status)
 
@@ -226,9 +365,70 @@ def _max_files() -> int:
 
 
 @login_required
-@require_GET
+@require_http_methods(["GET", "POST"])
 def stimuli_gallery(request: HttpRequest, slug: str) -> HttpResponse:
+    """GET: the gallery. POST: a bulk change of the selected stimuli (see _bulk)."""
+    if request.method == "POST":
+        return _bulk(request, _study_to_change(request, slug))
     return _render_gallery(request, _study_for(request, slug))
+
+
+def _bulk(request: HttpRequest, study: Study) -> HttpResponse:
+    """Set the role of, or remove, the stimuli ticked on the page. Each one goes
+    through stimulus_set_role / stimulus_remove on its own (its own transaction), so
+    one refusal (a rated stimulus, a gold item without a range) leaves the others
+    done; the answer names every refused stimulus with the reason, so nothing is
+    half-done without saying so."""
+    back = redirect(_gallery_url(study, request.GET.urlencode()))
+    action = request.POST.get("action", "")
+    role = request.POST.get("role", "")
+    ids = []
+    for raw in request.POST.getlist("ids"):
+        try:
+            ids.append(int(raw))
+        except ValueError:
+            continue
+    if action not in ("role", "remove"):
+        messages.error(request, "Choose what to do with the selected stimuli.")
+        return back
+    if not ids:
+        messages.error(request, "Nothing was changed: no stimulus was selected.")
+        return back
+    if len(ids) > BULK_MAX:
+        messages.error(request, f"Nothing was changed: select at most {BULK_MAX} stimuli at once.")
+        return back
+    if action == "role" and role not in dict(Stimulus.Role.choices):
+        messages.error(request, "Nothing was changed: choose the new role.")
+        return back
+    found = {s.pk: s for s in Stimulus.objects.filter(study=study, pk__in=ids)}
+    done: list[str] = []
+    refused: list[tuple[str, str]] = []
+    for pk in dict.fromkeys(ids):  # in the page's order, each once
+        stimulus = found.get(pk)
+        if stimulus is None:
+            refused.append((f"#{pk}", "not in this study (removed meanwhile?)"))
+            continue
+        try:
+            if action == "role":
+                stimulus_set_role(stimulus=stimulus, role=role)
+            else:
+                stimulus_remove(stimulus=stimulus)
+        except StimulusError as exc:
+            refused.append((stimulus.original_name, exc.message))
+        else:
+            done.append(stimulus.original_name)
+    asked = len(done) + len(refused)
+    verb = f"set to {role}" if action == "role" else "removed"
+    if done:
+        messages.success(request, f"{len(done)} of {asked} selected stimuli {verb}.")
+    if refused:
+        messages.error(
+            request,
+            f"{len(refused)} of {asked} selected stimuli not {verb}; each is named below.",
+        )
+        for name, reason in refused:
+            messages.error(request, f"{name}: {reason}")
+    return back
 
 
 def _gallery_url(study: Study, query: str = "") -> str:

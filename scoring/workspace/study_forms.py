@@ -15,8 +15,14 @@ from django.core.validators import (
 )
 
 from annotation import protocol as proto
-from annotation.models import PLATFORM_CHOICES, Study, all_platforms, new_completion_code
-from annotation.studies import locked_fields
+from annotation.models import (
+    PLATFORM_CHOICES,
+    Study,
+    StudyOutcome,
+    all_platforms,
+    new_completion_code,
+)
+from annotation.studies import locked_fields, outcomes_of
 
 #: The slug never changes once the study exists (the service refuses it too).
 SLUG_LOCK_REASON = "the slug never changes: links handed to crowd platforms point to it"
@@ -38,7 +44,13 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "min_view_seconds": (0.0, 600.0),
     "break_every": (1, 10000),
     "claim_ttl_seconds": (10, 86400),
+    "min_session_items": (1, 10000),
 }
+
+#: The outcomes other than completed (completed: completion_code and completion_url),
+#: edited here for every platform at once; per-platform rows come through the API.
+OUTCOME_KINDS = [StudyOutcome.Kind.SCREENED_OUT, StudyOutcome.Kind.NO_WORK]
+OUTCOME_FIELDS = [f"{kind}_{part}" for kind in OUTCOME_KINDS for part in ("code", "url")]
 
 #: The form's sections: (legend, field names).
 FIELDSETS: list[tuple[str, list[str]]] = [
@@ -49,11 +61,14 @@ FIELDSETS: list[tuple[str, list[str]]] = [
         ["session_size", "max_items_per_rater", "min_view_seconds", "break_every"],
     ),
     ("Quality control", ["gold_rate", "gold_fail_limit", "repeat_check"]),
+    ("Places", ["min_session_items", "when_complete"]),
     ("Claims", ["claim_ttl_seconds"]),
     ("Crowd platforms and completion", ["platforms", "completion_code", "completion_url"]),
+    ("Screened out and study full", OUTCOME_FIELDS),
 ]
 
-FIELDS = [name for _, names in FIELDSETS for name in names]
+#: The study's own settings (model fields); the outcome fields are written as rows.
+FIELDS = [name for _, names in FIELDSETS for name in names if name not in OUTCOME_FIELDS]
 
 
 class StudyForm(forms.ModelForm):
@@ -78,6 +93,39 @@ class StudyForm(forms.ModelForm):
             "Crowd platform URL raters are sent to at the end (e.g. Prolific's completion "
             "link); empty: raters are shown the completion code only."
         ),
+    )
+
+    screened_out_code = forms.CharField(
+        label="Screened-out code",
+        required=False,
+        max_length=64,
+        help_text=(
+            "Given to raters excluded by the gold checks, on a page that says why "
+            "(e.g. Prolific's screen-out completion code); empty: no code."
+        ),
+    )
+    screened_out_url = forms.URLField(
+        label="Screened-out URL",
+        required=False,
+        max_length=200,
+        assume_scheme="https",
+        help_text="Where excluded raters are sent back (Prolific: the code is added as cc).",
+    )
+    no_work_code = forms.CharField(
+        label="Study-full code",
+        required=False,
+        max_length=64,
+        help_text=(
+            "Given to raters turned away because no session's worth of work is left "
+            "(e.g. Prolific's 'no work' code); empty: no code."
+        ),
+    )
+    no_work_url = forms.URLField(
+        label="Study-full URL",
+        required=False,
+        max_length=200,
+        assume_scheme="https",
+        help_text="Where raters turned away are sent back to their platform.",
     )
 
     platforms = forms.MultipleChoiceField(
@@ -105,6 +153,8 @@ class StudyForm(forms.ModelForm):
             "gold_fail_limit": "Gold failure limit (F)",
             "claim_ttl_seconds": "Claim timeout (seconds)",
             "repeat_check": "Repeat check",
+            "min_session_items": "Minimum session (items)",
+            "when_complete": "When every image has its ratings",
         }
         help_texts = {
             "title": "Shown to raters and on your study list.",
@@ -135,6 +185,15 @@ class StudyForm(forms.ModelForm):
                 "How long an image handed to a rater stays reserved for them (10 to 86400)."
             ),
             "completion_code": "The code raters paste into the crowd platform at the end.",
+            "min_session_items": (
+                "A rater is admitted only when the study has work for a full session; set "
+                "a smaller number to let the last images go to shorter sessions (raters are "
+                "told the real number before they consent). Empty: full sessions only."
+            ),
+            "when_complete": (
+                "Once every test image has its K ratings and the last raters finished, the "
+                "study closes (or pauses) by itself; the study page says so."
+            ),
         }
         widgets = {
             "instructions": forms.Textarea(attrs={"rows": 5}),
@@ -146,6 +205,12 @@ class StudyForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        if self.instance.pk is not None:
+            # The rows for every platform (platform "") fill the outcome fields.
+            for row in outcomes_of(self.instance):
+                if row["platform"] == "" and row["kind"] in OUTCOME_KINDS:
+                    self.initial.setdefault(f"{row['kind']}_code", row["code"])
+                    self.initial.setdefault(f"{row['kind']}_url", row["redirect_url"])
         for name, (low, high) in BOUNDS.items():
             field = self.fields[name]
             field.validators.extend([MinValueValidator(low), MaxValueValidator(high)])
@@ -153,6 +218,7 @@ class StudyForm(forms.ModelForm):
         # The model's default is callable: compare edits with the stored code, not with a
         # hidden "initial-" copy of it that only a browser would post.
         self.fields["completion_code"].show_hidden_initial = False
+        self.fields["when_complete"].required = False
         for name in ("gold_rate", "min_view_seconds"):
             self.fields[name].widget.attrs["step"] = "any"
         for field in self.fields.values():
@@ -177,6 +243,10 @@ class StudyForm(forms.ModelForm):
                     described = f"{auto_id}_lock {auto_id}_helptext" if field.help_text else ""
                     field.widget.attrs["aria-describedby"] = described or f"{auto_id}_lock"
 
+    def clean_when_complete(self) -> str:
+        # Not sent (a script posting only some settings): the study's current choice.
+        return self.cleaned_data.get("when_complete") or self.instance.when_complete
+
     def clean_platforms(self) -> list[str]:
         chosen = set(self.cleaned_data["platforms"])
         return [key for key, _ in PLATFORM_CHOICES if key in chosen]  # page order, once each
@@ -191,8 +261,8 @@ class StudyForm(forms.ModelForm):
         return [(legend, [self[name] for name in names]) for legend, names in FIELDSETS]
 
     def settings(self) -> dict:
-        """Every setting as cleaned (for study_create)."""
-        return {name: self.cleaned_data[name] for name in FIELDS}
+        """Every setting as cleaned, the outcome fields too (for study_create)."""
+        return {name: self.cleaned_data[name] for name in [*FIELDS, *OUTCOME_FIELDS]}
 
     def changes(self) -> dict:
         """Only the settings the researcher changed (for study_update)."""
@@ -204,6 +274,10 @@ class StudyForm(forms.ModelForm):
 def clone_initial(source: Study) -> dict:
     """The settings of ``source`` for a new study: "Copy of" title, a free slug, a new code."""
     initial = {name: getattr(source, name) for name in FIELDS}
+    for row in outcomes_of(source):
+        if row["platform"] == "" and row["kind"] in OUTCOME_KINDS:
+            initial[f"{row['kind']}_code"] = row["code"]
+            initial[f"{row['kind']}_url"] = row["redirect_url"]
     title = f"Copy of {source.title}"
     initial["title"] = title[:TITLE_MAX]
     initial["slug"] = free_slug(f"{source.slug}-copy")

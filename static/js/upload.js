@@ -1,7 +1,9 @@
 // The stimuli pages (workspace/stimuli.html, stimuli_import.html), no framework:
 // - the upload form is sent with XMLHttpRequest, so the upload shows a progress bar;
-//   then the import job's JSON is polled for the import's bar, and the per-file report
-//   (imported / skipped / rejected, with the reason) is shown when it has finished.
+//   then the import job's JSON is polled for the import's bar. When it has finished
+//   the gallery is loaded again with ?import=<id>: the counts, the filters and the
+//   cards include the new stimuli, and the server shows that import's per-file report
+//   (imported / skipped / rejected, with the reason) in the upload card.
 //   Without JavaScript the form posts normally and leads to the job's page.
 // - the job's page follows a running import and reloads itself when it has finished.
 // - removing a stimulus asks first.
@@ -48,37 +50,6 @@
     label.textContent = words;
   }
 
-  function reportTable(job) {
-    var wrap = document.createDocumentFragment();
-    var counts = document.createElement("p");
-    counts.id = "import-summary";
-    counts.textContent = job.imported + " imported, " + job.skipped + " skipped, " +
-      job.rejected + " rejected.";
-    wrap.appendChild(counts);
-    if (!job.report.length) { return wrap; }
-    var table = document.createElement("table");
-    table.className = "table report-table";
-    table.id = "import-report-table";
-    var head = table.createTHead().insertRow();
-    ["File", "Result", "Reason"].forEach(function (title) {
-      var th = document.createElement("th");
-      th.textContent = title;
-      head.appendChild(th);
-    });
-    var body = table.createTBody();
-    job.report.forEach(function (row) {
-      var tr = body.insertRow();
-      tr.className = "status-" + row.status;
-      [[row.name, "name"], [row.status, "result"], [row.reason, ""]].forEach(function (cell) {
-        var td = tr.insertCell();
-        td.textContent = cell[0];
-        if (cell[1]) { td.className = cell[1]; }
-      });
-    });
-    wrap.appendChild(table);
-    return wrap;
-  }
-
   // --- The upload form ---------------------------------------------------------------
   var form = document.getElementById("upload-form");
   if (form && window.FormData && window.XMLHttpRequest) {
@@ -114,14 +85,21 @@
 
     var say = function (message) { status.textContent = message; };
 
+    // This page again (its filters and sorting kept, the page number dropped: the new
+    // stimuli may move things), showing the import's report.
+    var galleryWith = function (jobId) {
+      var params = new URLSearchParams(window.location.search);
+      params.delete("page");
+      params.set("import", String(jobId));
+      return report.getAttribute("data-gallery-url") + "?" + params.toString() + "#upload";
+    };
+
     var finished = function (job) {
       submit.disabled = false;
       importProgress(importBar, importText, job);
       if (job.status === "done") {
-        say("Import finished.");
-        report.textContent = "";
-        report.appendChild(reportTable(job));
-        report.hidden = false;
+        say("Import finished; loading the gallery with the new stimuli…");
+        window.location.assign(galleryWith(job.id));
       } else if (job.status === "failed") {
         say("The import failed; nothing more was imported.");
         if (!fieldError(job.error_field || "files", job.error)) { say(job.error); }
@@ -212,4 +190,13 @@
       if (!window.confirm(f.getAttribute("data-confirm"))) { event.preventDefault(); }
     });
   });
+  var bulk = document.getElementById("bulk-form");
+  if (bulk) {
+    bulk.addEventListener("submit", function (event) {
+      var remove = event.submitter && event.submitter.value === "remove";
+      if (remove && !window.confirm(bulk.getAttribute("data-confirm-remove"))) {
+        event.preventDefault();
+      }
+    });
+  }
 })();

@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from annotation import assignment, services
 from annotation.models import Claim, Rating, StimulusTally
+from tests.annotation.helpers import rater_past_places
 from tests.factories import StimulusFactory, StudyFactory
 from tests.factories import rater_at_rating as enter
 
@@ -35,10 +36,10 @@ def test_prefers_the_stimulus_closest_to_done():
     study = StudyFactory(protocol="perspectives", ratings_per_stimulus=3)
     a, b, c = StimulusFactory.create_batch(3, study=study)
     for i in range(2):
-        rater, session = enter(study, f"early-{i}")
+        rater, session = rater_past_places(study, f"early-{i}")
         Claim.objects.create(stimulus=b, rater=rater, session=session)
         rate(rater, Claim.objects.get(rater=rater))
-    rater, session = enter(study, "late")
+    rater, session = rater_past_places(study, "late")
     assert assignment.claim_next(session=session).stimulus_id == b.pk
 
 
@@ -50,7 +51,7 @@ def test_live_claims_count_towards_k_and_expire():
     claim = assignment.claim_next(session=first_session)
     assert claim.stimulus_id == only.pk
     assert claim.expires_at > timezone.now() + timedelta(seconds=50)
-    second, second_session = enter(study, "second")
+    second, second_session = rater_past_places(study, "second")  # admission would refuse
     assert assignment.claim_next(session=second_session) is None  # held by first
     Claim.objects.filter(pk=claim.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
     assert assignment.claim_next(session=second_session).stimulus_id == only.pk
@@ -105,7 +106,8 @@ def test_race_for_the_last_claims():
     transaction takes the write lock at BEGIN), the others wait for it."""
     study = StudyFactory(protocol="perspectives", ratings_per_stimulus=3, session_size=4)
     StimulusFactory.create_batch(4, study=study)
-    raters = [enter(study, f"racer-{i}") for i in range(24)]
+    # The claim race behind admission (test_places.py races the admission itself).
+    raters = [rater_past_places(study, f"racer-{i}") for i in range(24)]
     barrier = threading.Barrier(len(raters))
     errors: list[BaseException] = []
 

@@ -18,6 +18,7 @@ from annotation import assignment, pilot, rater_flow, selectors, services, state
 from annotation.models import Claim, Rater, Rating, Session, StimulusTally, Study, StudyShare
 from annotation.rater_flow import StepKind
 from annotation.services import SubmitRefused
+from tests.annotation.helpers import rater_past_places
 from tests.factories import (
     PilotRaterFactory,
     RaterFactory,
@@ -168,7 +169,9 @@ def test_a_pilot_claim_reserves_no_place_and_a_full_study_can_still_be_previewed
 
     # Full: no other real rater gets it, but a preview does, and its rating is kept
     # without filling anything.
-    other, other_session = rater_at_rating(study, "real-2")
+    with pytest.raises(services.StudyFull):  # no places for another real rater
+        rater_at_rating(study, "real-2")
+    other, other_session = rater_past_places(study, "real-3")
     assert assignment.claim_next(session=other_session) is None
     submit(first_pilot, only.pk)  # the earlier claim is honoured: no place is taken
     rater, session = pilot_at_rating(study)
@@ -358,7 +361,12 @@ def test_the_finish_endpoint_gives_a_pilot_no_code(draft):
     answer = client.post(
         f"/api/v1/rater/{draft.slug}/finish", HTTP_X_RATER_TOKEN=rater.token
     ).json()
-    assert answer == {"completion_code": "", "completion_url": "", "status": "completed"}
+    assert answer == {
+        "completion_code": "",
+        "completion_url": "",
+        "status": "completed",
+        "outcome": "completed",
+    }
 
 
 def test_a_pilot_token_works_only_for_its_researcher_signed_in(draft):

@@ -372,6 +372,7 @@ def test_completion_counts_the_last_finished_session(study):
     study.save()
     rater, session = enter(study)
     rate_one(rater, session)
+    Study.objects.filter(pk=study.pk).update(status=Study.Status.CLOSED)  # ends it early
     rater_flow.rater_finish(context=context_of(study, rater))
     end = rater_flow.completion(context_of(study, rater))
     assert end.code == "C7" and end.progress == Progress(1, 3)
@@ -406,15 +407,36 @@ def test_mturk_completion_posts_only_to_mturk(study, submit_to, target_url):
 
 
 def test_finishing_gives_claims_back_and_completes_the_rater(study):
+    study.session_size = 1
+    study.save()
     rater, session = enter(study)
-    rater_flow.next_step(context=context_of(study, rater))
-    assert Claim.objects.exists()
+    rate_one(rater, session)
+    # A claim left behind (e.g. by a second tab) once the session's item is rated.
+    spare = study.stimuli.exclude(ratings__rater=rater).first()
+    Claim.objects.create(stimulus=spare, rater=rater, session=session)
     assert rater_flow.rater_finish(context=context_of(study, rater)) == Rater.Status.COMPLETED
     session.refresh_from_db()
     assert session.stage == Session.Stage.DONE and not Claim.objects.exists()
 
 
-def test_finishing_without_a_session_writes_nothing(study):
+def test_finishing_before_the_work_is_done_is_refused_and_changes_nothing(study):
+    """start then finish with no rating used to return the completion code."""
+    rater, session = enter(study)
+    rater_flow.next_step(context=context_of(study, rater))
+    with pytest.raises(SubmitRefused) as refused:
+        rater_flow.rater_finish(context=context_of(study, rater))
+    assert refused.value.code == "unfinished" and refused.value.status == 409
+    assert "rate the 3 images left" in refused.value.message
+    session.refresh_from_db()
+    rater.refresh_from_db()
+    assert session.stage == Session.Stage.RATING and rater.status == Rater.Status.ACTIVE
+    assert Claim.objects.filter(session=session).exists()  # its claim is kept too
+
+
+def test_finishing_without_a_session_is_refused_and_writes_nothing(study):
     rater = RaterFactory(study=study)
-    assert rater_flow.rater_finish(context=context_of(study, rater)) == Rater.Status.ACTIVE
+    with pytest.raises(SubmitRefused) as refused:
+        rater_flow.rater_finish(context=context_of(study, rater))
+    assert refused.value.code == "no_session"
     assert not Session.objects.exists()
+    assert Rater.objects.get(pk=rater.pk).status == Rater.Status.ACTIVE

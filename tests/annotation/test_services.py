@@ -8,9 +8,10 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from annotation import assignment, services
+from annotation import assignment, rater_flow, services
 from annotation.models import Claim, Rater, Rating
 from annotation.services import SubmitRefused
+from tests.annotation.helpers import rater_past_places
 from tests.factories import StimulusFactory, StudyFactory
 from tests.factories import rater_at_rating as enter
 
@@ -117,7 +118,7 @@ def test_expired_claim_given_away_is_refused(study):
     slow, slow_session = enter(study, "slow")
     claim = assignment.claim_next(session=slow_session)
     Claim.objects.filter(pk=claim.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
-    fast, fast_session = enter(study, "fast")
+    fast, fast_session = rater_past_places(study, "fast")  # slow holds the only place
     assert assignment.claim_next(session=fast_session).stimulus_id == stimulus.pk
     with pytest.raises(SubmitRefused) as info:
         submit(slow, stimulus.pk)
@@ -136,10 +137,16 @@ def test_expired_claim_not_given_away_is_still_honoured(study):
 
 def test_k_distinct_raters_then_the_pool_is_empty(study):
     StimulusFactory.create_batch(2, study=study)
-    for i in range(3):
+    for i in range(2):
         rater, session = enter(study, f"r{i}")
         while (claim := assignment.claim_next(session=session)) is not None:
             submit(rater, claim.stimulus_id)
+    # A third rater finds no places (admission); past it, nothing to claim either.
+    with pytest.raises(services.StudyFull):
+        rater_flow.platform_enter(study=study, source="prolific", external_id="r2", platform={})
+    assert not Rater.objects.filter(external_id="r2").exists()  # turned away: no row
+    rater, session = rater_past_places(study, "r2")
+    assert assignment.claim_next(session=session) is None
     counts = sorted(Rating.objects.values_list("stimulus_id", flat=True))
     assert len(counts) == 4 and len(set(counts)) == 2  # K=2 each, never 3
     assert assignment.study_fill(study) == {"complete": 2, "in_progress": 0, "untouched": 0}

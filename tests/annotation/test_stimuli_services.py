@@ -422,3 +422,53 @@ def test_a_stimulus_on_a_raters_screen_is_not_removed(study):
         stimulus_remove(stimulus=stimulus)
     assert refused.value.code == "claimed"
     assert Stimulus.objects.filter(pk=stimulus.pk).exists()
+
+
+def test_the_report_names_the_csv_and_what_it_applied_to_each_file(study, owner, run_now):
+    csv = (
+        b"filename,generator,task,role,expected_low,expected_high,seed\n"
+        b"a.png,painter-a,t2i,gold,10,70,7\n"
+    )
+    job = run_now(
+        study=study,
+        user=owner,
+        files=[upload("a.png", noise_png(1)), upload("b.png", noise_png(2))],
+        metadata=upload("painters.csv", csv),
+    )
+    # The CSV's uploaded name is the report's first row (the stored CSV is deleted).
+    assert job.report[0] == {
+        "name": "painters.csv",
+        "status": services.CSV_ROW,
+        "reason": "metadata CSV, applied to 1 file(s)",
+    }
+    by_name = {row["name"]: row["reason"] for row in job.report}
+    assert by_name["a.png"] == (
+        "48×40 PNG, role gold, generator painter-a, task t2i, expected 10–70, 1 more field(s)"
+    )
+    assert by_name["b.png"] == "48×40 PNG, role test"
+    # The counts are the files' only.
+    assert (job.imported, job.skipped, job.rejected) == (2, 0, 0)
+
+
+def test_gold_rows_with_empty_typed_columns_and_unknown_files_are_warned(study, owner, run_now):
+    csv = (
+        b"filename,generator,role,expected_low,expected_high,free\n"
+        b"a.png,,gold,10,70,\n"
+        b"b.png,painter-b,gold,,,anything goes\n"
+        b"missing.png,painter-c,test,,,\n"
+    )
+    job = run_now(
+        study=study,
+        user=owner,
+        files=[upload("a.png", noise_png(1)), upload("b.png", noise_png(2))],
+        metadata=upload("m.csv", csv),
+    )
+    warnings = [row["reason"] for row in job.report if row["status"] == "warning"]
+    assert warnings == [
+        "metadata line 4: no file named 'missing.png' in the source",
+        "metadata line 2: gold item 'a.png' has no generator",
+        "metadata line 3: gold item 'b.png' has no expected_low, expected_high",
+    ]
+    by_name = {row["name"]: row for row in job.report}
+    assert by_name["a.png"]["status"] == "imported"
+    assert by_name["b.png"]["status"] == "rejected"  # a gold item needs its range

@@ -10,6 +10,7 @@ from django.db.models import Count, Q
 
 from annotation import assignment, services
 from annotation.models import Rating, Stimulus, StimulusTally
+from tests.annotation.helpers import rater_past_places
 from tests.factories import StimulusFactory, StudyFactory
 from tests.factories import rater_at_rating as enter
 
@@ -98,7 +99,7 @@ def test_a_deleted_rating_reopens_its_slot():
     only = StimulusFactory(study=study)
     first, first_session = enter(study, "first")
     assert rate_next(first, first_session) == only.pk
-    second, second_session = enter(study, "second")
+    second, second_session = rater_past_places(study, "second")  # admission would refuse
     assert assignment.claim_next(session=second_session) is None  # full
     Rating.objects.filter(stimulus=only).delete()  # e.g. removed by the researcher
     claim = assignment.claim_next(session=second_session)

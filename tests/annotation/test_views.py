@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from annotation import assignment, rater_api, services
 from annotation.models import Claim, Rater, Rating, Session, Study
+from tests.annotation.helpers import rater_past_places
 from tests.factories import StimulusFactory, StudyFactory
 
 pytestmark = pytest.mark.django_db
@@ -393,21 +394,25 @@ RAW_INF = '{"overall": Infinity, "technical": 60, "rationality": 80}'
 
 
 @pytest.mark.parametrize(
-    "scores, field",
+    "scores, field, code",
     [
-        ({"technical": 60, "rationality": 80}, "overall"),
-        ({**GOOD, "overall": 101}, "overall"),
-        ({**GOOD, "overall": -1}, "overall"),
-        ({**GOOD, "overall": float("nan")}, "overall"),  # json.dumps writes the NaN token
-        ({**GOOD, "overall": "NaN"}, "overall"),
-        ({**GOOD, "overall": float("inf")}, "overall"),
-        ({**GOOD, "overall": "abc"}, "overall"),
-        ({**GOOD, "sharpness": 50}, "sharpness"),
-        ([70, 60, 80], "scores"),
-        (None, "scores"),
+        ({"technical": 60, "rationality": 80}, "overall", "invalid_scores"),
+        ({**GOOD, "overall": 101}, "overall", "invalid_scores"),
+        ({**GOOD, "overall": -1}, "overall", "invalid_scores"),
+        (
+            {**GOOD, "overall": float("nan")},
+            "overall",
+            "not_finite",
+        ),  # json.dumps writes the NaN token
+        ({**GOOD, "overall": "NaN"}, "overall", "invalid_scores"),
+        ({**GOOD, "overall": float("inf")}, "overall", "not_finite"),
+        ({**GOOD, "overall": "abc"}, "overall", "invalid_scores"),
+        ({**GOOD, "sharpness": 50}, "sharpness", "invalid_scores"),
+        ([70, 60, 80], "scores", "invalid_scores"),
+        (None, "scores", "invalid_scores"),
     ],
 )
-def test_bad_scores_refused_with_a_message_and_nothing_written(client, study, scores, field):
+def test_bad_scores_refused_with_a_message_and_nothing_written(client, study, scores, field, code):
     rater, claim = rating_rater(client, study)
     before = Rating.objects.count()
     body = {"stimulus": claim.stimulus_id, "scores": scores, "client_id": str(uuid.uuid4())}
@@ -415,7 +420,8 @@ def test_bad_scores_refused_with_a_message_and_nothing_written(client, study, sc
     response = post_json(client, f"{entry(study)}submit", json.dumps(body))
     assert response.status_code == 400
     error = response.json()
-    assert error["error"] == "invalid_scores" and field in error["fields"]
+    # NaN and infinities are refused by the JSON reader itself (studyweb.boundary).
+    assert error["error"] == code and field in error["fields"]
     assert error["detail"]
     assert Rating.objects.count() == before
     assert Claim.objects.filter(pk=claim.pk).exists()  # kept for a corrected retry
@@ -485,6 +491,7 @@ def test_replayed_id_with_different_scores_is_refused(client, study):
 
 def test_foreign_tokens_are_refused(client, study):
     study.ratings_per_stimulus = 1  # so the intruder below is never given the same image
+    study.session_size = 2  # places for both: two sessions of 2 on 4 images
     study.save()
     rater, claim = rating_rater(client, study, "owner")
     before = Rating.objects.count()
@@ -512,9 +519,9 @@ def test_expired_claim_given_away_is_refused(client, study):
     study.save()
     rater, claim = rating_rater(client, study, "slow")
     Claim.objects.filter(pk=claim.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
-    fast = Rater.objects.create(study=study, source="prolific", external_id="fast")
-    session = services.session_start(rater=fast)
-    services.session_advance(session=session, stage=Session.Stage.RATING)
+    # The slow rater holds every place (admission would turn a second rater away):
+    # a rater put past admission, as one whose places were freed would be.
+    fast, session = rater_past_places(study, "fast")
     while (c := assignment.claim_next(session=session)) and c.stimulus_id != claim.stimulus_id:
         services.rating_submit(
             rater=fast,

@@ -64,7 +64,10 @@ def test_bad_analysis_requests_change_nothing(owner, payload, field):
 def test_other_researcher_and_anonymous(study, researcher_b):  # noqa: F811
     other = token_client(researcher_b)
     response = other.post("/api/v1/analyses/", {"study": "exp", "method": "mean"}, format="json")
-    assert response.status_code == 403
+    missing = other.post("/api/v1/analyses/", {"study": "nope", "method": "mean"}, format="json")
+    # Not yours and does not exist: the same answer (no existence oracle).
+    assert response.status_code == missing.status_code == 400
+    assert response.json() == missing.json()
     assert Analysis.objects.count() == 0
     mine = Analysis.objects.create(study=study, method="mean")
     assert other.get(f"/api/v1/analyses/{mine.pk}/").status_code == 404

@@ -94,6 +94,15 @@ def test_upload_a_zip_and_csv_and_read_the_report(live_server, csp_page, tmp_pat
     assert "truncated or corrupt" in rejected.locator("td").nth(2).inner_text()
     assert table.locator("tr.status-imported").count() == 6
     assert fits(page)[0] <= fits(page)[1], f"upload report: {fits(page)}"
+    # The gallery was refreshed when the import finished: counted, filterable and
+    # shown without a manual reload, the report still in view.
+    assert "import=" in page.url
+    assert page.locator("#gallery-count").inner_text() == "1–6 of 6 shown"
+    assert page.locator("#gallery li.stimulus-card").count() == 6
+    generators = page.locator("#id_generator option").all_inner_texts()
+    assert "painter-0" in generators and "painter-1" in generators
+    imported = table.locator("tr.status-imported td").nth(2).inner_text()
+    assert "640×360 PNG" in imported and "generator painter-" in imported
 
     job = ImportJob.objects.get()
     assert (job.status, job.imported, job.rejected) == ("done", 6, 1)

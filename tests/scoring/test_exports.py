@@ -175,7 +175,7 @@ def test_download_view_streams_for_the_owner_only(client, study, researcher_b):
     analysis = _analysis(study)
     url = reverse("scoring:export", args=["exp", "agin-csv"]) + f"?analysis={analysis.pk}"
     client.force_login(researcher_b)
-    assert client.get(url).status_code == 403
+    assert client.get(url).status_code == 404  # as a missing study: no existence oracle
     client.force_login(study.owner)
     response = client.get(url)
     assert response.status_code == 200 and response.streaming

@@ -44,7 +44,7 @@ def api_as(user):
 def test_a_study_is_invisible_until_shared_then_view_only(owner, study_a, researcher_b):
     other = as_user(researcher_b)
     detail = reverse("scoring:study-detail", args=[study_a.slug])
-    assert other.get(detail).status_code == 403
+    assert other.get(detail).status_code == 404
     assert detail not in other.get(reverse("scoring:study-list")).content.decode()
     assert api_as(researcher_b).get(f"/api/v1/studies/{study_a.slug}/").status_code == 404
 
@@ -111,7 +111,7 @@ def test_sharing_again_changes_the_level_and_removing_takes_access_back(
     response = owner.post(reverse("scoring:study-unshare", args=[study_a.slug, share_id]))
     assert response.status_code == 302
     assert not study_a.shares.exists()
-    assert as_user(researcher_b).get(sharing_url(study_a)).status_code == 403
+    assert as_user(researcher_b).get(sharing_url(study_a)).status_code == 404
     # Removing it twice says so and changes nothing.
     again = owner.post(reverse("scoring:study-unshare", args=[study_a.slug, share_id]), follow=True)
     assert "not shared with that account" in again.content.decode()
@@ -146,8 +146,8 @@ def test_an_inactive_account_gets_no_share(owner, study_a):
 
 def test_a_stranger_cannot_read_or_change_sharing(study_a, researcher_b):
     stranger = as_user(researcher_b)
-    assert stranger.get(sharing_url(study_a)).status_code == 403
-    assert share(stranger, study_a, "researcher_b", "edit").status_code == 403
+    assert stranger.get(sharing_url(study_a)).status_code == 404
+    assert share(stranger, study_a, "researcher_b", "edit").status_code == 404
     assert not StudyShare.objects.exists()
 
 
@@ -176,3 +176,31 @@ def test_an_editor_may_upload_stimuli_through_the_api_but_a_viewer_may_not(
     accepted = api_as(researcher_b).post(url, {"file": png()}, format="multipart")
     assert accepted.status_code == 201, accepted.content
     assert study_a.stimuli.count() == 2
+
+
+def test_the_sharing_table_has_a_change_column_and_the_empty_state_outside_it(
+    owner, study_a, researcher_b
+):
+    import re
+
+    page = owner.get(sharing_url(study_a)).content.decode()
+    table = page[page.index('<table class="table shares"') : page.index("</table>")]
+    assert re.findall(r'<th scope="col">([^<]*)</th>', table) == ["Researcher", "Access", "Change"]
+    assert "Not shared with anyone yet" not in table
+    assert 'id="shares-empty"' in page[page.index("</table>") :]
+    share(owner, study_a, "researcher_b", "edit")
+    page = owner.get(sharing_url(study_a)).content.decode()
+    assert 'id="shares-empty"' not in page
+    row = page[page.index('id="share-researcher_b"') :]
+    row = row[: row.index("</tr>")]
+    # As many cells as headers: the level as text, the change and removal under "Change".
+    assert len(re.findall(r"<td[ >]", row)) == 3
+    assert '<td class="share-level">Can edit</td>' in row
+    assert 'id="unshare-researcher_b"' in row
+
+
+def test_the_favicon_is_linked_and_served_for_favicon_ico(client, owner, study_a):
+    page = owner.get(sharing_url(study_a)).content.decode()
+    assert '<link rel="icon" href="/static/img/favicon.svg" type="image/svg+xml">' in page
+    response = client.get("/favicon.ico")
+    assert response.status_code == 302 and response["Location"] == "/static/img/favicon.svg"

@@ -13,9 +13,11 @@ from django.urls import reverse
 
 from annotation.models import ImportJob, Stimulus, StudyShare
 from tests.factories import (
+    AnalysisFactory,
     ImportJobFactory,
     RatingFactory,
     StimulusFactory,
+    StimulusResultFactory,
     StudyFactory,
     UserFactory,
     png_bytes,
@@ -93,8 +95,12 @@ def test_the_gallery_shows_each_stimulus_with_its_facts(as_owner, study):
     assert '<dd class="role">Test</dd>' in card
     assert '<dd class="generator">painter-a</dd>' in card
     assert '<dd class="num ratings">1 / 2</dd>' in card
-    assert '<dt>task</dt><dd class="meta">t2i</dd>' in card
-    assert '<dt>strength</dt><dd class="meta">0.5</dd>' in card
+    assert '<dd class="num mos">–</dd>' in card  # no analysis yet
+    # Task and free metadata are collapsed behind a disclosure, so cards stay short.
+    meta = card[card.index('<details class="stimulus-meta">') :]
+    assert "<summary>Metadata (2)</summary>" in meta
+    assert '<dt>task</dt><dd class="meta">t2i</dd>' in meta
+    assert '<dt>strength</dt><dd class="meta">0.5</dd>' in meta
     # Editors get the role select; a rated stimulus has no remove button.
     assert f'id="role-{rated.pk}"' in card and f'id="remove-{rated.pk}"' not in card
     assert 'id="study-nav-stimuli" aria-current="page"' in html
@@ -188,12 +194,12 @@ def test_an_editor_share_may_change_the_stimuli(client, study):
 
 def test_a_stranger_sees_nothing(client, study):
     client.force_login(UserFactory(username="stranger"))
-    assert client.get(gallery(study)).status_code == 403
+    assert client.get(gallery(study)).status_code == 404
     job = ImportJobFactory(study=study)
     assert (
-        client.get(reverse("scoring:import-status", args=[study.slug, job.pk])).status_code == 403
+        client.get(reverse("scoring:import-status", args=[study.slug, job.pk])).status_code == 404
     )
-    assert client.get(reverse("scoring:import-job", args=[study.slug, job.pk])).status_code == 403
+    assert client.get(reverse("scoring:import-job", args=[study.slug, job.pk])).status_code == 404
 
 
 # --- Upload -------------------------------------------------------------------------
@@ -350,3 +356,170 @@ def test_remove_works_when_unrated_and_is_refused_with_the_count(
     other = StimulusFactory()  # another study's stimulus is not found under this study
     response = as_owner.post(reverse("scoring:stimulus-remove", args=[study.slug, other.pk]))
     assert response.status_code == 404
+
+
+def _card(html: str, pk: int) -> str:
+    card = html[html.index(f'id="stimulus-{pk}"') :]
+    return card[: card.index("</li>\n")]
+
+
+def test_nested_metadata_is_a_key_value_list_with_numbers_rounded(as_owner, study):
+    stimulus = StimulusFactory(
+        study=study,
+        metadata={
+            "truth": {"overall": 40.0, "technical": 33.33333, "note": None},
+            "scene": 99,
+            "strength": 0.87412,
+            "tags": ["blur", 2.5],
+        },
+    )
+    card = _card(as_owner.get(gallery(study)).content.decode(), stimulus.pk)
+    assert "{&#x27;overall&#x27;" not in card and "{'overall'" not in card
+    truth = re.search(r'<dt>truth</dt><dd class="meta"><ul class="meta-sub">(.*?)</ul></dd>', card)
+    assert truth, card
+    # (PostgreSQL's jsonb keeps its own key order.)
+    assert sorted(
+        re.findall(r'<li><span class="meta-key">(\w+)</span> ([^<]*)</li>', truth[1])
+    ) == [
+        ("note", "–"),
+        ("overall", "40"),
+        ("technical", "33.3"),
+    ]
+    assert '<dt>scene</dt><dd class="meta">99</dd>' in card
+    assert '<dt>strength</dt><dd class="meta">0.874</dd>' in card
+    assert '<dt>tags</dt><dd class="meta">blur, 2.5</dd>' in card
+
+
+def test_cards_show_the_latest_analysis_mos_and_sort_by_it(as_owner, study):
+    low = StimulusFactory(study=study, original_name="b-low.png")
+    high = StimulusFactory(study=study, original_name="c-high.png")
+    none = StimulusFactory(study=study, original_name="a-none.png")
+    for _ in range(2):
+        RatingFactory(stimulus=low)
+    RatingFactory(stimulus=none)
+    old = AnalysisFactory(study=study)
+    StimulusResultFactory(analysis=old, stimulus=low, mos=90.0)
+    latest = AnalysisFactory(study=study)
+    StimulusResultFactory(analysis=latest, stimulus=low, mos=21.456)
+    StimulusResultFactory(analysis=latest, stimulus=high, mos=77.0)
+    # Another dimension of the same analysis is not the card's MOS.
+    StimulusResultFactory(analysis=latest, stimulus=none, dimension="technical", mos=5.0)
+    AnalysisFactory(study=study, status="running", finished_at=None)  # not finished: ignored
+
+    html = as_owner.get(gallery(study)).content.decode()
+    assert '<dd class="num mos">21.5</dd>' in _card(html, low.pk)
+    assert '<dd class="num mos">77.0</dd>' in _card(html, high.pk)
+    assert '<dd class="num mos">–</dd>' in _card(html, none.pk)
+    assert f"from analysis #{latest.pk}" in html
+
+    def order(sort):
+        return [int(pk) for pk in cards(as_owner.get(gallery(study, sort=sort)).content.decode())]
+
+    assert order("") == [low.pk, high.pk, none.pk]
+    assert order("name") == [none.pk, low.pk, high.pk]
+    assert order("newest") == [none.pk, high.pk, low.pk]
+    assert order("ratings") == [low.pk, none.pk, high.pk]
+    assert order("fewest") == [high.pk, none.pk, low.pk]
+    assert order("mos") == [high.pk, low.pk, none.pk]  # no MOS last either way
+    assert order("mos_low") == [low.pk, high.pk, none.pk]
+
+
+def test_sorting_keeps_across_pages(as_owner, study, django_assert_max_num_queries):
+    made = StimulusFactory.create_batch(50, study=study)
+    with django_assert_max_num_queries(14):
+        html = as_owner.get(gallery(study, sort="newest")).content.decode()
+    assert [int(pk) for pk in cards(html)] == [s.pk for s in reversed(made)][:48]
+    assert 'href="?sort=newest&amp;page=2"' in html
+    second = as_owner.get(gallery(study, sort="newest", page=2)).content.decode()
+    assert [int(pk) for pk in cards(second)] == [made[1].pk, made[0].pk]
+
+
+def test_bulk_role_change_reports_each_refusal_and_does_the_rest(as_owner, study):
+    a = StimulusFactory(study=study, original_name="a.png")
+    b = StimulusFactory(study=study, original_name="b.png")
+    rated = StimulusFactory(study=study, original_name="rated.png")
+    RatingFactory(stimulus=rated)
+    foreign = StimulusFactory(original_name="foreign.png")  # another study's
+    url = gallery(study) + "?sort=name"
+    response = as_owner.post(
+        url,
+        {"action": "role", "role": "training", "ids": [a.pk, rated.pk, b.pk, foreign.pk]},
+        follow=True,
+    )
+    assert response.redirect_chain == [(gallery(study, sort="name"), 302)]
+    roles = dict(Stimulus.objects.values_list("original_name", "role"))
+    assert (roles["a.png"], roles["b.png"], roles["rated.png"]) == ("training", "training", "test")
+    assert roles["foreign.png"] == "test"
+    html = response.content.decode()
+    messages = re.findall(r'<li class="(\w+)">(.*?)</li>', html[html.index('id="messages"') :])
+    texts = [text for _, text in messages]
+    assert "2 of 4 selected stimuli set to training." in texts
+    assert "2 of 4 selected stimuli not set to training; each is named below." in texts
+    assert any(t.startswith("rated.png: rated.png keeps its role (test)") for t in texts)
+    assert f"#{foreign.pk}: not in this study (removed meanwhile?)" in texts
+
+    # Gold needs a range: refused per stimulus, with the reason.
+    gold = as_owner.post(
+        gallery(study), {"action": "role", "role": "gold", "ids": [a.pk]}, follow=True
+    )
+    assert "a.png: a.png has no expected range" in gold.content.decode()
+    assert Stimulus.objects.get(pk=a.pk).role == "training"
+
+
+def test_bulk_removal_removes_the_unrated_and_keeps_the_rated(
+    as_owner, study, django_capture_on_commit_callbacks
+):
+    a = StimulusFactory(study=study, original_name="a.png")
+    rated = StimulusFactory(study=study, original_name="rated.png")
+    RatingFactory(stimulus=rated)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = as_owner.post(
+            gallery(study), {"action": "remove", "ids": [a.pk, rated.pk]}, follow=True
+        )
+    assert list(study.stimuli.values_list("pk", flat=True)) == [rated.pk]
+    html = response.content.decode()
+    assert "1 of 2 selected stimuli removed." in html
+    assert "rated.png: rated.png has 1 rating(s)" in html
+    # Nothing selected, or a view-only share: nothing changes.
+    assert (
+        "no stimulus was selected"
+        in as_owner.post(gallery(study), {"action": "remove"}, follow=True).content.decode()
+    )
+    viewer = UserFactory(username="viewer")
+    StudyShare.objects.create(study=study, user=viewer, level=StudyShare.Level.VIEW)
+    as_owner.force_login(viewer)
+    refused = as_owner.post(gallery(study), {"action": "remove", "ids": [rated.pk]})
+    assert refused.status_code == 403 and study.stimuli.count() == 1
+
+
+def test_the_gallery_shows_a_finished_import_s_report_and_recent_imports_name_the_csv(
+    as_owner, study, django_capture_on_commit_callbacks
+):
+    archive = zip_of({"a.png": png_bytes((1, 2, 3))})
+    with django_capture_on_commit_callbacks(execute=True):
+        as_owner.post(
+            reverse("scoring:stimuli-upload", args=[study.slug]),
+            {"files": archive, "metadata": named(CSV, "painters.csv"), "default_role": "test"},
+        )
+    job = ImportJob.objects.get()
+    html = as_owner.get(
+        gallery(study, generator="painter-a", **{"import": job.pk})
+    ).content.decode()
+    report = html[html.index('id="import-report"') :]
+    assert '<p id="import-summary">1 imported, 0 skipped, 0 rejected.</p>' in report
+    imported = re.search(r'<tr class="status-imported"><td class="name">a.png</td>.*?</tr>', report)
+    assert imported and "32×24 PNG, role test, generator painter-a" in imported.group(0)
+    csv_row = re.search(r'<tr class="status-metadata"><td class="name">painters.csv</td>', report)
+    assert csv_row
+    assert "1 stimulus" in html and "1&ndash;1 of 1 shown" in html
+    # The filters are kept and the import is not carried into the pages' links.
+    assert 'value="painter-a" selected' in html
+    recent = html[html.index('id="recent-imports"') :]
+    row = recent[recent.index(f"#{job.pk}</a>") :]
+    assert job.created_at.strftime("%Y-%m-%d") in row[: row.index("</tr>")]
+    assert '<td class="name csv-name">painters.csv</td>' in row
+    # An unknown or unfinished import is not shown.
+    running = ImportJobFactory(study=study, status="running", total=3, done=1)
+    for bad in (running.pk, "x", 999999):
+        page = as_owner.get(gallery(study, **{"import": bad})).content.decode()
+        assert 'id="import-summary"' not in page

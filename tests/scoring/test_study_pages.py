@@ -36,6 +36,8 @@ EVERY_SETTING = {
     "completion_code": "DONE42",
     "completion_url": "https://app.prolific.com/submissions/complete?cc=DONE42",
     "platforms": ["anonymous", "prolific"],
+    "min_session_items": "10",
+    "when_complete": "pause",
 }
 
 STORED = {
@@ -57,6 +59,8 @@ STORED = {
     "completion_code": "DONE42",
     "completion_url": "https://app.prolific.com/submissions/complete?cc=DONE42",
     "platforms": ["prolific", "anonymous"],  # kept in page order
+    "min_session_items": 10,
+    "when_complete": "pause",
 }
 
 
@@ -377,12 +381,15 @@ def test_another_researcher_cannot_edit_clone_or_change_status(client, researche
     before = settings_of(study_a)
     edit = reverse("scoring:study-edit", args=[study_a.slug])
     clone = reverse("scoring:study-clone", args=[study_a.slug])
-    assert client.get(edit).status_code == 403
-    assert client.post(edit, post_data(study_a, title="Mine now")).status_code == 403
-    assert client.get(clone).status_code == 403
-    assert client.post(clone, {**EVERY_SETTING, "slug": "stolen"}).status_code == 403
-    assert status(client, study_a, "closed").status_code == 403
-    assert client.get(reverse("scoring:study-edit", args=["no-such-study"])).status_code == 404
+    assert client.get(edit).status_code == 404
+    assert client.post(edit, post_data(study_a, title="Mine now")).status_code == 404
+    assert client.get(clone).status_code == 404
+    assert client.post(clone, {**EVERY_SETTING, "slug": "stolen"}).status_code == 404
+    assert status(client, study_a, "closed").status_code == 404
+    # Another researcher's study and a missing one get the same answer (no oracle).
+    missing = client.get(reverse("scoring:study-edit", args=["no-such-study"]))
+    assert missing.status_code == 404
+    assert client.get(edit).content == missing.content
     study_a.refresh_from_db()
     assert settings_of(study_a) == before and study_a.status == Study.Status.OPEN
     assert Study.objects.count() == 1

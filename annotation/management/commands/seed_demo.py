@@ -230,7 +230,14 @@ class Command(BaseCommand):
             )
             if not created:
                 continue
-            session = services.session_start(rater=rater, user_agent="seed_demo simulator")
+            try:
+                session = services.session_start(rater=rater, user_agent="seed_demo simulator")
+            except services.StudyFull:
+                # Every image has its ratings (or the last are held): more raters
+                # would be turned away, as a real rater would be.
+                rater.delete()
+                self.stdout.write(f"simulated raters: the study is full after {index}")
+                break
             services.session_advance(session=session, stage=Session.Stage.RATING)
             while True:
                 claim = assignment.claim_next(session=session)
