@@ -241,13 +241,28 @@ def _authenticate(
     return study, rater
 
 
+#: Stimulus ids are PostgreSQL integers: anything larger names no image.
+STIMULUS_ID_MAX = 2**31 - 1
+
+
 def _stimulus_id(body: dict) -> int:
     value = body.get("stimulus")
-    if isinstance(value, bool) or not isinstance(value, int):
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= STIMULUS_ID_MAX:
         raise SubmitRefused(
             "invalid_stimulus", "stimulus must be the integer id of an image", field="stimulus"
         )
     return value
+
+
+def _scores_shape(body: dict) -> None:
+    """The scores are an object of dimension -> number (checked in full by the service)."""
+    scores = body.get("scores")
+    if not isinstance(scores, dict) or not all(
+        isinstance(v, int | float) and not isinstance(v, bool) for v in scores.values()
+    ):
+        raise SubmitRefused(
+            "invalid_scores", "scores must be an object of dimension: number", field="scores"
+        )
 
 
 # --- Endpoints -----------------------------------------------------------------------
@@ -318,6 +333,13 @@ def training_submit(request: HttpRequest, slug: str) -> JsonResponse:
         body = json_object(request)  # the body is read (and refused) before any state
     except BadBody as exc:
         return error(exc.code, exc.detail, status=400, fields=exc.fields)
+    try:  # what the body holds is refused before any state (a missing field after it)
+        if "stimulus" in body:
+            _stimulus_id(body)
+        if "scores" in body:
+            _scores_shape(body)
+    except SubmitRefused as exc:
+        return JsonResponse(exc.as_dict(), status=exc.status)
     context = rater_flow.rater_context(study, rater)
     if not rater_flow.training_open(context):
         return error("wrong_stage", "training is not the current step", status=409)

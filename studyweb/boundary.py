@@ -207,9 +207,14 @@ def _refuse_characters(request: HttpRequest, json_endpoint: bool) -> tuple[str, 
             return "cookie", "a cookie holds a control character"
     # Pages' forms refuse NUL on the field with a message (Django's form fields); the
     # JSON endpoints' form bodies (uploads) are checked here.
-    if json_endpoint and request.method == "POST" and request.content_type in (
-        "application/x-www-form-urlencoded",
-        "multipart/form-data",
+    if (
+        json_endpoint
+        and request.method == "POST"
+        and request.content_type
+        in (
+            "application/x-www-form-urlencoded",
+            "multipart/form-data",
+        )
     ):
         for key, values in request.POST.lists():
             if _CONTROL.search(key) or any(_CONTROL_IN_TEXT.search(v) for v in values):

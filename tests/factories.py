@@ -26,6 +26,7 @@ from annotation.models import (
     Session,
     Stimulus,
     Study,
+    StudyOutcome,
     StudyShare,
 )
 from scoring.models import (
@@ -79,6 +80,16 @@ class StudyShareFactory(factory.django.DjangoModelFactory):
     study = factory.SubFactory(StudyFactory)
     user = factory.SubFactory(UserFactory)
     level = StudyShare.Level.VIEW
+
+
+class StudyOutcomeFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = StudyOutcome
+
+    study = factory.SubFactory(StudyFactory)
+    kind = StudyOutcome.Kind.SCREENED_OUT
+    platform = ""
+    code = factory.Sequence(lambda n: f"SCREEN-{n}")
 
 
 class StimulusFactory(factory.django.DjangoModelFactory):

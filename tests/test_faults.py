@@ -67,7 +67,8 @@ def test_connection_drops_before_commit_then_retry(rating_setup, monkeypatch):
 
     monkeypatch.setattr(statements, "delete_claim", dropping_delete)
     first = _post(client, body)
-    assert first.status_code == 500  # the client was NOT told it succeeded
+    # A JSON 503 (the database went away): the client was NOT told it succeeded.
+    assert first.status_code == 503 and first.json()["error"], first.content
     assert Rating.objects.count() == 0  # the transaction rolled back with the connection
     retry = _post(client, body)
     assert retry.status_code == 201, retry.content
@@ -88,7 +89,7 @@ def test_connection_drops_after_commit_then_retry(rating_setup, monkeypatch):
 
     monkeypatch.setattr(quality, "after_rating", dropping_after_rating)
     first = _post(client, body)
-    assert first.status_code == 500
+    assert first.status_code == 503 and first.json()["error"], first.content
     assert Rating.objects.count() == 1  # written before the drop
     retry = _post(client, body)
     assert retry.status_code == 200 and retry.json()["created"] is False  # a replay

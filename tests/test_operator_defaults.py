@@ -58,7 +58,8 @@ def test_spoofed_x_forwarded_for_still_hits_the_address_limit(settings):
     the limit of 5 holds (before the fix all 8 passed, each creating a rater)."""
     settings.TRUSTED_PROXY_HOPS = 1
     settings.RATE_LIMIT_ADDRESS_PER_MIN = 5
-    study = StudyFactory(slug="spoof", status="open")
+    # Places for every rater (admission would otherwise say the study is full).
+    study = StudyFactory(slug="spoof", status="open", session_size=2, ratings_per_stimulus=20)
     StimulusFactory.create_batch(2, study=study)
     proxy = Client(REMOTE_ADDR="10.0.0.1")  # every request arrives from the proxy
     codes = []
@@ -155,7 +156,8 @@ def test_researchers_session_and_csrf_cookies_stay_lax(framed):
     assert signed_in.cookies["sessionid"]["samesite"] == "Lax"
     assert signed_in.cookies["csrftoken"]["samesite"] == "Lax"
     # A signed-in researcher on a rater page (the pilot preview) keeps Lax cookies.
-    StudyFactory(slug="framed", status="open")
+    framed_study = StudyFactory(slug="framed", status="open")
+    StimulusFactory.create_batch(3, study=framed_study)  # places: the consent form shows
     researcher.cookies.pop("csrftoken")
     page = researcher.get("/s/framed/", secure=True)
     assert page.cookies["csrftoken"]["samesite"] == "Lax"

@@ -111,7 +111,7 @@ def test_study_page_permissions(client, rated, researcher_b, admin_user):
     url = reverse("scoring:study-detail", args=[rated.slug])
     assert client.get(url).status_code == 302  # anonymous: to the login page
     client.force_login(researcher_b)
-    assert client.get(url).status_code == 403
+    assert client.get(url).status_code == 404  # the same answer as a missing study
     client.force_login(rated.owner)
     response = client.get(url)
     assert response.status_code == 200

@@ -72,7 +72,7 @@ def test_other_researcher_and_anonymous(study, researcher_b):  # noqa: F811
     mine = Analysis.objects.create(study=study, method="mean")
     assert other.get(f"/api/v1/analyses/{mine.pk}/").status_code == 404
     assert other.get("/api/v1/analyses/").json()["count"] == 0
-    assert other.get("/api/v1/studies/exp/export/ratings-csv/").status_code == 403
+    assert other.get("/api/v1/studies/exp/export/ratings-csv/").status_code == 404
     anonymous = APIClient()
     assert anonymous.get("/api/v1/analyses/").status_code in (401, 403)
     assert anonymous.get("/api/v1/studies/exp/export/ratings-csv/").status_code in (401, 403)
