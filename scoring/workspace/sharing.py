@@ -6,18 +6,17 @@ from __future__ import annotations
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
-from annotation.models import Study, StudyShare
+from annotation.models import StudyShare
 from annotation.permissions import (
     can_edit_study,
     can_share_study,
-    visible_study_or_404,
 )
 from annotation.studies import StudyRuleError, study_share, study_unshare
+from scoring.workspace.access import study_for, study_to_share
 
 
 class ShareForm(forms.Form):
@@ -35,23 +34,11 @@ class ShareForm(forms.Form):
     )
 
 
-def _study_for(request: HttpRequest, slug: str) -> Study:
-    # 404 alike for a missing study and another researcher's.
-    return visible_study_or_404(request.user, slug)
-
-
-def _study_to_share(request: HttpRequest, slug: str) -> Study:
-    study = _study_for(request, slug)
-    if not can_share_study(request.user, study):
-        raise PermissionDenied("only the study's owner can share it")
-    return study
-
-
 @login_required
 @require_http_methods(["GET", "POST"])
 def study_sharing(request: HttpRequest, slug: str) -> HttpResponse:
     """The list of shares; the owner adds a researcher or changes a level (POST)."""
-    study = _study_for(request, slug) if request.method == "GET" else _study_to_share(request, slug)
+    study = study_for(request, slug) if request.method == "GET" else study_to_share(request, slug)
     form = ShareForm(request.POST if request.method == "POST" else None)
     if form.is_bound and form.is_valid():
         try:
@@ -79,7 +66,7 @@ def study_sharing(request: HttpRequest, slug: str) -> HttpResponse:
 @login_required
 @require_POST
 def study_unshare_page(request: HttpRequest, slug: str, share_id: int) -> HttpResponse:
-    study = _study_to_share(request, slug)
+    study = study_to_share(request, slug)
     try:
         study_unshare(study=study, share_id=share_id)
     except StudyRuleError as exc:

@@ -12,7 +12,6 @@ from django import forms
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import (
     Case,
@@ -34,7 +33,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from annotation.models import ImportJob, Stimulus, Study
-from annotation.permissions import can_edit_study, visible_study_or_404
+from annotation.permissions import can_edit_study
 from annotation.stimuli import (
     CSV_ROW,
     StimulusError,
@@ -44,6 +43,7 @@ from annotation.stimuli import (
     stimulus_set_role,
 )
 from scoring.models import Analysis, StimulusResult
+from scoring.workspace.access import study_for, study_to_change
 from scoring.workspace.figures import readable
 from studyweb.jobs import BrokerUnavailable
 
@@ -58,19 +58,13 @@ META_FIELDS = 20
 BULK_MAX = 500
 
 
-def _study_for(request: HttpRequest, slug: str) -> Study:
-    # 404 alike for a missing study and another researcher's.
-    return visible_study_or_404(request.user, slug)
-
-
 def _study_to_change(request: HttpRequest, slug: str) -> Study:
-    study = _study_for(request, slug)
-    if not can_edit_study(request.user, study):
-        raise PermissionDenied(
-            "this study is shared with you view-only: only its owner or an editor can "
-            "change its stimuli"
-        )
-    return study
+    return study_to_change(
+        request,
+        slug,
+        "this study is shared with you view-only: only its owner or an editor can "
+        "change its stimuli",
+    )
 
 
 # --- Forms --------------------------------------------------------------------------
@@ -370,7 +364,7 @@ def stimuli_gallery(request: HttpRequest, slug: str) -> HttpResponse:
     """GET: the gallery. POST: a bulk change of the selected stimuli (see _bulk)."""
     if request.method == "POST":
         return _bulk(request, _study_to_change(request, slug))
-    return _render_gallery(request, _study_for(request, slug))
+    return _render_gallery(request, study_for(request, slug))
 
 
 def _bulk(request: HttpRequest, study: Study) -> HttpResponse:
@@ -498,7 +492,7 @@ def stimuli_upload(request: HttpRequest, slug: str) -> HttpResponse:
 @require_GET
 def import_status(request: HttpRequest, slug: str, job_id: int) -> JsonResponse:
     """The import's progress for upload.js's bar; the report once it has finished."""
-    study = _study_for(request, slug)
+    study = study_for(request, slug)
     job = get_object_or_404(ImportJob, pk=job_id, study=study)
     return JsonResponse({"job": import_job_public(job), **_job_urls(study, job)})
 
@@ -507,7 +501,7 @@ def import_status(request: HttpRequest, slug: str, job_id: int) -> JsonResponse:
 @require_GET
 def import_job_page(request: HttpRequest, slug: str, job_id: int) -> HttpResponse:
     """An import's progress and per-file report (the page the upload leads to without JS)."""
-    study = _study_for(request, slug)
+    study = study_for(request, slug)
     job = get_object_or_404(ImportJob, pk=job_id, study=study)
     context = {
         "study": study,

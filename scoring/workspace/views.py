@@ -7,7 +7,7 @@ from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -18,7 +18,6 @@ from annotation.models import Rater, Study
 from annotation.permissions import (
     can_edit_study,
     visible_studies,
-    visible_study_or_404,
 )
 from annotation.studies import (
     TRANSITIONS,
@@ -35,23 +34,10 @@ from scoring.model_scoring.services import scoring_job_cancel, scoring_job_start
 from scoring.models import Analysis, ModelVersion, Prediction, ScoringJob
 from scoring.numerics import agreement, mos
 from scoring.workspace import dashboard
+from scoring.workspace.access import study_for, study_to_change
 from scoring.workspace.study_forms import StudyForm, clone_initial
 from studyweb.errors import ServiceError
 from studyweb.jobs import BrokerUnavailable
-
-
-def _study_for(request: HttpRequest, slug: str) -> Study:
-    # 404 alike for a missing study and another researcher's.
-    return visible_study_or_404(request.user, slug)
-
-
-def _study_to_change(request: HttpRequest, slug: str) -> Study:
-    """The study, if the user may change it (owner or superuser; shared users only view)."""
-    study = _study_for(request, slug)
-    if not can_edit_study(request.user, study):
-        raise PermissionDenied("only the study's owner can change it")
-    return study
-
 
 #: The status buttons of the study page, in this order: (target, label per current status).
 STATUS_BUTTONS: list[tuple[str, dict[str, str]]] = [
@@ -103,7 +89,7 @@ def study_detail(request: HttpRequest, slug: str) -> HttpResponse:
     """Progress, links, raters, downloads (raw ratings at any time), analyses with
     their live status, and the results of the chosen analysis (``?analysis=``, the
     latest finished one by default) on the chosen dimension (``?dimension=``)."""
-    study = _study_for(request, slug)
+    study = study_for(request, slug)
     analysis = dashboard.chosen_analysis(study, _int_or_none(request.GET.get("analysis")))
     results = (
         dashboard.analysis_results(
@@ -180,7 +166,7 @@ def study_create_page(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_http_methods(["GET", "POST"])
 def study_edit(request: HttpRequest, slug: str) -> HttpResponse:
-    study = _study_to_change(request, slug)
+    study = study_to_change(request, slug)
     # The form validates a copy: the study itself changes only through study_update.
     form = StudyForm(
         request.POST if request.method == "POST" else None,
@@ -212,7 +198,7 @@ def study_edit(request: HttpRequest, slug: str) -> HttpResponse:
 @login_required
 @require_http_methods(["GET", "POST"])
 def study_clone(request: HttpRequest, slug: str) -> HttpResponse:
-    source = _study_to_change(request, slug)
+    source = study_to_change(request, slug)
     if request.method == "POST":
         form = StudyForm(request.POST)
         if form.is_valid():
@@ -233,7 +219,7 @@ def study_clone(request: HttpRequest, slug: str) -> HttpResponse:
 @login_required
 @require_POST
 def study_status(request: HttpRequest, slug: str) -> HttpResponse:
-    study = _study_to_change(request, slug)
+    study = study_to_change(request, slug)
     target = request.POST.get("status", "")
     try:
         study_set_status(study=study, status=target)
@@ -247,7 +233,7 @@ def study_status(request: HttpRequest, slug: str) -> HttpResponse:
 @login_required
 @require_POST
 def analysis_start(request: HttpRequest, slug: str) -> HttpResponse:
-    study = _study_for(request, slug)
+    study = study_for(request, slug)
     method = request.POST.get("method", "bt500")
     reject_on = request.POST.get("reject_on", "overall")
     options = {"ci": request.POST.get("ci", dashboard.DEFAULT_CI)}
@@ -279,7 +265,7 @@ def analysis_start(request: HttpRequest, slug: str) -> HttpResponse:
 @login_required
 def export_download(request: HttpRequest, slug: str, fmt: str) -> HttpResponse:
     """Stream an export (memory stays flat however large the study)."""
-    study = _study_for(request, slug)
+    study = study_for(request, slug)
     try:
         analysis = analysis_from_param(study, request.GET.get("analysis"))
     except LookupError as exc:
@@ -298,7 +284,7 @@ def export_download(request: HttpRequest, slug: str, fmt: str) -> HttpResponse:
 @login_required
 def agreement_dashboard(request: HttpRequest, slug: str) -> HttpResponse:
     """Model versions x dimensions with intervals, scatter, per-generator table, jobs."""
-    study = _study_for(request, slug)
+    study = study_for(request, slug)
     versions = list(ModelVersion.objects.order_by("name"))
     chosen = [v for v in versions if v.name in request.GET.getlist("v")][:2]
     if not chosen:
@@ -350,7 +336,7 @@ def agreement_dashboard(request: HttpRequest, slug: str) -> HttpResponse:
 def agreement_csv(request: HttpRequest, slug: str, version: str) -> HttpResponse:
     """The agreement tables of one model version at full precision (the page rounds):
     overall, per generator and per task, with intervals and logistic parameters."""
-    study = _study_for(request, slug)
+    study = study_for(request, slug)
     model_version = get_object_or_404(ModelVersion, name=version)
     try:
         analysis = agreement_report.reference_analysis(study, _int_or_none(request.GET.get("a")))
@@ -385,7 +371,7 @@ def _int_or_none(value):
 @login_required
 @require_POST
 def scoring_job_create(request: HttpRequest, slug: str) -> HttpResponse:
-    study = _study_for(request, slug)
+    study = study_for(request, slug)
     version = ModelVersion.objects.filter(name=request.POST.get("model_version", "")).first()
     if version is None:
         messages.error(request, "choose a registered model version")
@@ -411,7 +397,7 @@ def scoring_job_create(request: HttpRequest, slug: str) -> HttpResponse:
 @login_required
 @require_POST
 def scoring_job_stop(request: HttpRequest, slug: str, job_id: int) -> HttpResponse:
-    study = _study_for(request, slug)
+    study = study_for(request, slug)
     job = get_object_or_404(ScoringJob, pk=job_id, study=study)
     try:
         scoring_job_cancel(job=job)
@@ -425,7 +411,7 @@ def scoring_job_stop(request: HttpRequest, slug: str, job_id: int) -> HttpRespon
 def jobs_json(request: HttpRequest, slug: str) -> JsonResponse:
     """Live state of the study's jobs: the scoring jobs of the agreement page and the
     analyses of the study page (both polled by static/js/jobs.js)."""
-    study = _study_for(request, slug)
+    study = study_for(request, slug)
     jobs = ScoringJob.objects.filter(study=study).select_related("model_version")[:20]
     analyses = study.analyses.order_by("-created_at")[: dashboard.RECENT_ANALYSES]
     return JsonResponse(
@@ -449,7 +435,7 @@ def jobs_json(request: HttpRequest, slug: str) -> JsonResponse:
 
 @login_required
 def predictions_csv(request: HttpRequest, slug: str, version: str) -> HttpResponse:
-    study = _study_for(request, slug)
+    study = study_for(request, slug)
     model_version = get_object_or_404(ModelVersion, name=version)
     rows = (
         Prediction.objects.filter(model_version=model_version, stimulus__study=study)
