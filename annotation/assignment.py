@@ -30,7 +30,7 @@ from datetime import timedelta
 from itertools import accumulate
 
 from django.db import transaction
-from django.db.models import Count, Exists, Max, OuterRef, Q
+from django.db.models import Count, Exists, Max, OuterRef, Q, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -171,6 +171,54 @@ def test_stimuli_with_room(study: Study):
     )
 
 
+def _places_snapshot(
+    study: Study, rater_ids: set[int], session_ids: list[int]
+) -> tuple[list[int], dict[int, int], dict[int, int]]:
+    """The rooms left (K less counted ratings, smallest first) of the test stimuli
+    short of K; test items rated per session of ``session_ids``; and stimuli with room
+    each rater of ``rater_ids`` has rated, all read in one statement (a UNION ALL).
+
+    In READ COMMITTED every statement sees its own snapshot, and raters keep rating
+    while a place is planned (they do not take the study's lock). Read apart, a rating
+    committed between two reads could count neither as room taken nor as an item
+    owed, and the plan would promise one place too many: a rater admitted for three
+    items would find only two (the race test caught it about one run in eight).
+    """
+    k = study.ratings_per_stimulus
+    # No ORDER BY in either part (SQLite refuses one inside a compound statement).
+    room_rows = (
+        test_stimuli_with_room(study)
+        .order_by()
+        .annotate(kind=Value(0))
+        .values_list("kind", "pk", "n", "pk")
+    )
+    rating_rows = (
+        Rating.objects.filter(
+            rater_id__in=rater_ids,
+            repetition=1,
+            stimulus__study=study,
+            stimulus__role=Stimulus.Role.TEST,
+        )
+        .order_by()
+        .annotate(kind=Value(1))
+        .values_list("kind", "rater_id", "stimulus_id", "session_id")
+    )
+    rows = list(room_rows.union(rating_rows, all=True))
+    rooms = sorted(k - n for kind, _, n, _ in rows if kind == 0)
+    with_room = {pk for kind, pk, _, _ in rows if kind == 0}
+    wanted = set(session_ids)
+    tests_done: dict[int, int] = {}
+    rated_stimuli: dict[int, set[int]] = {}
+    for kind, rater_id, stimulus_id, session_id in rows:
+        if kind != 1:
+            continue
+        if session_id in wanted:
+            tests_done[session_id] = tests_done.get(session_id, 0) + 1
+        if stimulus_id in with_room:
+            rated_stimuli.setdefault(rater_id, set()).add(stimulus_id)
+    return rooms, tests_done, {r: len(s) for r, s in rated_stimuli.items()}
+
+
 def places_plan(study: Study, rater: Rater | None, *, size: int, minimum: int, now=None) -> int:
     """The most items (``size`` down to ``minimum``) a new session of ``rater`` (None: a
     visitor not registered yet) may be planned with so that it and every session
@@ -178,34 +226,26 @@ def places_plan(study: Study, rater: Rater | None, *, size: int, minimum: int, n
     study's row lock to take the places (services.session_start); without, it is what
     a newcomer would be offered now (the consent page of a new visitor)."""
     now = now or timezone.now()
-    k = study.ratings_per_stimulus
-    with_room = test_stimuli_with_room(study)
-    rooms = sorted(k - n for n in with_room.values_list("n", flat=True))
-    prefix = list(accumulate(rooms))
     sessions = holding_sessions(study, now)
     if rater is not None:
         sessions = sessions.exclude(rater=rater)
-    holding = list(sessions.values_list("pk", "rater_id", "planned_items", "tests_done"))
-    rater_ids = {rater_id for _, rater_id, _, _ in holding}
+    # The sessions first (none can start meanwhile: the caller holds the study's row);
+    # what they and the rooms hold then comes from one statement, so from one snapshot
+    # (``_places_snapshot``).
+    holding = list(sessions.values_list("pk", "rater_id", "planned_items"))
+    rater_ids = {rater_id for _, rater_id, _ in holding}
     if rater is not None:
         rater_ids.add(rater.pk)
-    # Stimuli with room each rater has rated already (they cannot rate them again).
-    rated = dict(
-        Rating.objects.filter(
-            rater_id__in=rater_ids, repetition=1, stimulus__in=with_room.values("pk")
-        )
-        .values("rater_id")
-        .annotate(n=Count("stimulus", distinct=True))
-        .values_list("rater_id", "n")
-    )
+    rooms, tests_done, rated = _places_snapshot(study, rater_ids, [pk for pk, _, _ in holding])
+    prefix = list(accumulate(rooms))
     gold = Stimulus.objects.filter(study=study, role=Stimulus.Role.GOLD)
     gold_total = gold.count()
     gold_seen = 0
     if gold_total and rater is not None:
         gold_seen = Rating.objects.filter(rater=rater, stimulus__in=gold).count()
     owed = []  # (test items still owed, stimuli it may still choose) per holding session
-    for _, rater_id, planned, tests_done in holding:
-        owe = max(0, test_demand(study, planned, gold_total) - tests_done)
+    for pk, rater_id, planned in holding:
+        owe = max(0, test_demand(study, planned, gold_total) - tests_done.get(pk, 0))
         if owe:
             owed.append((owe, len(rooms) - rated.get(rater_id, 0)))
     total_owed = sum(owe for owe, _ in owed)
