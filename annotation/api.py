@@ -7,10 +7,17 @@ import tempfile
 from pathlib import Path
 
 from django.conf import settings
-from django.db import transaction
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.validators import URLValidator
+from django.db import models, transaction
 from django.db.models import Count, Q
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    extend_schema,
+    extend_schema_field,
+    inline_serializer,
+)
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied, ValidationError
@@ -96,6 +103,26 @@ class StudyAccess(BasePermission):
         return can_edit_study(request.user, obj)
 
 
+@extend_schema_field(
+    {"type": "string", "maxLength": 200, "anyOf": [{"format": "uri"}, {"maxLength": 0}]}
+)
+class OptionalURLField(serializers.CharField):
+    """A URL or "" (none set): the schema says both, since "" is not a "uri". The URL
+    is checked here rather than by a field validator, which drf-spectacular would
+    document as "format": "uri" whatever the annotation says."""
+
+    check_url = URLValidator(message=serializers.URLField.default_error_messages["invalid"])
+
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data)
+        if value:
+            try:
+                self.check_url(value)
+            except DjangoValidationError as exc:
+                raise ValidationError(exc.messages) from exc
+        return value
+
+
 class StudyOutcomeSerializer(serializers.Serializer):
     """One outcome row; checked in full by the service (annotation.studies.outcomes_clean)."""
 
@@ -104,12 +131,14 @@ class StudyOutcomeSerializer(serializers.Serializer):
         choices=["", *(key for key, _ in PLATFORM_CHOICES)], required=False, default=""
     )
     code = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
-    redirect_url = serializers.URLField(
-        max_length=200, required=False, allow_blank=True, default=""
-    )
+    redirect_url = OptionalURLField(max_length=200, required=False, allow_blank=True, default="")
 
 
 class StudySerializer(serializers.ModelSerializer):
+    serializer_field_mapping = {
+        **serializers.ModelSerializer.serializer_field_mapping,
+        models.URLField: OptionalURLField,
+    }
     owner = serializers.CharField(source="owner.username", read_only=True)
     protocol = serializers.ChoiceField(choices=list(proto.PRESETS), default="agin")
     scale = serializers.ChoiceField(choices=list(proto.SCALES), default="continuous")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.urls import include, path
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from drf_spectacular.views import (
     SpectacularAPIView,
     SpectacularRedocView,
@@ -26,6 +27,13 @@ router.register("scoring-jobs", model_scoring_api.ScoringJobViewSet, basename="s
 router.register("predictions", model_scoring_api.PredictionViewSet, basename="prediction")
 router.register("exports", exports_api.ExportJobViewSet, basename="export")
 
+
+@extend_schema_view(get=extend_schema(exclude=True))
+class SchemaView(SpectacularAPIView):
+    """The schema itself, left out of the schema: it is an OpenAPI document
+    (application/vnd.oai.openapi), not one of the API's JSON resources."""
+
+
 urlpatterns = [
     # Before the router: "formats" is not an export job id.
     path("v1/exports/formats/", exports_api.export_formats, name="export-formats"),
@@ -36,7 +44,7 @@ urlpatterns = [
     path(
         "v1/studies/<slug:slug>/export/<str:fmt>/", exports_api.export_download, name="api-export"
     ),
-    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("schema/", SchemaView.as_view(), name="schema"),
     path("schema/swagger/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="swagger"),
     path("schema/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
 ]

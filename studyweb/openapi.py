@@ -1,13 +1,16 @@
-"""The rater endpoints in the OpenAPI schema.
+"""What drf-spectacular cannot see, added to the generated OpenAPI schema by hooks.
 
-They are plain Django views shared with the browser page (cookie or
-``X-Rater-Token`` header), so drf-spectacular cannot see them; this hook adds
-their description to the generated schema.
+- The rater endpoints: plain Django views shared with the browser page (cookie or
+  ``X-Rater-Token`` header), described here (``add_rater_endpoints``).
+- The error contract (``studyweb.boundary``, ``studyweb.api_errors``): every JSON
+  endpoint answers refusals as ``Error``; ``add_error_responses`` documents on each
+  REST operation the refusals it can give, so a client (and schemathesis's status and
+  schema conformance checks) knows them from the schema alone.
 """
 
 from __future__ import annotations
 
-ERROR = {"$ref": "#/components/schemas/RaterError"}
+ERROR = {"$ref": "#/components/schemas/Error"}
 TOKEN = [{"raterToken": []}]
 
 
@@ -44,6 +47,58 @@ def _op(
     return op
 
 
+ERROR_SCHEMA = {
+    "type": "object",
+    "description": "A refusal: a stable code, a message for people, and the fields at fault.",
+    "properties": {
+        "error": {"type": "string"},
+        "detail": {"type": "string"},
+        "fields": {"type": "object", "additionalProperties": {"type": "string"}},
+    },
+    "required": ["error", "detail", "fields"],
+}
+
+# The refusals of the error contract and when a REST operation can give each one.
+_ALWAYS = {
+    "400": "malformed input: a bad parameter or body (the fields name which)",
+    "401": "no or unknown credentials",
+    "403": "not allowed for this account (a share level, an admin-only action)",
+    "503": "the database or the broker is unavailable; retry later",
+}
+_WITH_PARAMETERS = {"404": "no such object, or not one this account may see"}
+_WRITES = {"409": "refused in the object's current state (a study's status, a job's)"}
+_WITH_BODY = {
+    "413": "request body over MAX_REQUEST_BYTES (or an upload over its limit)",
+    "415": "unsupported content type",
+}
+
+
+def add_error_responses(result, generator, request, public):
+    """Document the error contract's refusals on every REST operation (the rater
+    endpoints list their own, ``add_rater_endpoints``)."""
+    result.setdefault("components", {}).setdefault("schemas", {})["Error"] = ERROR_SCHEMA
+    for path, item in result.get("paths", {}).items():
+        if path.startswith("/api/v1/rater/"):
+            continue
+        for method, operation in item.items():
+            if method not in ("get", "post", "put", "patch", "delete"):
+                continue
+            codes = dict(_ALWAYS)
+            if operation.get("parameters") or "{" in path:
+                codes.update(_WITH_PARAMETERS)
+            if method != "get":
+                codes.update(_WRITES)
+            if "requestBody" in operation:
+                codes.update(_WITH_BODY)
+            responses = operation.setdefault("responses", {})
+            for code, text in codes.items():
+                responses.setdefault(
+                    code,
+                    {"description": text, "content": {"application/json": {"schema": ERROR}}},
+                )
+    return result
+
+
 def add_rater_endpoints(result, generator, request, public):
     components = result.setdefault("components", {})
     schemas = components.setdefault("schemas", {})
@@ -52,15 +107,7 @@ def add_rater_endpoints(result, generator, request, public):
         "in": "header",
         "name": "X-Rater-Token",
     }
-    schemas["RaterError"] = {
-        "type": "object",
-        "properties": {
-            "error": {"type": "string"},
-            "detail": {"type": "string"},
-            "fields": {"type": "object", "additionalProperties": {"type": "string"}},
-        },
-        "required": ["error", "detail", "fields"],
-    }
+    schemas["Error"] = ERROR_SCHEMA
     scores = {
         "type": "object",
         "additionalProperties": {"type": "number"},

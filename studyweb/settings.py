@@ -278,6 +278,7 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "studyweb.openapi.add_rater_endpoints",
+        "studyweb.openapi.add_error_responses",
     ],
     "ENUM_NAME_OVERRIDES": {
         # Every kind of background job has one set of states (studyweb.jobs).

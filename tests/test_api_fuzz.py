@@ -1,4 +1,6 @@
-"""Fuzzing the REST API from its own OpenAPI schema (schemathesis): zero server errors.
+"""Fuzzing the REST API from its own OpenAPI schema (schemathesis): zero server errors
+and zero schema violations (every status code, content type and body the schema
+documents, refusals included: ``studyweb.openapi.add_error_responses``).
 
 Bounded: a few examples per operation, over HTTP against the live test server,
 as an admin (the persona that reaches every code path).
@@ -14,7 +16,12 @@ from drf_spectacular.generators import SchemaGenerator
 from drf_spectacular.renderers import OpenApiJsonRenderer
 from hypothesis import HealthCheck, settings
 from rest_framework.authtoken.models import Token
-from schemathesis.checks import not_a_server_error
+from schemathesis.checks import (
+    content_type_conformance,
+    not_a_server_error,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 from scoring.model_scoring.services import model_version_register
 from tests.factories import StimulusFactory, StudyFactory, UserFactory
@@ -42,7 +49,14 @@ def admin_headers(transactional_db):
     suppress_health_check=list(HealthCheck),
     derandomize=True,
 )
-def test_no_server_errors(case, admin_headers, live_server):
+def test_no_server_errors_and_answers_as_documented(case, admin_headers, live_server):
     case.call_and_validate(
-        base_url=live_server.url, headers=admin_headers, checks=[not_a_server_error]
+        base_url=live_server.url,
+        headers=admin_headers,
+        checks=[
+            not_a_server_error,
+            status_code_conformance,
+            content_type_conformance,
+            response_schema_conformance,
+        ],
     )
