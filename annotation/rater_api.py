@@ -180,12 +180,29 @@ def error(code: str, detail: str, status: int, fields: dict[str, str] | None = N
 class BadBody(Exception):
     """A request body that is not a JSON object."""
 
-    def __init__(self, code: str, detail: str, fields: dict[str, str] | None = None):
-        self.code, self.detail, self.fields = code, detail, fields or {}
+    def __init__(
+        self, code: str, detail: str, fields: dict[str, str] | None = None, status: int = 400
+    ):
+        self.code, self.detail, self.fields, self.status = code, detail, fields or {}, status
         super().__init__(detail)
 
 
+def _is_json(content_type: str) -> bool:
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
+
+
 def json_object(request: HttpRequest) -> dict:
+    # A body in another format is refused as such (415), not read as malformed JSON;
+    # an empty body (finish) may come without a type.
+    if request.body and not _is_json(request.content_type or ""):
+        raise BadBody(
+            "unsupported_media_type",
+            f"send the body as application/json, not {request.content_type or 'no type'}",
+            status=415,
+        )
     # The project's bounded reader (depth, integer size, finite numbers, control
     # characters): studyweb.boundary; its refusals name the top-level field.
     try:
@@ -286,7 +303,7 @@ def submit(request: HttpRequest, slug: str) -> JsonResponse:
             viewing_seconds=body.get("viewing_seconds"),
         )
     except BadBody as exc:
-        return error(exc.code, exc.detail, status=400, fields=exc.fields)
+        return error(exc.code, exc.detail, status=exc.status, fields=exc.fields)
     except SubmitRefused as exc:
         return JsonResponse(exc.as_dict(), status=exc.status)
     # The rating's session read again: the quality checks may just have excluded the rater.
@@ -332,7 +349,7 @@ def training_submit(request: HttpRequest, slug: str) -> JsonResponse:
     try:
         body = json_object(request)  # the body is read (and refused) before any state
     except BadBody as exc:
-        return error(exc.code, exc.detail, status=400, fields=exc.fields)
+        return error(exc.code, exc.detail, status=exc.status, fields=exc.fields)
     try:  # what the body holds is refused before any state (a missing field after it)
         if "stimulus" in body:
             _stimulus_id(body)
@@ -386,7 +403,7 @@ def start(request: HttpRequest, slug: str) -> JsonResponse:
     try:
         body = json_object(request)
     except BadBody as exc:
-        return error(exc.code, exc.detail, status=400, fields=exc.fields)
+        return error(exc.code, exc.detail, status=exc.status, fields=exc.fields)
     fields: dict[str, str] = {}
     if body.get("consent") is not True:
         fields["consent"] = "the rater must consent first (true)"
