@@ -21,7 +21,6 @@ from drf_spectacular.utils import (
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied, ValidationError
-from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 
@@ -38,6 +37,7 @@ from annotation.permissions import (
 )
 from annotation.selectors import study_progress
 from annotation.studies import study_create, study_delete, study_set_status, study_update
+from studyweb.boundary import BoundedFormParser, BoundedMultiPartParser
 
 
 class FiniteFloatField(serializers.FloatField):
@@ -353,7 +353,7 @@ class StimulusViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
 
     serializer_class = StimulusSerializer
     permission_classes = [IsResearcher]
-    parser_classes = [MultiPartParser, FormParser]
+    parser_classes = [BoundedMultiPartParser, BoundedFormParser]
 
     def _study(self) -> Study:
         return visible_study_or_404(self.request.user, self.kwargs["study_slug"])

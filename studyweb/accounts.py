@@ -18,6 +18,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from annotation import tokens
 from studyweb.errors import ServiceError
+from studyweb.forms import PlainTextForm
 
 
 class SignOutView(auth_views.LogoutView):
@@ -29,7 +30,7 @@ class SignOutView(auth_views.LogoutView):
         return response
 
 
-class TokenForm(forms.Form):
+class TokenForm(PlainTextForm):
     name = forms.CharField(
         max_length=tokens.NAME_MAX_LENGTH,
         help_text="What the token is for, e.g. the script or machine that uses it.",

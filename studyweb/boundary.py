@@ -36,7 +36,7 @@ from django.views import defaults
 from django.views.csrf import csrf_failure as django_csrf_failure
 from rest_framework import status
 from rest_framework.exceptions import APIException
-from rest_framework.parsers import JSONParser
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 
 log = logging.getLogger(__name__)
 
@@ -181,6 +181,50 @@ class BoundedJSONParser(JSONParser):
             raise BodyRefused(exc.code, exc.detail, fields=exc.fields) from None
 
 
+def _refuse_form_characters(data) -> None:
+    """Refuse control characters in a parsed form body's keys and text values (tab,
+    newline and carriage return allowed in values), naming the field."""
+    for key, values in data.lists():
+        if _CONTROL.search(key) or any(
+            isinstance(v, str) and _CONTROL_IN_TEXT.search(v) for v in values
+        ):
+            field = "form" if _CONTROL.search(key) else key
+            message = "control characters (NUL and others) are refused"
+            raise BodyRefused("control_character", message, fields={field: message})
+
+
+def _form_limits(parse):
+    """Django's limits on form bodies (fields, files, bytes) as JSON 413s, not 500s."""
+    try:
+        return parse()
+    except (RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent) as exc:
+        raise BodyRefused("too_large", str(exc) or _too_large_detail(), 413) from None
+
+
+class BoundedFormParser(FormParser):
+    """DRF's form parser (PUT and PATCH too, which Django's ``request.POST`` never
+    reads) refusing control characters like the JSON parser does."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        data = _form_limits(
+            lambda: super(BoundedFormParser, self).parse(stream, media_type, parser_context)
+        )
+        _refuse_form_characters(data)
+        return data
+
+
+class BoundedMultiPartParser(MultiPartParser):
+    """DRF's multipart parser refusing control characters in field names and values;
+    file names are checked by the importers (they report per file)."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        result = _form_limits(
+            lambda: super(BoundedMultiPartParser, self).parse(stream, media_type, parser_context)
+        )
+        _refuse_form_characters(result.data)
+        return result
+
+
 def _too_large_detail() -> str:
     return f"the request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE:,} bytes"
 
@@ -205,20 +249,8 @@ def _refuse_characters(request: HttpRequest, json_endpoint: bool) -> tuple[str, 
     for key, value in request.COOKIES.items():
         if _CONTROL.search(key) or _CONTROL.search(value):
             return "cookie", "a cookie holds a control character"
-    # Pages' forms refuse NUL on the field with a message (Django's form fields); the
-    # JSON endpoints' form bodies (uploads) are checked here.
-    if (
-        json_endpoint
-        and request.method == "POST"
-        and request.content_type
-        in (
-            "application/x-www-form-urlencoded",
-            "multipart/form-data",
-        )
-    ):
-        for key, values in request.POST.lists():
-            if _CONTROL.search(key) or any(_CONTROL_IN_TEXT.search(v) for v in values):
-                return key, "control characters (NUL and others) are refused"
+    # Form bodies: the API's parsers (BoundedFormParser, BoundedMultiPartParser) for
+    # every method; pages' forms field by field (studyweb.forms.PlainTextFields).
     return None
 
 

@@ -253,8 +253,8 @@ REST_FRAMEWORK = {
     # characters): studyweb.boundary.
     "DEFAULT_PARSER_CLASSES": [
         "studyweb.boundary.BoundedJSONParser",
-        "rest_framework.parsers.FormParser",
-        "rest_framework.parsers.MultiPartParser",
+        "studyweb.boundary.BoundedFormParser",
+        "studyweb.boundary.BoundedMultiPartParser",
     ],
 }
 # drf-spectacular names two "platform" choice sets (a study's links; an outcome's row,

@@ -180,3 +180,53 @@ def test_a_database_error_on_a_json_endpoint_answers_json_503(api, study, monkey
     monkeypatch.setattr(QuerySet, "_fetch_all", down)
     body = assert_contract(api.get("/api/v1/studies/"), 503)
     assert "127.0.0.1" not in json.dumps(body)  # no host or port to anyone
+
+
+@pytest.mark.parametrize("method", ["post", "put", "patch"])
+@pytest.mark.parametrize("char", ["\x00", "\x01", "\x1b", "\x7f"])
+def test_form_bodies_with_control_characters_are_refused_by_every_method(api, study, method, char):
+    """Form-encoded and multipart bodies (PUT and PATCH included, which Django's
+    request.POST never reads) refuse control characters like JSON bodies do."""
+    from django.test.client import encode_multipart
+
+    before = counts()
+    url = "/api/v1/studies/" if method == "post" else f"/api/v1/studies/{study.slug}/"
+    from urllib.parse import urlencode
+
+    fields = {"slug": "ctl", "title": f"bad{char}title"}
+    for content_type, body in (
+        ("application/x-www-form-urlencoded", urlencode(fields)),
+        ("multipart/form-data; boundary=BoUnDaRy", encode_multipart("BoUnDaRy", fields)),
+    ):
+        answer = getattr(api, method)(url, body, content_type=content_type)
+        payload = assert_contract(answer, 400, "control_character")
+        assert "title" in payload["fields"], payload
+    assert counts() == before
+    assert Study.objects.get(pk=study.pk).title == study.title
+
+
+def test_tab_and_newline_stay_allowed_in_free_text_forms(api, study):
+    answer = api.patch(
+        f"/api/v1/studies/{study.slug}/",
+        "instructions=line%20one%0D%0A%09line%20two",
+        content_type="application/x-www-form-urlencoded",
+    )
+    assert answer.status_code == 200, answer.content
+    assert Study.objects.get(pk=study.pk).instructions == "line one\r\n\tline two"
+
+
+@pytest.mark.parametrize("char", ["\x01", "\x1b", "\x7f"])
+def test_page_forms_refuse_control_characters_on_the_field(owner, study, char):
+    """The study form: a message on the field, nothing saved (Django's own check stops
+    NUL only)."""
+    client = Client()
+    client.force_login(owner)
+    page = client.post("/accounts/tokens/", {"name": f"ci{char}token"})
+    assert page.status_code == 400 and "Remove the control characters" in page.text
+    from annotation.models import ApiToken
+
+    assert not ApiToken.objects.exists()
+    share = client.post(
+        f"/studies/{study.slug}/sharing/", {"username": f"x{char}", "level": "view"}
+    )
+    assert share.status_code in (200, 400) and "Remove the control characters" in share.text

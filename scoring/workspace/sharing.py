@@ -17,9 +17,10 @@ from annotation.permissions import (
 )
 from annotation.studies import StudyRuleError, study_share, study_unshare
 from scoring.workspace.access import study_for, study_to_share
+from studyweb.forms import PlainTextForm
 
 
-class ShareForm(forms.Form):
+class ShareForm(PlainTextForm):
     username = forms.CharField(
         label="User name",
         max_length=150,

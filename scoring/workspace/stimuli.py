@@ -45,6 +45,7 @@ from annotation.stimuli import (
 from scoring.models import Analysis, StimulusResult
 from scoring.workspace.access import study_for, study_to_change
 from scoring.workspace.figures import readable
+from studyweb.forms import PlainTextForm
 from studyweb.jobs import BrokerUnavailable
 
 PAGE_SIZE = 48
@@ -87,7 +88,7 @@ class MultipleFileField(forms.FileField):
         return [single(item, initial) for item in items]
 
 
-class UploadForm(forms.Form):
+class UploadForm(PlainTextForm):
     files = MultipleFileField(
         label="Images or a zip archive",
         error_messages={"required": "Choose a zip archive or one or more image files."},

@@ -23,6 +23,7 @@ from annotation.models import (
     new_completion_code,
 )
 from annotation.studies import locked_fields, outcomes_of
+from studyweb.forms import PlainTextModelForm
 
 #: The slug never changes once the study exists (the service refuses it too).
 SLUG_LOCK_REASON = "the slug never changes: links handed to crowd platforms point to it"
@@ -71,7 +72,7 @@ FIELDSETS: list[tuple[str, list[str]]] = [
 FIELDS = [name for _, names in FIELDSETS for name in names if name not in OUTCOME_FIELDS]
 
 
-class StudyForm(forms.ModelForm):
+class StudyForm(PlainTextModelForm):
     protocol = forms.ChoiceField(
         label="Protocol preset",
         choices=[(key, proto.PRESET_LABELS[key]) for key in proto.PRESETS],
