@@ -32,6 +32,7 @@ from django.core.exceptions import (
 )
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.template import loader
 from django.views import defaults
 from django.views.csrf import csrf_failure as django_csrf_failure
 from rest_framework import status
@@ -341,6 +342,13 @@ def server_error(request, *args, **kwargs):
         if response is not None and response.status_code == 503:
             return response
         return error_response("server_error", "an unexpected error; it has been logged", 500)
+    if isinstance(sys.exc_info()[1], OperationalError | InterfaceError):
+        # A database outage is temporary: 503 with Retry-After (proxies and monitors
+        # read it so), on a page that needs no database to render.
+        log.error("database unavailable: %s", sys.exc_info()[1])
+        response = HttpResponse(loader.get_template("503.html").render(), status=503)
+        response["Retry-After"] = "10"
+        return response
     return defaults.server_error(request, *args, **kwargs)
 
 
