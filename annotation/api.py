@@ -25,7 +25,7 @@ from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 
 from annotation import protocol as proto
-from annotation.importing import ImportAborted, stimuli_import
+from annotation.importing import ImportAborted, Limits, stimuli_import
 from annotation.models import PLATFORM_CHOICES, WHEN_COMPLETE_CHOICES, Stimulus, Study, StudyOutcome
 from annotation.permissions import (
     can_edit_study,
@@ -439,6 +439,7 @@ class StimulusViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
                         source=source,
                         metadata_csv=metadata,
                         role=upload.validated_data["role"],
+                        limits=Limits.for_request(),  # decoding here holds a web worker
                     )
             except ImportAborted as exc:
                 field = "metadata" if "metadata" in str(exc) else "file"

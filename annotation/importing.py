@@ -18,7 +18,7 @@ import re
 import warnings
 import zipfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import IO
 
@@ -62,6 +62,8 @@ class Limits:
     # Decoded pixels of one import, all files together: decoding is the import's CPU
     # cost, and many small files that each decode to a large image would take minutes.
     max_import_pixels: int = 5_000_000_000
+    # What a file past the budget is told to do.
+    over_budget: str = "import the rest separately"
 
     @classmethod
     def from_settings(cls) -> Limits:
@@ -73,6 +75,18 @@ class Limits:
             max_import_pixels=settings.MAX_IMPORT_PIXELS,
         )
 
+    @classmethod
+    def for_request(cls) -> Limits:
+        """An import inside one web request: the smaller pixel budget of
+        MAX_REQUEST_IMPORT_PIXELS (a larger import runs as a job on a worker)."""
+        limits = cls.from_settings()
+        return replace(
+            limits,
+            max_import_pixels=min(limits.max_import_pixels, settings.MAX_REQUEST_IMPORT_PIXELS),
+            over_budget="send the rest as a background import (?background=1), which has "
+            "the larger budget of a job",
+        )
+
 
 @dataclass
 class ImportState:
@@ -82,13 +96,14 @@ class ImportState:
 
     pixels_left: int
     seen: dict[str, FileOutcome] = field(default_factory=dict)
+    over_budget: str = "import the rest separately"
 
     def spend(self, width: int, height: int) -> None:
         pixels = width * height
         if pixels > self.pixels_left:
             raise Rejected(
-                f"the import's pixel budget is spent ({pixels:,} more pixels to decode; "
-                "MAX_IMPORT_PIXELS): import the rest separately"
+                f"the import's pixel budget is spent ({pixels:,} more pixels to decode): "
+                f"{self.over_budget}"
             )
         self.pixels_left -= pixels
 
@@ -484,7 +499,7 @@ def _lookup(metadata: dict[str, MetadataRow], name: str) -> MetadataRow | None:
 
 
 def _import_entries(study, entries, metadata, role, limits, report, progress=None) -> None:
-    state = ImportState(pixels_left=limits.max_import_pixels)
+    state = ImportState(pixels_left=limits.max_import_pixels, over_budget=limits.over_budget)
     for name, reader in entries:
         try:
             if isinstance(reader, Rejected):

@@ -157,6 +157,10 @@ MAX_ARCHIVE_MEMBERS = env_int("MAX_ARCHIVE_MEMBERS", 100_000, minimum=1)
 # Decoded pixels of one import, all its files together (duplicates, found by sha256
 # before decoding, cost nothing): bounds the CPU one upload can take.
 MAX_IMPORT_PIXELS = env_int("MAX_IMPORT_PIXELS", 5_000_000_000, minimum=1)
+# The same for an import done inside one web request (the API's upload without
+# ?background=1): decoding runs at about 1e8 pixels per CPU-second, so the default
+# keeps a request to a few seconds; a larger import goes to a worker as a job.
+MAX_REQUEST_IMPORT_PIXELS = env_int("MAX_REQUEST_IMPORT_PIXELS", 500_000_000, minimum=1)
 # Request bodies held in memory (form fields, JSON) and file uploads.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("MAX_REQUEST_BYTES", 1024 * 1024, minimum=1024)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
