@@ -11,7 +11,7 @@ SIMULATED_RATERS ?= 20
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install run test test-unit lint format worker worker-gpu bench services browser clean
+.PHONY: install run test test-unit lint format worker worker-gpu bench services browser clean messages
 
 # Reinstall only when the requirements change (the stamp is newer than both files).
 $(STAMP): requirements.txt requirements-dev.txt
@@ -27,7 +27,9 @@ run: install
 	DEBUG=1 DATABASE_URL=$(RUN_DATABASE_URL) CELERY_BROKER_URL= $(BIN)/python manage.py seed_demo --simulate-raters $(SIMULATED_RATERS)
 	@echo ""
 	@echo "  Rater link:   http://$(HOST):$(PORT)/s/demo/"
-	@echo "  Prolific:     http://$(HOST):$(PORT)/s/demo/?PROLIFIC_PID=demo-pid&STUDY_ID=demo&SESSION_ID=s1"
+	@# A fresh Prolific id each time: a second try is a new rater, from consent on.
+	@PID=demo-$$($(BIN)/python -c "import secrets; print(secrets.token_hex(4))"); \
+	echo "  Prolific:     http://$(HOST):$(PORT)/s/demo/?PROLIFIC_PID=$$PID&STUDY_ID=demo&SESSION_ID=s-$$PID"
 	@echo "  Admin:        http://$(HOST):$(PORT)/admin/   user admin / password admin"
 	@echo "  Researcher:   user researcher / password researcher"
 	@echo "  (SQLite in var/, Celery tasks run eagerly in the web process)"
@@ -81,6 +83,17 @@ worker-gpu: install
 
 bench: install
 	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+# The raters' catalogues (locale/, committed with their compiled .mo): only the rater
+# pages are translated, so only their sources are read. Fill new strings in the .po
+# files, then run this again to compile them (tests/test_i18n.py checks both).
+MESSAGE_IGNORE := --ignore=.venv --ignore=var --ignore=tests --ignore=bench --ignore=scoring \
+	--ignore=static/vendor --ignore=templates/workspace --ignore=templates/accounts \
+	--ignore=templates/admin --ignore=studyweb --ignore=scripts
+messages: install
+	DEBUG=1 $(BIN)/python manage.py makemessages -l zh_Hans --no-location $(MESSAGE_IGNORE)
+	DEBUG=1 $(BIN)/python manage.py makemessages -d djangojs -l zh_Hans --no-location $(MESSAGE_IGNORE)
+	DEBUG=1 $(BIN)/python manage.py compilemessages --ignore=.venv
 
 clean:
 	rm -rf var .pytest_cache .ruff_cache .mypy_cache .import_linter_cache

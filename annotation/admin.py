@@ -10,7 +10,10 @@ from annotation import protocol
 from annotation.models import (
     ApiToken,
     Claim,
+    PaymentExport,
+    PaymentExportLine,
     Rater,
+    RaterDecision,
     Rating,
     Session,
     Stimulus,
@@ -212,6 +215,55 @@ class RatingInline(admin.TabularInline):
         return False
 
 
+class RaterDecisionInline(admin.TabularInline):
+    model = RaterDecision
+    extra = 0
+    can_delete = False
+    fields = ("decided_at", "kind", "reason", "previous", "decided_by_name")
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+class _RecordAdmin(admin.ModelAdmin):
+    """A record kept for good: read in the admin, never written there."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(RaterDecision)
+class RaterDecisionAdmin(_RecordAdmin):
+    list_display = ("decided_at", "rater", "kind", "reason", "decided_by_name")
+    list_filter = ("kind", "rater__study")
+    search_fields = ("rater__pseudonym", "rater__external_id", "reason", "decided_by_name")
+
+
+class PaymentExportLineInline(admin.TabularInline):
+    model = PaymentExportLine
+    extra = 0
+    can_delete = False
+    fields = ("rater", "external_id", "assignment_id", "hit_id", "amount", "reason")
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(PaymentExport)
+class PaymentExportAdmin(_RecordAdmin):
+    list_display = ("id", "study", "platform", "kind", "created_at", "created_by_name")
+    list_filter = ("platform", "kind", "study")
+    inlines = (PaymentExportLineInline,)
+
+
 @admin.register(Rater)
 class RaterAdmin(admin.ModelAdmin):
     list_display = (
@@ -221,14 +273,26 @@ class RaterAdmin(admin.ModelAdmin):
         "external_id",
         "status",
         "status_reason",
+        "pay_decision",
         "gold_failures",
         "n_ratings",
         "created_at",
     )
-    list_filter = ("status", "source", "study")
+    list_filter = ("status", "pay_decision", "source", "study")
     search_fields = ("pseudonym", "external_id", "status_reason")
-    readonly_fields = ("token", "pseudonym", "created_at", "consented_at", "training_done_at")
-    inlines = (RatingInline,)
+    # MOS use and pay change only through annotation.rater_decisions (the researcher's
+    # rater page), so every change is recorded with who, when and why.
+    readonly_fields = (
+        "token",
+        "pseudonym",
+        "created_at",
+        "consented_at",
+        "training_done_at",
+        "status",
+        "status_reason",
+        "pay_decision",
+    )
+    inlines = (RaterDecisionInline, RatingInline)
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(_n_ratings=Count("ratings"))

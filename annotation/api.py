@@ -25,8 +25,18 @@ from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 
 from annotation import protocol as proto
+from annotation import rater_decisions as rater_decision_services
+from annotation import rater_review
 from annotation.importing import ImportAborted, Limits, stimuli_import
-from annotation.models import PLATFORM_CHOICES, WHEN_COMPLETE_CHOICES, Stimulus, Study, StudyOutcome
+from annotation.models import (
+    PLATFORM_CHOICES,
+    STUDY_BOUNDS,
+    WHEN_COMPLETE_CHOICES,
+    Rater,
+    Stimulus,
+    Study,
+    StudyOutcome,
+)
 from annotation.permissions import (
     can_edit_study,
     can_share_study,
@@ -50,11 +60,6 @@ class FiniteFloatField(serializers.FloatField):
         if not math.isfinite(value):
             self.fail("not_finite")
         return value
-
-
-# PostgreSQL's 4-byte integer (PositiveIntegerField): psycopg wraps a larger value
-# silently (4294967301 was stored as 5), so every such field is bounded here.
-INT4_MAX = 2**31 - 1
 
 
 class VisibleStudyField(serializers.SlugRelatedField):
@@ -134,6 +139,11 @@ class StudyOutcomeSerializer(serializers.Serializer):
     redirect_url = OptionalURLField(max_length=200, required=False, allow_blank=True, default="")
 
 
+def _bounds(name: str) -> dict:
+    low, high = STUDY_BOUNDS[name]
+    return {"min_value": low, "max_value": high}
+
+
 class StudySerializer(serializers.ModelSerializer):
     serializer_field_mapping = {
         **serializers.ModelSerializer.serializer_field_mapping,
@@ -142,16 +152,17 @@ class StudySerializer(serializers.ModelSerializer):
     owner = serializers.CharField(source="owner.username", read_only=True)
     protocol = serializers.ChoiceField(choices=list(proto.PRESETS), default="agin")
     scale = serializers.ChoiceField(choices=list(proto.SCALES), default="continuous")
-    ratings_per_stimulus = serializers.IntegerField(min_value=1, max_value=1000, default=15)
-    session_size = serializers.IntegerField(min_value=1, max_value=10000, default=50)
+    # Ranges from the model's one table (STUDY_BOUNDS), which the database checks too.
+    ratings_per_stimulus = serializers.IntegerField(**_bounds("ratings_per_stimulus"), default=15)
+    session_size = serializers.IntegerField(**_bounds("session_size"), default=50)
     max_items_per_rater = serializers.IntegerField(
-        min_value=1, max_value=INT4_MAX, required=False, allow_null=True
+        **_bounds("max_items_per_rater"), required=False, allow_null=True
     )
-    gold_rate = FiniteFloatField(min_value=0.0, max_value=0.5, default=0.1)
-    gold_fail_limit = serializers.IntegerField(min_value=0, max_value=100, default=2)
-    min_view_seconds = FiniteFloatField(min_value=0.0, max_value=600.0, default=3.0)
-    break_every = serializers.IntegerField(min_value=1, max_value=10000, default=40)
-    claim_ttl_seconds = serializers.IntegerField(min_value=10, max_value=86400, default=600)
+    gold_rate = FiniteFloatField(**_bounds("gold_rate"), default=0.1)
+    gold_fail_limit = serializers.IntegerField(**_bounds("gold_fail_limit"), default=2)
+    min_view_seconds = FiniteFloatField(**_bounds("min_view_seconds"), default=3.0)
+    break_every = serializers.IntegerField(**_bounds("break_every"), default=40)
+    claim_ttl_seconds = serializers.IntegerField(**_bounds("claim_ttl_seconds"), default=600)
     platforms = serializers.ListField(
         child=serializers.ChoiceField(choices=[key for key, _ in PLATFORM_CHOICES]),
         allow_empty=False,
@@ -159,8 +170,7 @@ class StudySerializer(serializers.ModelSerializer):
         help_text="Links the study accepts (default: all of prolific, mturk, anonymous).",
     )
     min_session_items = serializers.IntegerField(
-        min_value=1,
-        max_value=10000,
+        **_bounds("min_session_items"),
         required=False,
         allow_null=True,
         help_text="Fewest items a rater is admitted for near the end; null: full sessions only.",
@@ -210,6 +220,8 @@ class StudySerializer(serializers.ModelSerializer):
             "platforms",
             "min_session_items",
             "when_complete",
+            "language",
+            "texts",
             "outcomes",
             "status_note",
             "created_at",
@@ -277,6 +289,56 @@ class StimulusSerializer(serializers.ModelSerializer):
         return obj.image.url if obj.image else ""
 
 
+class RaterRowSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    pseudonym = serializers.CharField()
+    source = serializers.CharField()
+    external_id = serializers.CharField(help_text="Prolific participant ID or MTurk worker ID")
+    status = serializers.CharField(help_text="MOS use: active, completed or excluded")
+    status_reason = serializers.CharField()
+    pay_decision = serializers.CharField(help_text="empty (not decided), approve or reject")
+    gold_failures = serializers.IntegerField()
+    flags = serializers.ListField(
+        child=serializers.DictField(child=serializers.CharField()),
+        help_text="each flag in words ({key, name, text}) with the values of now",
+    )
+
+
+class RaterDecisionSerializer(serializers.Serializer):
+    rater = serializers.IntegerField(min_value=1, help_text="the rater's id in this study")
+    action = serializers.ChoiceField(choices=["exclude", "include", "approve", "reject"])
+    reason = serializers.CharField(
+        required=False, allow_blank=True, default="", max_length=2000, help_text="why"
+    )
+
+
+class RaterDecisionOutSerializer(serializers.Serializer):
+    decision = inline_serializer(
+        "RaterDecisionRecord",
+        {
+            "kind": serializers.CharField(),
+            "reason": serializers.CharField(),
+            "decided_by": serializers.CharField(),
+            "decided_at": serializers.DateTimeField(),
+        },
+    )
+    rater = RaterRowSerializer()
+
+
+def _rater_row(rater: Rater, now) -> dict:
+    return {
+        "id": rater.pk,
+        "pseudonym": rater.pseudonym,
+        "source": rater.source,
+        "external_id": rater.external_id,
+        "status": rater.status,
+        "status_reason": rater.status_reason,
+        "pay_decision": rater.pay_decision,
+        "gold_failures": rater.gold_failures,
+        "flags": rater_review.flags_in_words(rater, now),
+    }
+
+
 class StudyViewSet(
     mixins.CreateModelMixin,
     mixins.RetrieveModelMixin,
@@ -340,6 +402,56 @@ class StudyViewSet(
     @action(detail=True, methods=["get"])
     def progress(self, request, slug=None):
         return Response(study_progress(self.get_object()))
+
+    @extend_schema(responses=RaterRowSerializer(many=True))
+    @action(detail=True, methods=["get"])
+    def raters(self, request, slug=None):
+        """The study's raters (no previews): platform ids, MOS use, pay, flags in words."""
+        study = self.get_object()
+        raters = list(
+            Rater.objects.filter(study=study)
+            .exclude(source=Rater.Source.PILOT)
+            .select_related("study")
+            .order_by("id")
+        )
+        stats = rater_review.overall_stats(r.pk for r in raters)
+        return Response([_rater_row(r, stats.get(r.pk)) for r in raters])
+
+    @extend_schema(request=RaterDecisionSerializer, responses=RaterDecisionOutSerializer)
+    @action(detail=True, methods=["post"], url_path="rater-decisions")
+    def rater_decisions(self, request, slug=None):
+        """Exclude / re-include (MOS use) or approve / reject (pay) one rater, with the
+        reason; owners and editors only (annotation.rater_decisions)."""
+        study = self.get_object()
+        body = RaterDecisionSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        rater = rater_decision_services.rater_in_study(study, body.validated_data["rater"])
+        action_name, reason = body.validated_data["action"], body.validated_data["reason"]
+        if action_name == "exclude":
+            decision = rater_decision_services.rater_exclude(
+                rater=rater, reason=reason, user=request.user
+            )
+        elif action_name == "include":
+            decision = rater_decision_services.rater_include(
+                rater=rater, reason=reason, user=request.user
+            )
+        else:
+            decision = rater_decision_services.rater_set_pay(
+                rater=rater, decision=action_name, reason=reason, user=request.user
+            )
+        stats = rater_review.overall_stats([rater.pk]).get(rater.pk)
+        return Response(
+            {
+                "decision": {
+                    "kind": decision.kind,
+                    "reason": decision.reason,
+                    "decided_by": decision.decided_by_name,
+                    "decided_at": decision.decided_at,
+                },
+                "rater": _rater_row(rater, stats),
+            },
+            status=status.HTTP_201_CREATED,
+        )
 
 
 class UploadSerializer(serializers.Serializer):

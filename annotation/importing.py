@@ -27,7 +27,7 @@ from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
 from PIL import Image, UnidentifiedImageError
 
-from annotation.models import Stimulus, Study
+from annotation.models import MAX_PROMPT_CHARS, Stimulus, Study
 from studyweb.boundary import has_control_characters
 
 ALLOWED_FORMATS = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp"}
@@ -243,6 +243,9 @@ def read_metadata_csv(data: bytes, *, study: Study | None = None) -> dict[str, M
         for column in ("generator", "task"):
             if len(cells.get(column, "").strip()) > MAX_LABEL_CHARS:
                 raise MetadataError(line, column, f"longer than {MAX_LABEL_CHARS} characters")
+        for column, cell in cells.items():  # the prompt and the extra columns
+            if len(cell) > MAX_PROMPT_CHARS:
+                raise MetadataError(line, column, f"longer than {MAX_PROMPT_CHARS:,} characters")
         filename = record[name_col].strip()
         if not filename:
             raise MetadataError(line, header[name_col], "empty file name")

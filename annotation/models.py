@@ -17,11 +17,15 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
+from django.db.models.functions import Cast, Length
+from django.db.models.lookups import LessThanOrEqual
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from annotation import protocol as proto
+from studyweb.boundary import has_control_characters
 from studyweb.jobs import Job
+from studyweb.language_codes import LANGUAGES
 
 
 def new_token() -> str:
@@ -68,6 +72,84 @@ WHEN_COMPLETE_CHOICES = [
 ]
 
 
+# The ranges of a study's numeric settings: one table for the model's validators (the
+# study form, the admin), the database's checks and the API's serializer. Integer
+# fields stop below PostgreSQL's 4-byte limit: psycopg wraps a larger value silently
+# (4294967301 was stored as 5).
+STUDY_BOUNDS: dict[str, tuple[int | float, int | float]] = {
+    "ratings_per_stimulus": (1, 1000),
+    "session_size": (1, 10_000),
+    "max_items_per_rater": (1, 2**31 - 1),
+    "gold_rate": (0.0, 0.5),
+    "gold_fail_limit": (0, 100),
+    "min_view_seconds": (0.0, 600.0),
+    "break_every": (1, 10_000),
+    "claim_ttl_seconds": (10, 86_400),
+    "min_session_items": (1, 10_000),
+}
+
+
+def study_bounds(name: str) -> list:
+    low, high = STUDY_BOUNDS[name]
+    return [MinValueValidator(low), MaxValueValidator(high)]
+
+
+def _study_range_checks() -> list[models.CheckConstraint]:
+    checks = []
+    for name, (low, high) in STUDY_BOUNDS.items():
+        condition = Q(**{f"{name}__gte": low}) & Q(**{f"{name}__lte": high})
+        if name in ("max_items_per_rater", "min_session_items"):  # empty: none set
+            condition = Q(**{f"{name}__isnull": True}) | condition
+        checks.append(models.CheckConstraint(condition=condition, name=f"study_{name}_range"))
+    return checks
+
+
+# Researchers' texts shown to raters, and an image's prompt (a metadata CSV cell):
+# bounded in the forms and the API (max_length) and in the database.
+MAX_STUDY_TEXT_CHARS = 20_000
+MAX_PROMPT_CHARS = 4_000
+
+
+def _text_within(model: str, name: str, chars: int) -> models.CheckConstraint:
+    return models.CheckConstraint(
+        condition=LessThanOrEqual(Length(name), chars), name=f"{model}_{name}_length"
+    )
+
+
+# A rater's crowd-platform parameters: at most this many keys (the entry links carry
+# two or three); the database bounds the stored JSON's size.
+MAX_PLATFORM_KEYS = 10
+MAX_PLATFORM_JSON_CHARS = 4096
+
+
+#: The researcher's texts a study may give per language (Study.texts), with their limits.
+TRANSLATED_TEXTS = {"title": 200, "consent_text": 20_000, "instructions": 20_000}
+MAX_TEXTS_JSON_CHARS = 200_000
+
+
+def validate_study_texts(value) -> None:
+    if not isinstance(value, dict):
+        raise ValidationError('an object of languages, e.g. {"zh-hans": {"title": "..."}}')
+    codes = [code for code, _ in LANGUAGES]
+    for code, texts in value.items():
+        if code not in codes:
+            raise ValidationError(f"unknown language {code!r}; one of {', '.join(codes)}")
+        if not isinstance(texts, dict):
+            raise ValidationError(f"{code}: an object of texts ({', '.join(TRANSLATED_TEXTS)})")
+        for name, text in texts.items():
+            if name not in TRANSLATED_TEXTS:
+                known = ", ".join(TRANSLATED_TEXTS)
+                raise ValidationError(f"{code}: {name!r} is not a text of the study ({known})")
+            if not isinstance(text, str):
+                raise ValidationError(f"{code}.{name}: a string")
+            if len(text) > TRANSLATED_TEXTS[name]:
+                raise ValidationError(
+                    f"{code}.{name}: at most {TRANSLATED_TEXTS[name]:,} characters"
+                )
+            if has_control_characters(text, free_text=name != "title"):
+                raise ValidationError(f"{code}.{name}: control characters are refused")
+
+
 class Study(models.Model):
     class Status(models.TextChoices):
         DRAFT = "draft", "Draft"
@@ -87,9 +169,13 @@ class Study(models.Model):
         related_name="shared_studies",
         help_text="Researchers the study is shared with (view-only or edit: StudyShare).",
     )
-    instructions = models.TextField(blank=True, help_text="Shown to raters before training.")
+    instructions = models.TextField(
+        blank=True, max_length=MAX_STUDY_TEXT_CHARS, help_text="Shown to raters before training."
+    )
     consent_text = models.TextField(
-        blank=True, help_text="Shown on the consent page; a default text is used when empty."
+        blank=True,
+        max_length=MAX_STUDY_TEXT_CHARS,
+        help_text="Shown on the consent page; a default text is used when empty.",
     )
     protocol = models.CharField(
         max_length=16,
@@ -102,32 +188,41 @@ class Study(models.Model):
         default=proto.DEFAULT_SCALE,
     )
     ratings_per_stimulus = models.PositiveSmallIntegerField(
-        "ratings per stimulus (K)", default=15, validators=[MinValueValidator(1)]
+        "ratings per stimulus (K)", default=15, validators=study_bounds("ratings_per_stimulus")
     )
     session_size = models.PositiveIntegerField(
-        default=50, validators=[MinValueValidator(1)], help_text="Test items per session."
+        default=50, validators=study_bounds("session_size"), help_text="Test items per session."
     )
     max_items_per_rater = models.PositiveIntegerField(
-        null=True, blank=True, help_text="Cap over all sessions of one rater; empty = no cap."
+        null=True,
+        blank=True,
+        validators=study_bounds("max_items_per_rater"),
+        help_text="Cap over all sessions of one rater; empty = no cap.",
     )
     gold_rate = models.FloatField(
         default=0.1,
-        validators=[MinValueValidator(0.0), MaxValueValidator(0.5)],
+        validators=study_bounds("gold_rate"),
         help_text="Share of gold items interleaved among test items.",
     )
     gold_fail_limit = models.PositiveSmallIntegerField(
-        default=2, help_text="Gold failures after which a rater is excluded (F)."
+        default=2,
+        validators=study_bounds("gold_fail_limit"),
+        help_text="Gold failures after which a rater is excluded (F).",
     )
     repeat_check = models.BooleanField(
         default=False,
         help_text="Show one already-rated stimulus again per session (intra-rater consistency).",
     )
-    min_view_seconds = models.FloatField(default=3.0, validators=[MinValueValidator(0.0)])
+    min_view_seconds = models.FloatField(default=3.0, validators=study_bounds("min_view_seconds"))
     break_every = models.PositiveIntegerField(
-        default=40, validators=[MinValueValidator(1)], help_text="A break screen every N items."
+        default=40,
+        validators=study_bounds("break_every"),
+        help_text="A break screen every N items.",
     )
     claim_ttl_seconds = models.PositiveIntegerField(
-        default=600, validators=[MinValueValidator(10)], help_text="How long a claim lives."
+        default=600,
+        validators=study_bounds("claim_ttl_seconds"),
+        help_text="How long a claim lives.",
     )
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.DRAFT)
     completion_code = models.CharField(max_length=64, default=new_completion_code)
@@ -142,7 +237,7 @@ class Study(models.Model):
     min_session_items = models.PositiveIntegerField(
         null=True,
         blank=True,
-        validators=[MinValueValidator(1)],
+        validators=study_bounds("min_session_items"),
         help_text=(
             "Fewest items a rater is admitted for when the study has no work left for a "
             "full session; empty = a full session only."
@@ -153,6 +248,25 @@ class Study(models.Model):
         choices=WHEN_COMPLETE_CHOICES,
         default="close",
         help_text="What the study does by itself once every test image has its K ratings.",
+    )
+    language = models.CharField(
+        max_length=8,
+        blank=True,
+        default="",
+        choices=LANGUAGES,
+        help_text=(
+            "The language raters read the study in; empty: each rater's browser language "
+            "(raters can switch either way)."
+        ),
+    )
+    texts = models.JSONField(
+        default=dict,
+        blank=True,
+        validators=[validate_study_texts],
+        help_text=(
+            "The title, consent text and instructions in other languages, shown to raters "
+            'reading the study in that language: {"zh-hans": {"title": "...", ...}}.'
+        ),
     )
     # Why the study last changed its status by itself (e.g. every test image has its
     # ratings), shown on the study page; cleared when a researcher changes the status.
@@ -165,22 +279,24 @@ class Study(models.Model):
         verbose_name_plural = "studies"
         ordering = ["-created_at"]
         constraints = [
+            *_study_range_checks(),
+            _text_within("study", "instructions", MAX_STUDY_TEXT_CHARS),
+            _text_within("study", "consent_text", MAX_STUDY_TEXT_CHARS),
             models.CheckConstraint(
-                condition=Q(ratings_per_stimulus__gte=1), name="study_k_positive"
+                condition=Q(language__in=["", *(code for code, _ in LANGUAGES)]),
+                name="study_language_known",
             ),
-            models.CheckConstraint(condition=Q(session_size__gte=1), name="study_session_size"),
             models.CheckConstraint(
-                condition=Q(gold_rate__gte=0) & Q(gold_rate__lte=0.5), name="study_gold_rate"
+                condition=LessThanOrEqual(
+                    Length(Cast("texts", models.TextField())), MAX_TEXTS_JSON_CHARS
+                ),
+                name="study_texts_bounded",
             ),
             models.CheckConstraint(
                 condition=Q(protocol__in=list(proto.PRESETS)), name="study_protocol_known"
             ),
             models.CheckConstraint(
                 condition=Q(scale__in=list(proto.SCALES)), name="study_scale_known"
-            ),
-            models.CheckConstraint(
-                condition=Q(min_session_items__isnull=True) | Q(min_session_items__gte=1),
-                name="study_min_session_items",
             ),
             models.CheckConstraint(
                 condition=Q(when_complete__in=[k for k, _ in WHEN_COMPLETE_CHOICES]),
@@ -193,6 +309,25 @@ class Study(models.Model):
 
     def get_absolute_url(self) -> str:
         return reverse("annotation:study-entry", args=[self.slug])
+
+    def text(self, name: str, language: str | None = None) -> str:
+        """The researcher's text ``name`` (TRANSLATED_TEXTS) in ``language`` (default:
+        the active one, the rater's), else as written in the settings."""
+        language = (language or translation.get_language() or "").lower()
+        given = self.texts.get(language, {}) if isinstance(self.texts, dict) else {}
+        return given.get(name) or getattr(self, name)
+
+    @property
+    def rater_title(self) -> str:
+        return self.text("title")
+
+    @property
+    def rater_instructions(self) -> str:
+        return self.text("instructions")
+
+    @property
+    def rater_consent_text(self) -> str:
+        return self.text("consent_text")
 
     @property
     def dimensions(self) -> list[proto.Dimension]:
@@ -302,7 +437,7 @@ class Stimulus(models.Model):
     role = models.CharField(max_length=8, choices=Role.choices, default=Role.TEST)
     generator = models.CharField(max_length=128, blank=True, db_index=True)
     task = models.CharField(max_length=128, blank=True, db_index=True)
-    prompt = models.TextField(blank=True)
+    prompt = models.TextField(blank=True, max_length=MAX_PROMPT_CHARS)
     metadata = models.JSONField(default=dict, blank=True)
     # Researcher's expected range on the overall dimension, for gold and training items.
     expected_low = models.FloatField(null=True, blank=True)
@@ -317,6 +452,7 @@ class Stimulus(models.Model):
             models.CheckConstraint(
                 condition=Q(role__in=["test", "training", "gold"]), name="stimulus_role_known"
             ),
+            _text_within("stimulus", "prompt", MAX_PROMPT_CHARS),
             models.CheckConstraint(
                 condition=Q(expected_low__isnull=True)
                 | Q(expected_high__isnull=True)
@@ -365,6 +501,10 @@ class StimulusTally(models.Model):
         return f"{self.stimulus_id}: {self.ratings}"
 
 
+#: A rater's pay decision (Rater.pay_decision): not decided yet, approve or reject.
+PAY_DECISION_CHOICES = [("", "Not decided"), ("approve", "Approve"), ("reject", "Reject")]
+
+
 class Rater(models.Model):
     class Source(models.TextChoices):
         PROLIFIC = "prolific", "Prolific"
@@ -403,10 +543,19 @@ class Rater(models.Model):
     consented_at = models.DateTimeField(null=True, blank=True)
     training_done_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Whether the rater is paid, decided apart from ``status`` (whether their ratings
+    # are used in the MOS), as P.808 and P.910 practice (annotation.rater_decisions).
+    pay_decision = models.CharField(
+        max_length=8, choices=PAY_DECISION_CHOICES, blank=True, default=""
+    )
 
     class Meta:
         ordering = ["study", "id"]
         constraints = [
+            models.CheckConstraint(
+                condition=Q(pay_decision__in=[k for k, _ in PAY_DECISION_CHOICES]),
+                name="rater_pay_decision_known",
+            ),
             models.UniqueConstraint(
                 fields=["study", "source", "external_id"],
                 condition=~Q(external_id=""),
@@ -416,6 +565,12 @@ class Rater(models.Model):
                 condition=Q(source="pilot", pilot_user__isnull=False)
                 | (~Q(source="pilot") & Q(pilot_user__isnull=True)),
                 name="rater_pilot_has_user",
+            ),
+            models.CheckConstraint(
+                condition=LessThanOrEqual(
+                    Length(Cast("platform", models.TextField())), MAX_PLATFORM_JSON_CHARS
+                ),
+                name="rater_platform_bounded",
             ),
         ]
         indexes = [
@@ -451,6 +606,9 @@ class Session(models.Model):
     user_agent = models.CharField(max_length=400, blank=True)
     started_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # The end of the break the rater is on (rater_flow): kept here, not in the page,
+    # so a reload during the break shows the break again instead of the next image.
+    break_until = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-started_at"]
@@ -629,3 +787,148 @@ class ImportJob(Job):
 
     def __str__(self) -> str:
         return f"import {self.pk} into {self.study.slug} ({self.status})"
+
+
+class RaterDecision(models.Model):
+    """A researcher's decision about one rater, kept for good: who, when and why.
+
+    Two separate questions (annotation.rater_decisions): whether the rater's ratings
+    are used in the MOS (exclude, include: ``Rater.status``) and whether they are paid
+    (approve, reject: ``Rater.pay_decision``). Every decision but an approval says why.
+    """
+
+    class Kind(models.TextChoices):
+        EXCLUDE = "exclude", "Excluded from the MOS"
+        INCLUDE = "include", "Re-included in the MOS"
+        APPROVE = "approve", "Approved for payment"
+        REJECT = "reject", "Rejected for payment"
+
+    rater = models.ForeignKey(Rater, on_delete=models.CASCADE, related_name="decisions")
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    reason = models.TextField(blank=True)
+    # What the decision replaced: the status (or pay decision) and its reason.
+    previous = models.CharField(max_length=10, blank=True)
+    previous_reason = models.TextField(blank=True)
+    # The account may go; the name stays with the record.
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="rater_decisions",
+    )
+    decided_by_name = models.CharField(max_length=150)
+    decided_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["rater", "decided_at", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(kind__in=["exclude", "include", "approve", "reject"]),
+                name="rater_decision_kind_known",
+            ),
+            models.CheckConstraint(
+                condition=Q(kind="approve") | ~Q(reason=""), name="rater_decision_says_why"
+            ),
+            models.CheckConstraint(
+                condition=~Q(decided_by_name=""), name="rater_decision_says_who"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()}: {self.rater} by {self.decided_by_name}"
+
+    def previous_display(self) -> str:
+        """What the decision replaced, in words (a status, or a pay decision)."""
+        if self.kind in (self.Kind.EXCLUDE, self.Kind.INCLUDE):
+            return dict(Rater.Status.choices).get(self.previous, self.previous)
+        return dict(PAY_DECISION_CHOICES).get(self.previous, self.previous)
+
+
+class PaymentExport(models.Model):
+    """A file for a crowd platform's bulk actions (annotation.payments): approvals,
+    rejections or bonuses, with the rule that chose a bonus's raters. Its lines say
+    who was in it, so nobody is approved, rejected or given a bonus twice."""
+
+    class Kind(models.TextChoices):
+        APPROVE = "approve", "Approvals"
+        REJECT = "reject", "Rejections"
+        BONUS = "bonus", "Bonuses"
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="payment_exports")
+    platform = models.CharField(max_length=16, choices=PLATFORM_CHOICES[:2])
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    rule = models.JSONField(default=dict, blank=True, help_text="A bonus's rule and amount.")
+    # Raters of the kind left out for want of an id the platform needs (MTurk
+    # assignment ids), so the page can say so: [{rater, pseudonym, missing}].
+    left_out = models.JSONField(default=list, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="payment_exports",
+    )
+    created_by_name = models.CharField(max_length=150)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["study", "-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(platform__in=["prolific", "mturk"]), name="payment_export_platform"
+            ),
+            models.CheckConstraint(
+                condition=Q(kind__in=["approve", "reject", "bonus"]), name="payment_export_kind"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_platform_display()} {self.kind} export {self.pk} of {self.study_id}"
+
+
+class PaymentExportLine(models.Model):
+    """One rater (one MTurk assignment) in a payment export. ``kind`` repeats the
+    export's so the database itself refuses a second approval or rejection of the same
+    assignment and a second bonus of the same rater."""
+
+    export = models.ForeignKey(PaymentExport, on_delete=models.CASCADE, related_name="lines")
+    rater = models.ForeignKey(Rater, on_delete=models.CASCADE, related_name="payment_lines")
+    kind = models.CharField(max_length=8, choices=PaymentExport.Kind.choices)
+    external_id = models.CharField(max_length=128)
+    assignment_id = models.CharField(max_length=128, blank=True)
+    hit_id = models.CharField(max_length=128, blank=True)
+    amount = models.DecimalField(max_digits=8, decimal_places=2, null=True, blank=True)
+    reason = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["export", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(kind__in=["approve", "reject", "bonus"]),
+                name="payment_line_kind",
+            ),
+            models.CheckConstraint(condition=~Q(external_id=""), name="payment_line_has_id"),
+            # A bonus has a positive amount; approvals and rejections have none.
+            models.CheckConstraint(
+                condition=(Q(kind="bonus") & Q(amount__isnull=False) & Q(amount__gt=0))
+                | (~Q(kind="bonus") & Q(amount__isnull=True)),
+                name="payment_line_amount",
+            ),
+            models.CheckConstraint(
+                condition=~Q(kind="reject") | ~Q(reason=""), name="payment_line_reject_says_why"
+            ),
+            # One verdict exported per assignment (Prolific: per rater, assignment ""),
+            models.UniqueConstraint(
+                fields=["rater", "assignment_id"],
+                condition=Q(kind__in=["approve", "reject"]),
+                name="payment_line_verdict_once",
+            ),
+            # and one bonus per rater.
+            models.UniqueConstraint(
+                fields=["rater"], condition=Q(kind="bonus"), name="payment_line_bonus_once"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} of {self.external_id} in export {self.export_id}"

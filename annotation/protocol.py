@@ -13,6 +13,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 
+def gettext_noop(text: str) -> str:
+    """Marks ``text`` for the raters' catalogues (Django's makemessages knows the name);
+    the pages translate it when they show it, so this module stays free of Django."""
+    return text
+
+
 @dataclass(frozen=True)
 class Dimension:
     key: str
@@ -24,25 +30,31 @@ class Dimension:
 
 OVERALL = Dimension(
     "overall",
-    "Overall naturalness",
-    "How natural does the image look as a whole? Could it be a real photograph or a "
-    "faithful depiction of a scene that could exist?",
+    gettext_noop("Overall naturalness"),
+    gettext_noop(
+        "How natural does the image look as a whole? Could it be a real photograph or a "
+        "faithful depiction of a scene that could exist?"
+    ),
     "overall",
     is_perspective=True,
 )
 TECHNICAL = Dimension(
     "technical",
-    "Technical naturalness",
-    "Judge the image as a picture: brightness, contrast, detail and sharpness, and "
-    "whether it is free of visible generation artifacts.",
+    gettext_noop("Technical naturalness"),
+    gettext_noop(
+        "Judge the image as a picture: brightness, contrast, detail and sharpness, and "
+        "whether it is free of visible generation artifacts."
+    ),
     "technical",
     is_perspective=True,
 )
 RATIONALITY = Dimension(
     "rationality",
-    "Rationality",
-    "Judge the content: do the objects, colours, arrangement and surroundings make sense "
-    "together, as they would in the real world?",
+    gettext_noop("Rationality"),
+    gettext_noop(
+        "Judge the content: do the objects, colours, arrangement and surroundings make sense "
+        "together, as they would in the real world?"
+    ),
     "rationality",
     is_perspective=True,
 )
@@ -50,67 +62,79 @@ RATIONALITY = Dimension(
 TECHNICAL_DIMENSIONS = (
     Dimension(
         "luminance",
-        "Luminance",
-        "Is the brightness natural, neither too dark nor washed out?",
+        gettext_noop("Luminance"),
+        gettext_noop("Is the brightness natural, neither too dark nor washed out?"),
         "technical",
     ),
     Dimension(
         "contrast",
-        "Contrast",
-        "Is the difference between light and dark areas natural, neither flat nor harsh?",
+        gettext_noop("Contrast"),
+        gettext_noop(
+            "Is the difference between light and dark areas natural, neither flat nor harsh?"
+        ),
         "technical",
     ),
     Dimension(
         "detail",
-        "Detail",
-        "Are textures and fine structures rich and plausible rather than smeared or missing?",
+        gettext_noop("Detail"),
+        gettext_noop(
+            "Are textures and fine structures rich and plausible rather than smeared or missing?"
+        ),
         "technical",
     ),
     Dimension(
         "blur",
-        "Blur",
-        "Is the image sharp where it should be? A high score means no unwanted blur.",
+        gettext_noop("Blur"),
+        gettext_noop("Is the image sharp where it should be? A high score means no unwanted blur."),
         "technical",
     ),
     Dimension(
         "artifacts",
-        "Artifacts",
-        "Is the image free of generation artifacts such as distorted patterns, noise, "
-        "blocks or melted regions? A high score means no artifacts.",
+        gettext_noop("Artifacts"),
+        gettext_noop(
+            "Is the image free of generation artifacts such as distorted patterns, noise, "
+            "blocks or melted regions? A high score means no artifacts."
+        ),
         "technical",
     ),
 )
 RATIONALITY_DIMENSIONS = (
     Dimension(
         "existence",
-        "Existence",
-        "Could every object exist in reality, with a plausible shape and structure "
-        "(no extra limbs, fused or impossible objects)?",
+        gettext_noop("Existence"),
+        gettext_noop(
+            "Could every object exist in reality, with a plausible shape and structure "
+            "(no extra limbs, fused or impossible objects)?"
+        ),
         "rationality",
     ),
     Dimension(
         "color",
-        "Color",
-        "Are the colours of objects plausible for what they are (no green sky, blue skin)?",
+        gettext_noop("Color"),
+        gettext_noop(
+            "Are the colours of objects plausible for what they are (no green sky, blue skin)?"
+        ),
         "rationality",
     ),
     Dimension(
         "layout",
-        "Layout",
-        "Are objects placed, sized and oriented plausibly relative to each other "
-        "(nothing floating, duplicated or cut apart)?",
+        gettext_noop("Layout"),
+        gettext_noop(
+            "Are objects placed, sized and oriented plausibly relative to each other "
+            "(nothing floating, duplicated or cut apart)?"
+        ),
         "rationality",
     ),
     Dimension(
         "context",
-        "Context",
-        "Do the objects belong together in this scene and setting?",
+        gettext_noop("Context"),
+        gettext_noop("Do the objects belong together in this scene and setting?"),
         "rationality",
     ),
     Dimension(
         "sensory_clarity",
-        "Sensory clarity",
-        "Is it easy to tell at a glance what the image shows, without confusion?",
+        gettext_noop("Sensory clarity"),
+        gettext_noop("Is it easy to tell at a glance what the image shows, without confusion?"),
         "rationality",
     ),
 )
@@ -163,7 +187,13 @@ class Scale:
         return [(self.minimum + span * i / last, label) for i, label in enumerate(self.anchors)]
 
 
-ANCHORS = ("Bad", "Poor", "Fair", "Good", "Excellent")
+ANCHORS = (
+    gettext_noop("Bad"),
+    gettext_noop("Poor"),
+    gettext_noop("Fair"),
+    gettext_noop("Good"),
+    gettext_noop("Excellent"),
+)
 SCALES: dict[str, Scale] = {
     "continuous": Scale("continuous", "Continuous 0-100 slider", 0, 100, 1, False, ANCHORS),
     "acr5": Scale("acr5", "ACR 5-point (1-5)", 1, 5, 1, True, ANCHORS),

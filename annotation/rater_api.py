@@ -160,13 +160,22 @@ def step_payload(study: Study, step: Step) -> dict:
         return {
             "step": step.kind.value,
             "stimulus": stimulus_payload(step.stimulus),
+            # The page keeps unsent answers under the claim's id (a repeat of an image
+            # is a new claim, so it starts untouched).
+            "claim": step.claim.pk,
             "claim_expires_at": step.claim.expires_at.isoformat(),
         }
     if step.kind == StepKind.TRAIN:
         return {"step": step.kind.value, "stimulus": stimulus_payload(step.stimulus)}
     if step.kind == StepKind.BREAK:
-        # Back to the endpoint that claims the next stimulus when the break is over.
-        return {"step": step.kind.value, "url": reverse("annotation:rater-next", args=[study.slug])}
+        # Back to the endpoint that claims the next stimulus when the break is over;
+        # asked before then, it answers the same break (rater_flow.BREAK_SECONDS).
+        return {
+            "step": step.kind.value,
+            "url": reverse("annotation:rater-next", args=[study.slug]),
+            "until": step.until.isoformat() if step.until else None,
+            "seconds_left": step.seconds_left(),
+        }
     return {"step": step.kind.value, "url": entry_url(study)}
 
 
@@ -317,7 +326,11 @@ def submit(request: HttpRequest, slug: str) -> JsonResponse:
                 "client_id": str(result.rating.client_id),
             },
             "progress": progress_payload(context.progress),
-            "next": step_payload(study, rater_flow.next_step(context=context, after_rating=True)),
+            # A replay starts no second break (the first answer started it): during
+            # the break it is answered with the break all the same (rater_flow).
+            "next": step_payload(
+                study, rater_flow.next_step(context=context, after_rating=result.created)
+            ),
         },
         status=201 if result.created else 200,
     )

@@ -17,11 +17,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from enum import StrEnum
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from annotation import assignment, pilot, protocol, services, statements
 from annotation.models import Claim, Rater, Session, Stimulus, Study, StudyOutcome
@@ -30,6 +32,9 @@ from annotation.services import SubmitRefused
 # Where MTurk's externalSubmit may be posted: never to a host taken from the link alone.
 MTURK_SUBMIT_HOSTS = ("https://www.mturk.com", "https://workersandbox.mturk.com")
 _FINISHED = (Session.Stage.DONE, Session.Stage.STOPPED)
+# How long a break lasts. It is kept on the session (Session.break_until), so reloading
+# the page or asking the API for the next image during it shows the break again.
+BREAK_SECONDS = 30
 
 
 class StepKind(StrEnum):
@@ -58,6 +63,14 @@ class Step:
     stimulus: Stimulus | None = None  # TRAIN: the example; RATE: the claimed stimulus
     claim: Claim | None = None  # RATE
     progress: Progress | None = None  # TRAIN (examples answered) and RATE (items rated)
+    until: datetime | None = None  # BREAK: when it is over
+
+    def seconds_left(self, now: datetime | None = None) -> int:
+        """Whole seconds of the break still to go (0 when over or not a break)."""
+        if self.until is None:
+            return 0
+        left = (self.until - (now or timezone.now())).total_seconds()
+        return max(0, int(left + 0.999))
 
 
 @dataclass(frozen=True)
@@ -195,7 +208,9 @@ def page_step(*, context: RaterContext) -> Step:
 
 def next_step(*, context: RaterContext, after_rating: bool = False) -> Step:
     """What the rater does next at the rating stage: rate a stimulus, take a break
-    (only ``after_rating``, every ``break_every`` items), or leave for a page.
+    (it starts only ``after_rating``, every ``break_every`` items, and lasts
+    ``BREAK_SECONDS``: asked again meanwhile, the answer is the same break), or leave
+    for a page.
 
     Claims the next stimulus when one is due (or resumes the live claim: a reload
     shows the same one); finishes the session when nothing is left, and stops it
@@ -222,9 +237,12 @@ def next_step(*, context: RaterContext, after_rating: bool = False) -> Step:
     if not study.is_open and not pilot.is_pilot(rater):
         # A researcher's pilot preview goes on whatever the status (annotation.pilot).
         return Step(StepKind.UNAVAILABLE)
+    # No claim during a break: its time to live would run out while resting.
+    now = timezone.now()
+    if session.break_until is not None and now < session.break_until:
+        return Step(StepKind.BREAK, progress=progress, until=session.break_until)
     if after_rating and 0 < done < progress.planned and done % study.break_every == 0:
-        # No claim during the break: its time to live would run out while resting.
-        return Step(StepKind.BREAK)
+        return Step(StepKind.BREAK, progress=progress, until=break_start(session=session, now=now))
     claim = assignment.claim_next(
         session=session, done=done, status_checked=True, live=context.live
     )
@@ -239,6 +257,15 @@ def next_step(*, context: RaterContext, after_rating: bool = False) -> Step:
         services.session_finish(session=session)
         return Step(StepKind.DONE)
     return Step(StepKind.RATE, stimulus=claim.stimulus, claim=claim, progress=progress)
+
+
+def break_start(*, session: Session, now: datetime | None = None) -> datetime:
+    """The rater's break starts now: its end is written on the session (one UPDATE,
+    only when a break starts) and returned."""
+    until = (now or timezone.now()) + timedelta(seconds=BREAK_SECONDS)
+    Session.objects.filter(pk=session.pk).update(break_until=until)
+    session.break_until = until
+    return until
 
 
 # --- Stages before rating -------------------------------------------------------------
@@ -358,12 +385,18 @@ def training_feedback(study: Study, stimulus: Stimulus, scores: dict[str, float]
     yours = scores.get("overall")
     scale = study.scale_def
     if center is None:
-        message = "There is no reference answer for this example; any honest rating is fine."
-    else:
-        message = (
-            f"Experts rated this image around {center:g} ({anchor_label(scale, center)}) for "
-            f"overall naturalness. You rated it {yours:g}."
+        message = gettext(
+            "There is no reference answer for this example; any honest rating is fine."
         )
+    else:
+        message = gettext(
+            "Experts rated this image around %(center)s (%(anchor)s) for overall "
+            "naturalness. You rated it %(yours)s."
+        ) % {
+            "center": f"{center:g}",
+            "anchor": gettext(anchor_label(scale, center)),
+            "yours": f"{yours:g}",
+        }
     return {
         "expected": center,
         "low": stimulus.expected_low,
@@ -461,7 +494,7 @@ def outcome_target(source: str, platform: Mapping[str, str], code: str, url: str
                 "method": "post",
                 "url": f"{submit_to}/mturk/externalSubmit",
                 "fields": {"assignmentId": assignment_id, "completionCode": code},
-                "label": "Submit the HIT on MTurk",
+                "label": gettext("Submit the HIT on MTurk"),
             }
     if not url:
         return None
@@ -470,8 +503,8 @@ def outcome_target(source: str, platform: Mapping[str, str], code: str, url: str
         query = parse_qsl(parts.query, keep_blank_values=True)
         if code and not any(key == "cc" for key, _ in query):
             url = urlunsplit(parts._replace(query=urlencode([*query, ("cc", code)])))
-        return {"method": "get", "url": url, "label": "Return to Prolific"}
-    return {"method": "get", "url": url, "label": "Continue"}
+        return {"method": "get", "url": url, "label": gettext("Return to Prolific")}
+    return {"method": "get", "url": url, "label": gettext("Continue")}
 
 
 def rater_finish(*, context: RaterContext) -> str:

@@ -16,7 +16,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from annotation import assignment, protocol, quality, statements, studies
-from annotation.models import Claim, Rater, Rating, Session, Stimulus, Study
+from annotation.models import MAX_PLATFORM_KEYS, Claim, Rater, Rating, Session, Stimulus, Study
 from studyweb.errors import ServiceError
 
 
@@ -79,7 +79,10 @@ def rater_enter(
             study=study, source=source, external_id=external_id, defaults={"platform": platform}
         )
         if not created and platform and platform != rater.platform:
-            rater.platform = {**rater.platform, **platform}
+            # Each entry may add keys; the newest values win and the oldest keys go
+            # past MAX_PLATFORM_KEYS (the database bounds the stored JSON).
+            merged = {**rater.platform, **platform}
+            rater.platform = dict(list(merged.items())[-MAX_PLATFORM_KEYS:])
             rater.save(update_fields=["platform"])
         return rater, created
     if token:

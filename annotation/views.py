@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.translation import gettext, gettext_lazy
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
@@ -22,7 +23,7 @@ from annotation.models import Rater, Session, Stimulus, Study
 from annotation.rater_flow import RaterContext, StepKind
 from annotation.services import StudyFull
 
-DEFAULT_CONSENT = (
+DEFAULT_CONSENT = gettext_lazy(
     "This is a research study on how natural images look to people. You will see a series "
     "of images and rate each of them on a few scales. "
     "Taking part is voluntary and you may stop at any time by closing the window. We record "
@@ -34,9 +35,9 @@ DEFAULT_CONSENT = (
 SECONDS_PER_IMAGE = 10
 SECONDS_PER_DIMENSION = 4
 GROUP_TITLES = {
-    "overall": "Overall",
-    "technical": "Technical perspective",
-    "rationality": "Rationality perspective",
+    "overall": gettext_lazy("Overall"),
+    "technical": gettext_lazy("Technical perspective"),
+    "rationality": gettext_lazy("Rationality perspective"),
 }
 
 
@@ -171,7 +172,11 @@ def _stage_page(
         # The whole row: the claim's stimulus may carry only what the JSON answers show.
         stimulus = study.stimuli.get(pk=step.claim.stimulus_id)
         progress = rater_api.progress_payload(step.progress)
-        return _rate_page(request, study, "rating", stimulus, progress, banner)
+        return _rate_page(request, study, "rating", stimulus, progress, banner, step=step)
+    if step.kind == StepKind.BREAK:
+        # A reload during a break shows the break again, with the time it has left.
+        progress = rater_api.progress_payload(step.progress)
+        return _rate_page(request, study, "rating", None, progress, banner, step=step)
     if step.kind == StepKind.ENDED:
         end = rater_flow.screened_out(context)
         page = {"study": study, "code": end.code, "target": end.target, **banner}
@@ -281,7 +286,9 @@ def _study_context(study: Study) -> dict:
             for group, dims in protocol.grouped_dimensions(study.protocol)
         ],
         "scale": scale,
-        "anchors": [{"value": f"{v:g}", "label": label} for v, label in scale.anchor_positions()],
+        "anchors": [
+            {"value": f"{v:g}", "label": gettext(label)} for v, label in scale.anchor_positions()
+        ],
     }
 
 
@@ -301,7 +308,7 @@ def _consent_context(study: Study, items: int, training: int | None = None) -> d
         training = study.stimuli.filter(role=Stimulus.Role.TRAINING).count()
     per_image = SECONDS_PER_IMAGE + SECONDS_PER_DIMENSION * len(study.dimensions)
     minutes = max(1, -(-(items + training) * per_image // 60))
-    text = study.consent_text or DEFAULT_CONSENT
+    text = study.rater_consent_text or DEFAULT_CONSENT
     return {
         **_study_context(study),
         "consent_text": text,
@@ -329,7 +336,13 @@ def _instructions_context(study: Study, training_items: Iterable[Stimulus]) -> d
 
 
 def _rate_page(
-    request: HttpRequest, study: Study, mode: str, stimulus, progress: dict, banner: dict
+    request: HttpRequest,
+    study: Study,
+    mode: str,
+    stimulus,
+    progress: dict,
+    banner: dict,
+    step: rater_flow.Step | None = None,
 ):
     scale = study.scale_def
     context = _study_context(study)
@@ -349,11 +362,17 @@ def _rate_page(
             "min": scale.minimum,
             "max": scale.maximum,
             "step": scale.step,
-            "anchors": [[v, label] for v, label in scale.anchor_positions()],
+            "anchors": [[v, gettext(label)] for v, label in scale.anchor_positions()],
         },
         "dimensions": [d.key for d in study.dimensions],
-        "stimulus": rater_api.stimulus_payload(stimulus),
+        "stimulus": rater_api.stimulus_payload(stimulus) if stimulus is not None else None,
         "progress": progress,
+        # Unsent answers are kept in the tab under the claim (rate.js); on a break
+        # the page opens on the break screen (no stimulus: nothing is claimed).
+        "claim": step.claim.pk if step is not None and step.claim is not None else None,
+        "break": rater_api.step_payload(study, step)
+        if step is not None and step.kind == StepKind.BREAK
+        else None,
     }
     return render(
         request,

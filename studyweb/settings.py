@@ -18,6 +18,7 @@ from studyweb.env import (
     parse_database_url,
     parse_redis_url,
 )
+from studyweb.language_codes import LANGUAGES as LANGUAGE_CODES
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = env_path("VAR_DIR", BASE_DIR / "var")
@@ -59,6 +60,8 @@ MIDDLEWARE = [
     # Outside the session and CSRF middleware, so it sees the cookies they set.
     "studyweb.rater_cookies.RaterFrameCookiesMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # Rater pages in the rater's language; everything else in English.
+    "studyweb.languages.RaterLanguageMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -115,7 +118,10 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
-LANGUAGE_CODE = "en-us"
+LANGUAGE_CODE = "en"
+# The languages raters may read a study in (studyweb.languages); catalogues in locale/.
+LANGUAGES = LANGUAGE_CODES
+LOCALE_PATHS = [BASE_DIR / "locale"]
 TIME_ZONE = env_str("TIME_ZONE", "UTC")
 USE_I18N = True
 USE_TZ = True

@@ -21,7 +21,10 @@ from annotation.models import (
     ApiToken,
     Claim,
     ImportJob,
+    PaymentExport,
+    PaymentExportLine,
     Rater,
+    RaterDecision,
     Rating,
     Session,
     Stimulus,
@@ -113,6 +116,46 @@ class RaterFactory(factory.django.DjangoModelFactory):
 
     study = factory.SubFactory(StudyFactory)
     source = Rater.Source.ANONYMOUS
+
+
+class RaterDecisionFactory(factory.django.DjangoModelFactory):
+    """A researcher's decision about a rater (rows only: the services also change the
+    rater, annotation.rater_decisions)."""
+
+    class Meta:
+        model = RaterDecision
+
+    rater = factory.SubFactory(RaterFactory)
+    kind = RaterDecision.Kind.EXCLUDE
+    reason = "answered at random"
+    decided_by = factory.LazyAttribute(lambda o: o.rater.study.owner)
+    decided_by_name = factory.LazyAttribute(lambda o: o.decided_by.get_username())
+
+
+class PaymentExportFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = PaymentExport
+
+    study = factory.SubFactory(StudyFactory)
+    platform = "prolific"
+    kind = PaymentExport.Kind.APPROVE
+    created_by = factory.LazyAttribute(lambda o: o.study.owner)
+    created_by_name = factory.LazyAttribute(lambda o: o.created_by.get_username())
+
+
+class PaymentExportLineFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = PaymentExportLine
+
+    export = factory.SubFactory(PaymentExportFactory)
+    rater = factory.SubFactory(
+        RaterFactory,
+        study=factory.SelfAttribute("..export.study"),
+        source=Rater.Source.PROLIFIC,
+        external_id=factory.Sequence(lambda n: f"60pid{n:06d}"),
+    )
+    kind = factory.SelfAttribute("export.kind")
+    external_id = factory.SelfAttribute("rater.external_id")
 
 
 class PilotRaterFactory(RaterFactory):

@@ -72,7 +72,10 @@ def rate_with_keyboard(page, presses: int) -> None:
     page.keyboard.press("Enter")
 
 
-def test_prolific_rater_does_everything_with_the_keyboard(live_server, page):
+def test_prolific_rater_does_everything_with_the_keyboard(live_server, page, monkeypatch):
+    # A break kept on the server lasts BREAK_SECONDS; here it is over at once, so
+    # Continue goes on (tests/test_browser_rater_ui.py waits one out).
+    monkeypatch.setattr("annotation.rater_flow.BREAK_SECONDS", 0)
     study = make_study(training=True, break_every=3)
     arrive(page, live_server, study, "kb-1")
 

@@ -1,8 +1,9 @@
 """The study settings form of the researcher pages (create, edit, clone).
 
 It only validates: every write goes through the services of ``annotation.studies``.
-Bounds are those of the API's ``StudySerializer``; settings the study's rules lock
-(``locked_fields``, and the slug once the study exists) are shown disabled with why.
+Bounds are the model's (``STUDY_BOUNDS``, as the API's and the database's); settings
+the study's rules lock (``locked_fields``, and the slug once the study exists) are
+shown disabled with why.
 """
 
 from __future__ import annotations
@@ -17,13 +18,16 @@ from django.core.validators import (
 from annotation import protocol as proto
 from annotation.models import (
     PLATFORM_CHOICES,
+    STUDY_BOUNDS,
+    TRANSLATED_TEXTS,
     Study,
     StudyOutcome,
     all_platforms,
     new_completion_code,
 )
 from annotation.studies import locked_fields, outcomes_of
-from studyweb.forms import PlainTextModelForm
+from studyweb.forms import NoControlCharacters, PlainTextModelForm
+from studyweb.language_codes import LANGUAGES
 
 #: The slug never changes once the study exists (the service refuses it too).
 SLUG_LOCK_REASON = "the slug never changes: links handed to crowd platforms point to it"
@@ -35,23 +39,17 @@ TITLE_MAX = 200  # Study.title's max_length
 
 NUL_MESSAGE = "Remove the NUL character (\\x00): text cannot contain it."
 
-#: (low, high) per number setting, as the API's StudySerializer.
-BOUNDS: dict[str, tuple[float, float]] = {
-    "ratings_per_stimulus": (1, 1000),
-    "session_size": (1, 10000),
-    "max_items_per_rater": (1, 2**31 - 1),
-    "gold_rate": (0.0, 0.5),
-    "gold_fail_limit": (0, 100),
-    "min_view_seconds": (0.0, 600.0),
-    "break_every": (1, 10000),
-    "claim_ttl_seconds": (10, 86400),
-    "min_session_items": (1, 10000),
-}
+#: (low, high) per number setting: the model's one table (also the database's checks
+#: and the API's serializer), shown as the inputs' min and max.
+BOUNDS = STUDY_BOUNDS
 
 #: The outcomes other than completed (completed: completion_code and completion_url),
 #: edited here for every platform at once; per-platform rows come through the API.
 OUTCOME_KINDS = [StudyOutcome.Kind.SCREENED_OUT, StudyOutcome.Kind.NO_WORK]
 OUTCOME_FIELDS = [f"{kind}_{part}" for kind in OUTCOME_KINDS for part in ("code", "url")]
+
+#: The researcher's texts per rater language (Study.texts): "<text>__<language>".
+TEXT_FIELDS = [f"{name}__{code}" for code, _ in LANGUAGES for name in TRANSLATED_TEXTS]
 
 #: The form's sections: (legend, field names).
 FIELDSETS: list[tuple[str, list[str]]] = [
@@ -66,10 +64,16 @@ FIELDSETS: list[tuple[str, list[str]]] = [
     ("Claims", ["claim_ttl_seconds"]),
     ("Crowd platforms and completion", ["platforms", "completion_code", "completion_url"]),
     ("Screened out and study full", OUTCOME_FIELDS),
+    ("Raters' language", ["language", *TEXT_FIELDS]),
 ]
 
 #: The study's own settings (model fields); the outcome fields are written as rows.
-FIELDS = [name for _, names in FIELDSETS for name in names if name not in OUTCOME_FIELDS]
+FIELDS = [
+    name
+    for _, names in FIELDSETS
+    for name in names
+    if name not in OUTCOME_FIELDS and name not in TEXT_FIELDS
+]
 
 
 class StudyForm(PlainTextModelForm):
@@ -155,9 +159,14 @@ class StudyForm(PlainTextModelForm):
             "claim_ttl_seconds": "Claim timeout (seconds)",
             "repeat_check": "Repeat check",
             "min_session_items": "Minimum session (items)",
+            "language": "Rater pages' language",
             "when_complete": "When every image has its ratings",
         }
         help_texts = {
+            "language": (
+                "The language of the rater pages; empty: each rater's browser language. "
+                "Raters can switch either way. Give your own texts in each language below."
+            ),
             "title": "Shown to raters and on your study list.",
             "slug": (
                 "The study's address in rater links (letters, digits, hyphens, underscores); "
@@ -206,6 +215,29 @@ class StudyForm(PlainTextModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        self.fields["language"].choices = [
+            ("", "Each rater's browser language (raters can switch)"),
+            *LANGUAGES,
+        ]
+        # One optional text field per (text, language), filled from Study.texts.
+        for code, language in LANGUAGES:
+            for name, limit in TRANSLATED_TEXTS.items():
+                label = {"title": "Title", "consent_text": "Consent text"}.get(name, "Instructions")
+                self.fields[f"{name}__{code}"] = forms.CharField(
+                    label=f"{label} ({language})",
+                    required=False,
+                    max_length=limit,
+                    widget=forms.TextInput() if name == "title" else forms.Textarea({"rows": 3}),
+                    help_text=(
+                        f"Shown to raters reading the study in {language}; empty: the text above."
+                        if name == "title"
+                        else ""
+                    ),
+                )
+                field = self.fields[f"{name}__{code}"]
+                field.validators.append(NoControlCharacters(multiline=name != "title"))
+                given = (self.instance.texts or {}).get(code, {}) if self.instance.pk else {}
+                self.initial.setdefault(f"{name}__{code}", given.get(name, ""))
         if self.instance.pk is not None:
             # The rows for every platform (platform "") fill the outcome fields.
             for row in outcomes_of(self.instance):
@@ -261,20 +293,39 @@ class StudyForm(PlainTextModelForm):
     def fieldsets(self) -> list[tuple[str, list[forms.BoundField]]]:
         return [(legend, [self[name] for name in names]) for legend, names in FIELDSETS]
 
+    def texts(self) -> dict:
+        """Study.texts from the per-language fields (empty ones left out)."""
+        texts: dict[str, dict[str, str]] = {}
+        for code, _ in LANGUAGES:
+            for name in TRANSLATED_TEXTS:
+                value = (self.cleaned_data.get(f"{name}__{code}") or "").strip()
+                if value:
+                    texts.setdefault(code, {})[name] = value
+        return texts
+
     def settings(self) -> dict:
         """Every setting as cleaned, the outcome fields too (for study_create)."""
-        return {name: self.cleaned_data[name] for name in [*FIELDS, *OUTCOME_FIELDS]}
+        values = {name: self.cleaned_data[name] for name in [*FIELDS, *OUTCOME_FIELDS]}
+        return {**values, "texts": self.texts()}
 
     def changes(self) -> dict:
         """Only the settings the researcher changed (for study_update)."""
-        return {
-            name: self.cleaned_data[name] for name in self.changed_data if name not in self.locks
+        changed = {
+            name: self.cleaned_data[name]
+            for name in self.changed_data
+            if name not in self.locks and name not in TEXT_FIELDS
         }
+        if any(name in TEXT_FIELDS for name in self.changed_data):
+            changed["texts"] = self.texts()
+        return changed
 
 
 def clone_initial(source: Study) -> dict:
     """The settings of ``source`` for a new study: "Copy of" title, a free slug, a new code."""
     initial = {name: getattr(source, name) for name in FIELDS}
+    for code, texts in (source.texts or {}).items():
+        for name, text in texts.items():
+            initial[f"{name}__{code}"] = text
     for row in outcomes_of(source):
         if row["platform"] == "" and row["kind"] in OUTCOME_KINDS:
             initial[f"{row['kind']}_code"] = row["code"]

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from scoring.workspace import pilot, sharing, stimuli, views
+from scoring.workspace import pilot, raters, sharing, stimuli, views
 
 app_name = "scoring"
 
@@ -36,6 +36,24 @@ urlpatterns = [
         "studies/<slug:slug>/imports/<int:job_id>.json",
         stimuli.import_status,
         name="import-status",
+    ),
+    path("studies/<slug:slug>/raters/", raters.rater_list, name="raters"),
+    path(
+        "studies/<slug:slug>/raters/approve-completed/",
+        raters.raters_approve_all,
+        name="raters-approve-completed",
+    ),
+    path("studies/<slug:slug>/raters/<int:rater_id>/", raters.rater_detail, name="rater-detail"),
+    path(
+        "studies/<slug:slug>/raters/<int:rater_id>/decide/",
+        raters.rater_decide,
+        name="rater-decide",
+    ),
+    path("studies/<slug:slug>/payments/", raters.payment_export_page, name="payment-export"),
+    path(
+        "studies/<slug:slug>/payments/<int:export_id>/download/",
+        raters.payment_export_download,
+        name="payment-download",
     ),
     path("studies/<slug:slug>/analyses/", views.analysis_start, name="analysis-start"),
     path("studies/<slug:slug>/export/<str:fmt>/", views.export_download, name="export"),

@@ -14,7 +14,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
-from annotation.models import Rater, Study
+from annotation import rater_review
+from annotation.models import Study
 from annotation.permissions import (
     can_edit_study,
     visible_studies,
@@ -108,10 +109,8 @@ def study_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "progress": dashboard.study_progress(study),
         "protocol": dashboard.protocol_summary(study),
         "links": dashboard.crowd_links(study, request.build_absolute_uri("/")),
-        "raters": Rater.objects.filter(study=study)
-        .exclude(source=Rater.Source.PILOT)
-        .exclude(status=Rater.Status.COMPLETED, flags={})
-        .order_by("status", "id")[:200],
+        # Excluded, flagged or with failed gold questions, each with its reasons in words.
+        "raters": rater_review.attention_raters(study),
         "analysis": analysis,
         "results": results,
         "recent": dashboard.recent_analyses(study),
@@ -187,7 +186,10 @@ def study_edit(request: HttpRequest, slug: str) -> HttpResponse:
         except StudyRuleError as exc:
             _add_service_error(form, exc)
         else:
-            names = ", ".join(str(form[name].label).lower() for name in changes)
+            names = ", ".join(
+                str(form[name].label).lower() if name in form.fields else "texts in other languages"
+                for name in changes
+            )
             messages.success(request, f"Saved: {names}.")
             return redirect("scoring:study-detail", slug=study.slug)
     # The study header and its nav, with Settings as the current page.

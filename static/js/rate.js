@@ -6,6 +6,12 @@
  * network failure never writes twice. The next image is preloaded as soon as the
  * server names it, and swapped in place. All data comes from the JSON block
  * #rate-config: the page has no inline script (a CSP forbids them).
+ *
+ * Focus is never lost: while submit is not allowed, Enter (and Tab from the last
+ * control) says what is missing and moves to the first unset slider. Answers not
+ * yet sent are kept in the tab (sessionStorage, per claim), so a reload restores
+ * them; a tab whose image was rated elsewhere (a second tab) keeps them and says so.
+ * A break is kept by the server: the page shows its time left.
  */
 (function () {
   "use strict";
@@ -27,6 +33,8 @@
   var toast = $("rate-status");
   var feedback = $("feedback");
   var breakPanel = $("break");
+  var breakButton = $("break-continue");
+  var nextUnsetBtn = $("next-unset");
   var sliders = Array.prototype.slice.call(form.querySelectorAll("input.slider"));
   var csrfToken = form.querySelector("input[name=csrfmiddlewaretoken]").value;
   var training = cfg.mode === "training";
@@ -35,6 +43,10 @@
   var NAV_KEYS = ["ArrowLeft", "ArrowRight", "ArrowUp", "ArrowDown", "Home", "End", "PageUp", "PageDown"];
 
   var current = cfg.stimulus; // the stimulus on screen
+  var storeKey = keyFor(current, cfg.claim); // where its unsent answers are kept
+  var stale = false; // the image was rated or moved on in another tab: reload to go on
+  var breakEndsAt = 0; // performance.now() when the break is over
+  var breakTimer = null;
   var clientId = newClientId();
   var shownAt = null; // performance.now() when the image became visible
   var busy = false;
@@ -73,6 +85,55 @@
     if (hideAfterMs) toastTimer = setTimeout(function () { say(""); }, hideAfterMs);
   }
 
+  // --- Unsent answers, kept in the tab -----------------------------------------------
+  // Keyed by the claim (a repeat of an image is a new claim and starts untouched), or
+  // by the example in training. Storage may be unavailable (private modes): then the
+  // answers live on the page only.
+
+  function keyFor(stimulus, claimId) {
+    if (!stimulus) return null;
+    var which = claimId != null ? "claim-" + claimId : "stimulus-" + stimulus.id;
+    return "rate:" + cfg.entry_url + ":" + cfg.mode + ":" + which;
+  }
+
+  function saveAnswers() {
+    if (!storeKey) return;
+    var answers = {};
+    sliders.forEach(function (s) {
+      if (s.dataset.touched) answers[s.name] = s.value;
+    });
+    try {
+      window.sessionStorage.setItem(storeKey, JSON.stringify(answers));
+    } catch (err) {
+      /* no storage: nothing more to do */
+    }
+  }
+
+  function restoreAnswers() {
+    var answers = null;
+    try {
+      answers = storeKey && JSON.parse(window.sessionStorage.getItem(storeKey) || "null");
+    } catch (err) {
+      answers = null;
+    }
+    if (!answers) return;
+    sliders.forEach(function (s) {
+      if (!Object.prototype.hasOwnProperty.call(answers, s.name)) return;
+      s.value = answers[s.name];
+      s.dataset.touched = "1";
+      s.classList.remove("untouched");
+      describe(s);
+    });
+  }
+
+  function forgetAnswers() {
+    try {
+      if (storeKey) window.sessionStorage.removeItem(storeKey);
+    } catch (err) {
+      /* no storage */
+    }
+  }
+
   // --- Sliders ---------------------------------------------------------------------
 
   function anchorFor(value) {
@@ -101,7 +162,22 @@
     slider.dataset.touched = "1";
     slider.classList.remove("untouched");
     describe(slider);
+    saveAnswers();
     refresh();
+  }
+
+  function labelOf(slider) {
+    var label = form.querySelector('label[for="' + slider.id + '"]');
+    return label ? label.textContent.trim() : slider.name;
+  }
+
+  function firstUnset() {
+    return sliders.filter(function (s) { return !s.dataset.touched; })[0] || null;
+  }
+
+  function focusSlider(slider) {
+    slider.focus({ preventScroll: true });
+    slider.scrollIntoView({ block: "center" });
   }
 
   function resetSliders() {
@@ -117,11 +193,13 @@
     s.addEventListener("input", function () {
       touch(s);
       describe(s);
+      saveAnswers();
       refresh();
     });
     s.addEventListener("change", function () {
       touch(s);
       describe(s);
+      saveAnswers();
     });
     // A click exactly on the middle changes nothing, but is still an answer.
     s.addEventListener("pointerup", function () { touch(s); });
@@ -142,21 +220,54 @@
   }
 
   function canSubmit() {
-    return !busy && shownAt !== null && untouchedCount() === 0 && secondsLeft() === 0;
+    return !busy && !stale && shownAt !== null && untouchedCount() === 0 && secondsLeft() === 0;
+  }
+
+  // Why submit is not allowed yet, said aloud (the toast is a live region); with
+  // moveFocus, focus goes where the answer is missing instead of off the form.
+  function explainBlocked(moveFocus) {
+    if (busy) return;
+    if (stale) {
+      $("rate-reload").focus();
+      return;
+    }
+    var missing = firstUnset();
+    if (missing) {
+      var left = untouchedCount();
+      say(
+        "Not sent yet: move the slider “" + labelOf(missing) + "”" +
+          (left > 1 ? " (" + left + " sliders still unset)." : "."),
+        "warn",
+        6000
+      );
+      if (moveFocus) focusSlider(missing);
+    } else if (failed) {
+      say("The image could not be loaded: please reload the page.", "error");
+    } else if (shownAt === null) {
+      say("The image is still loading.", "info", 3000);
+    } else if (secondsLeft() > 0) {
+      say("Not sent yet: please keep looking at the image for " + Math.ceil(secondsLeft()) + " s more, then press Enter.", "warn", 4000);
+    }
   }
 
   function refresh() {
     var left = untouchedCount();
     var wait = secondsLeft();
     var text;
+    var missing = firstUnset();
     if (busy) text = "Sending…";
+    else if (stale) text = "Your answers here were not sent: reload the page to continue.";
     else if (failed) text = "The image could not be loaded: please reload the page.";
     else if (shownAt === null) text = "Loading the image…";
-    else if (left > 0) text = left === 1 ? "Move the last slider to continue." : "Move every slider to continue (" + left + " left).";
-    else if (wait > 0) text = "Please keep looking at the image: " + Math.ceil(wait) + " s.";
+    else if (left > 0) {
+      text = left === 1
+        ? "Move the last slider, “" + labelOf(missing) + "”, to continue."
+        : "Move every slider to continue (" + left + " left, next: “" + labelOf(missing) + "”).";
+    } else if (wait > 0) text = "Please keep looking at the image: " + Math.ceil(wait) + " s.";
     else text = "Ready: press Enter or the button.";
     if (hint.textContent !== text) hint.textContent = text;
     submitBtn.disabled = !canSubmit();
+    nextUnsetBtn.hidden = left === 0 || stale || form.hidden;
   }
   setInterval(refresh, 200);
 
@@ -164,7 +275,7 @@
     shownAt = performance.now();
     stage.classList.remove("loading");
     refresh();
-    sliders[0].focus({ preventScroll: true });
+    (firstUnset() || sliders[0]).focus({ preventScroll: true });
   }
 
   function imageFailed() {
@@ -201,7 +312,7 @@
     $("progress-text").textContent = (training ? "Example " : "Image ") + position + " of " + progress.planned;
   }
 
-  async function show(stimulus, progress) {
+  async function show(stimulus, progress, claimId) {
     shownAt = null;
     stage.classList.add("loading");
     refresh();
@@ -214,8 +325,10 @@
     failed = false;
     stage.classList.remove("failed");
     current = stimulus;
+    storeKey = keyFor(stimulus, claimId);
     clientId = newClientId();
     resetSliders();
+    restoreAnswers();
     setProgress(progress);
     img.width = stimulus.width;
     img.height = stimulus.height;
@@ -289,11 +402,23 @@
     if (training) handleTraining(result);
     else handleRating(result);
     refresh();
+    if (result.status >= 400) keepFocus();
+  }
+
+  // The submit button loses focus while it is disabled (sending): when the answer was
+  // refused and the form is still there, focus comes back to it (or what is missing).
+  function keepFocus() {
+    var active = document.activeElement;
+    if (form.hidden || work.hidden || (active && active !== document.body)) return;
+    if (stale) $("rate-reload").focus();
+    else if (canSubmit()) submitBtn.focus();
+    else (firstUnset() || sliders[sliders.length - 1]).focus({ preventScroll: true });
   }
 
   function handleRating(result) {
     var body = result.body;
     if (result.status === 200 || result.status === 201) {
+      forgetAnswers();
       proceed(body.progress, body.next);
       return;
     }
@@ -305,6 +430,21 @@
       // The server counts the viewing time too (from when the image was assigned):
       // keep the answers on the page; submitting again a moment later goes through.
       say(body.detail, "warn", 6000);
+      return;
+    }
+    if (body.error === "no_claim") {
+      // Another tab (or window) of this session rated this image or moved on: the
+      // answers stay here, unsent, and the rater is told to reload (never dropped).
+      stale = true;
+      saveAnswers();
+      say(
+        "This image was already rated or skipped in another tab or window of this study, " +
+          "so the answers on this page were not sent. They are kept here. " +
+          "Reload the page to continue with your current image.",
+        "warn"
+      );
+      $("rate-reload").hidden = false;
+      $("rate-reload").focus();
       return;
     }
     if (result.status === 409 || result.status === 404) {
@@ -323,6 +463,7 @@
       else say(body.detail || "Your answer was refused.", "error");
       return;
     }
+    forgetAnswers();
     form.hidden = true;
     feedback.hidden = false;
     $("feedback-text").textContent = body.feedback.message;
@@ -334,7 +475,7 @@
     button.onclick = function () {
       button.disabled = true;
       if (next.step === "train") {
-        show(next.stimulus, body.progress).then(function () { button.disabled = false; });
+        show(next.stimulus, body.progress, null).then(function () { button.disabled = false; });
       } else {
         window.location.assign(next.url || cfg.entry_url);
       }
@@ -344,24 +485,49 @@
 
   function proceed(progress, next) {
     if (next.step === "rate") {
-      show(next.stimulus, progress);
+      show(next.stimulus, progress, next.claim);
     } else if (next.step === "break") {
-      showBreak(progress);
+      showBreak(progress, next);
     } else {
       window.location.assign(next.url || cfg.entry_url);
     }
   }
 
-  function showBreak(progress) {
+  // The server keeps the break (a reload shows it again): its time left counts down
+  // on the button, which keeps the focus and says how long is left when pressed early.
+  function breakLeft() {
+    return Math.max(0, Math.ceil((breakEndsAt - performance.now()) / 1000));
+  }
+
+  function tickBreak() {
+    var left = breakLeft();
+    if (left > 0) {
+      breakButton.setAttribute("aria-disabled", "true");
+      breakButton.textContent = "Continue in " + left + " s";
+      return;
+    }
+    clearInterval(breakTimer);
+    if (breakButton.hasAttribute("aria-disabled")) {
+      breakButton.removeAttribute("aria-disabled");
+      $("break-wait").textContent = "Your break is over: continue when you are ready.";
+    }
+    breakButton.textContent = "Continue";
+  }
+
+  function showBreak(progress, step) {
     shownAt = null;
     setProgress(progress);
     work.hidden = true;
     breakPanel.hidden = false;
     $("break-text").textContent =
       "You have rated " + progress.done + " of " + progress.planned + " images. Rest your eyes for a moment and continue when you are ready.";
-    var button = $("break-continue");
-    button.disabled = false;
-    button.focus();
+    $("break-wait").textContent = "";
+    breakEndsAt = performance.now() + 1000 * Number((step && step.seconds_left) || 0);
+    clearInterval(breakTimer);
+    tickBreak();
+    if (breakLeft() > 0) breakTimer = setInterval(tickBreak, 250);
+    breakButton.disabled = false;
+    breakButton.focus();
   }
 
   async function loadNext() {
@@ -380,14 +546,38 @@
     send();
   });
   form.addEventListener("keydown", function (event) {
-    // Range inputs have no implicit submission: Enter on a slider submits when allowed.
-    if (event.key !== "Enter") return;
-    if (event.target === submitBtn || event.target.classList.contains("slider")) {
+    var target = event.target;
+    if (event.key === "Enter") {
+      // Range inputs have no implicit submission: Enter on a slider submits when
+      // allowed, and otherwise says what is missing (and goes there).
+      if (target === submitBtn || target.classList.contains("slider")) {
+        event.preventDefault();
+        if (canSubmit()) send();
+        else explainBlocked(true);
+      }
+      return;
+    }
+    // Tab from the last control while submit is disabled would leave the form (the
+    // button cannot take focus): say what is missing and go there instead.
+    var last = target === sliders[sliders.length - 1] || target === nextUnsetBtn;
+    if (event.key === "Tab" && !event.shiftKey && last && !canSubmit() && !stale) {
       event.preventDefault();
-      send();
+      explainBlocked(true);
     }
   });
-  $("break-continue").addEventListener("click", function () {
+  nextUnsetBtn.addEventListener("click", function () {
+    var missing = firstUnset();
+    if (missing) focusSlider(missing);
+  });
+  $("rate-reload").addEventListener("click", function () {
+    window.location.reload();
+  });
+  breakButton.addEventListener("click", function () {
+    var left = breakLeft();
+    if (left > 0) {
+      $("break-wait").textContent = "Please rest a little longer: " + left + " s left.";
+      return;
+    }
     this.disabled = true;
     loadNext();
   });
@@ -399,5 +589,11 @@
   submitBtn.setAttribute("aria-describedby", "rate-hint");
 
   resetSliders();
-  whenLoaded(img).then(startViewing, imageFailed);
+  if (cfg["break"]) {
+    // Opened (or reloaded) during a break: the break again, with the time it has left.
+    showBreak(cfg.progress, cfg["break"]);
+  } else {
+    restoreAnswers();
+    whenLoaded(img).then(startViewing, imageFailed);
+  }
 })();

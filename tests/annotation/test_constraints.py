@@ -140,3 +140,114 @@ def test_rater_external_id_unique_per_source():
     # Anonymous raters have no external id: many of them are fine.
     RaterFactory(study=study)
     RaterFactory(study=study)
+
+
+# --- Study settings within their ranges; crowd-platform parameters bounded ------------
+
+
+@pytest.mark.parametrize(
+    "name", ["ratings_per_stimulus", "session_size", "gold_rate", "gold_fail_limit",
+             "min_view_seconds", "break_every", "claim_ttl_seconds", "min_session_items",
+             "max_items_per_rater"],
+)  # fmt: skip
+def test_study_settings_out_of_range_are_refused_by_the_database(name):
+    from annotation.models import STUDY_BOUNDS, Study
+
+    study = StudyFactory()
+    low, high = STUDY_BOUNDS[name]
+    step = 1 if isinstance(high, int) else 0.01
+    for bad in (low - step, high + step):
+        if bad < 0 and name not in ("gold_rate", "min_view_seconds"):
+            continue  # a positive integer column refuses it on its own
+        with pytest.raises(IntegrityError), transaction.atomic():
+            Study.objects.filter(pk=study.pk).update(**{name: bad})
+    for good in (low, high):
+        Study.objects.filter(pk=study.pk).update(**{name: good})
+
+
+def test_every_bound_is_one_number_in_model_database_and_api():
+    """The serializer, the model's validators (form and admin) and the checks read
+    one table: their ranges agree for every setting."""
+    from django.core.validators import MaxValueValidator, MinValueValidator
+
+    from annotation.api import StudySerializer
+    from annotation.models import STUDY_BOUNDS, Study
+
+    fields = StudySerializer().fields
+    names = {c.name for c in Study._meta.constraints}
+    for name, (low, high) in STUDY_BOUNDS.items():
+        assert (fields[name].min_value, fields[name].max_value) == (low, high), name
+        validators = Study._meta.get_field(name).validators
+        assert any(isinstance(v, MinValueValidator) and v.limit_value == low for v in validators)
+        assert any(isinstance(v, MaxValueValidator) and v.limit_value == high for v in validators)
+        assert f"study_{name}_range" in names
+
+
+def test_a_raters_platform_parameters_are_bounded_in_size():
+    from annotation.models import MAX_PLATFORM_JSON_CHARS, Rater
+
+    rater = RaterFactory()
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Rater.objects.filter(pk=rater.pk).update(platform={"k": "v" * MAX_PLATFORM_JSON_CHARS})
+    Rater.objects.filter(pk=rater.pk).update(platform={"study_id": "S" * 200})
+
+
+def test_platform_parameters_merged_over_many_entries_keep_at_most_ten_keys():
+    """Each entry by the same link may add keys; they never grow past the bound."""
+    from annotation import services
+    from annotation.models import MAX_PLATFORM_KEYS
+
+    study = StudyFactory()
+    for i in range(30):
+        rater, _ = services.rater_enter(
+            study=study, source="prolific", external_id="P-1", platform={f"k{i}": "v" * 200}
+        )
+    rater.refresh_from_db()
+    assert len(rater.platform) == MAX_PLATFORM_KEYS and rater.platform["k29"] == "v" * 200
+
+
+def test_texts_over_their_length_are_refused_by_the_database():
+    from annotation.models import MAX_PROMPT_CHARS, MAX_STUDY_TEXT_CHARS, Stimulus, Study
+
+    study = StudyFactory()
+    stimulus = StimulusFactory(study=study)
+    for model, pk, name, chars in [
+        (Study, study.pk, "instructions", MAX_STUDY_TEXT_CHARS),
+        (Study, study.pk, "consent_text", MAX_STUDY_TEXT_CHARS),
+        (Stimulus, stimulus.pk, "prompt", MAX_PROMPT_CHARS),
+    ]:
+        with pytest.raises(IntegrityError), transaction.atomic():
+            model.objects.filter(pk=pk).update(**{name: "é" * (chars + 1)})
+        model.objects.filter(pk=pk).update(**{name: "é" * chars})  # characters, not bytes
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_brings_old_rows_within_the_bounds():
+    """A database in use may hold values the new checks refuse (set through the admin
+    before them): the migration clamps them first instead of failing."""
+    from django.db.migrations.executor import MigrationExecutor
+
+    target = ("annotation", "0010_study_bounds")
+    executor = MigrationExecutor(connection)
+    before = executor.loader.graph.node_map[target].parents
+    executor.migrate([p.key for p in before])
+    old = MigrationExecutor(connection).loader.project_state([p.key for p in before]).apps
+    User = old.get_model("auth", "User")
+    Study = old.get_model("annotation", "Study")
+    Rater = old.get_model("annotation", "Rater")
+    owner = User.objects.create(username="old-owner")
+    study = Study.objects.create(
+        slug="old", title="Old", owner=owner, session_size=50_000, instructions="y" * 30_000
+    )
+    rater = Rater.objects.create(
+        study=study, token="t" * 32, platform={f"k{i}": "v" * 300 for i in range(40)}
+    )
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())
+
+    from annotation.models import Rater as NewRater
+    from annotation.models import Study as NewStudy
+
+    study = NewStudy.objects.get(pk=study.pk)
+    assert study.session_size == 10_000 and len(study.instructions) == 20_000
+    assert NewRater.objects.get(pk=rater.pk).platform == {}  # every value was too long

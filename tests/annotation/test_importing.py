@@ -215,3 +215,19 @@ def test_unknown_study_and_missing_source(study, tmp_path):
         run("nope", tmp_path)
     with pytest.raises(CommandError, match="no such file or folder"):
         run("imp", tmp_path / "absent")
+
+
+def test_an_over_long_prompt_refuses_the_csv_naming_line_and_column(study, folder, tmp_path):
+    """Prompts and extra columns are bounded (MAX_PROMPT_CHARS, checked in the database
+    too): the CSV is refused before any image is imported."""
+    from annotation.models import MAX_PROMPT_CHARS
+
+    meta = tmp_path / "meta.csv"
+    meta.write_text(
+        "filename,prompt,note\n"
+        f"a.png,{'p' * MAX_PROMPT_CHARS},ok\n"
+        f"b.jpg,short,{'n' * (MAX_PROMPT_CHARS + 1)}\n"
+    )
+    with pytest.raises(CommandError, match=r"line 3.*note.*longer than 4,000 characters"):
+        run("imp", folder, "--metadata", meta)
+    assert Stimulus.objects.count() == 0

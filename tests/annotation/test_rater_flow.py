@@ -173,6 +173,11 @@ def test_a_break_after_every_n_ratings_and_only_after_a_rating(study):
     context = rater_flow.rater_context(study, rater, session=session)
     assert rater_flow.next_step(context=context, after_rating=True).kind == StepKind.BREAK
     assert not Claim.objects.exists()  # its time to live would run out during the break
+    # The break is kept on the session: asked again, the answer is the break until it
+    # is over (tests/annotation/test_breaks.py), then the next image.
+    assert rater_flow.next_step(context=context).kind == StepKind.BREAK
+    Session.objects.filter(pk=session.pk).update(break_until=None)
+    context = rater_flow.rater_context(study, rater)
     assert rater_flow.next_step(context=context).kind == StepKind.RATE
 
 

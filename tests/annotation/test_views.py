@@ -15,7 +15,7 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from annotation import assignment, rater_api, services
+from annotation import assignment, rater_api, rater_flow, services
 from annotation.models import Claim, Rater, Rating, Session, Study
 from tests.annotation.helpers import rater_past_places
 from tests.factories import StimulusFactory, StudyFactory
@@ -574,6 +574,10 @@ def test_break_every_n_items_then_next_resumes(client, study):
     assert first["next"]["step"] == "rate"
     second = submit(client, study, first["next"]["stimulus"]["id"]).json()
     assert second["next"]["step"] == "break" and not Claim.objects.exists()
+    assert 0 < second["next"]["seconds_left"] <= rater_flow.BREAK_SECONDS
+    nxt = client.get(f"{entry(study)}next").json()  # during the break: the break again
+    assert nxt["next"]["step"] == "break" and not Claim.objects.exists()
+    Session.objects.update(break_until=timezone.now())  # the break is over
     nxt = client.get(f"{entry(study)}next").json()
     assert nxt["progress"] == {"done": 2, "planned": 3} and nxt["next"]["step"] == "rate"
 

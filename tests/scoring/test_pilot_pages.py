@@ -213,8 +213,9 @@ def test_pilot_raters_are_not_raters_needing_attention(client):
     owner = UserFactory(username="attentive")
     study = StudyFactory(owner=owner)
     StimulusFactory(study=study)
-    real = RaterFactory(study=study)
-    Rater.objects.create(study=study, source=Rater.Source.PILOT, pilot_user=owner)
+    # Both need attention by their state (a failed gold question); only the real one is listed.
+    real = RaterFactory(study=study, gold_failures=1)
+    Rater.objects.create(study=study, source=Rater.Source.PILOT, pilot_user=owner, gold_failures=1)
     client.force_login(owner)
     response = client.get(reverse("scoring:study-detail", args=[study.slug]))
-    assert [r.pk for r in response.context["raters"]] == [real.pk]
+    assert [row["rater"].pk for row in response.context["raters"]] == [real.pk]

@@ -61,6 +61,7 @@ STORED = {
     "platforms": ["prolific", "anonymous"],  # kept in page order
     "min_session_items": 10,
     "when_complete": "pause",
+    "language": "",
 }
 
 
@@ -531,3 +532,38 @@ def test_the_study_page_shows_only_the_links_the_study_takes(owner_client, study
     page = owner_client.get(detail).content.decode()
     assert 'id="link-prolific"' in page
     assert 'id="link-anonymous"' not in page and 'id="link-mturk"' not in page
+
+
+# --- Raters' language -----------------------------------------------------------------
+
+
+def test_the_form_sets_the_language_and_the_texts_per_language(owner_client, study_a):
+    url = reverse("scoring:study-edit", args=[study_a.slug])
+    page = owner_client.get(url)
+    assert "Title (简体中文)" in page.text and "Each rater&#x27;s browser language" in page.text
+    data = post_data(
+        study_a,
+        language="zh-hans",
+        **{"title__zh-hans": "生成图像的自然度", "consent_text__zh-hans": "中文知情同意。"},
+    )
+    response = owner_client.post(url, data)
+    assert response.status_code == 302, response.content.decode()[:3000]
+    study = Study.objects.get(pk=study_a.pk)
+    assert study.language == "zh-hans"
+    assert study.texts == {"zh-hans": {"title": "生成图像的自然度", "consent_text": "中文知情同意。"}}
+    # The edit page shows them again; clearing a text removes it.
+    again = owner_client.get(url)
+    assert again.context["form"]["title__zh-hans"].value() == "生成图像的自然度"
+    data["consent_text__zh-hans"] = ""
+    assert owner_client.post(url, data).status_code == 302
+    assert Study.objects.get(pk=study_a.pk).texts == {"zh-hans": {"title": "生成图像的自然度"}}
+    # A clone copies them.
+    clone = owner_client.get(reverse("scoring:study-clone", args=[study_a.slug]))
+    assert clone.context["form"]["title__zh-hans"].value() == "生成图像的自然度"
+
+
+def test_a_text_with_control_characters_is_refused_on_its_field(owner_client, study_a):
+    url = reverse("scoring:study-edit", args=[study_a.slug])
+    response = owner_client.post(url, post_data(study_a, **{"title__zh-hans": "a\x1bb"}))
+    assert response.status_code in (200, 400) and "Remove the control characters" in response.text
+    assert Study.objects.get(pk=study_a.pk).texts == {}

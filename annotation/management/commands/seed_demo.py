@@ -33,6 +33,7 @@ from annotation.importing import stimuli_import
 from annotation.models import Rater, Session, Stimulus, Study
 
 DEMO_SLUG = "demo"
+DEMO_BREAK_EVERY = 8  # a break after the 8th and the 16th of a session of 20
 DEMO_INSTRUCTIONS = (
     "You will see drawings of simple outdoor scenes, some of them altered. For each image, "
     "rate how natural it looks overall, then from the technical side (is it a good picture?) "
@@ -116,6 +117,9 @@ class Command(BaseCommand):
                 "scale": "continuous",
                 "ratings_per_stimulus": 8,
                 "session_size": 20,
+                # A break within one session of 20, so a first try shows the break
+                # screen (the default, every 40 items, never comes in the demo).
+                "break_every": DEMO_BREAK_EVERY,
                 "gold_rate": 0.1,
                 "gold_fail_limit": 2,
                 "status": Study.Status.OPEN,
@@ -123,6 +127,9 @@ class Command(BaseCommand):
             },
         )
         self.stdout.write(f"study {study.slug}: {'created' if created else 'exists'}")
+        if not created and study.break_every >= study.session_size:
+            # A demo database seeded before the break came within a session.
+            Study.objects.filter(pk=study.pk).update(break_every=DEMO_BREAK_EVERY)
         self._import_images(study, seed)
         if simulate_raters:
             self._simulate(study, simulate_raters, seed)
