@@ -12,12 +12,23 @@
  * yet sent are kept in the tab (sessionStorage, per claim), so a reload restores
  * them; a tab whose image was rated elsewhere (a second tab) keeps them and says so.
  * A break is kept by the server: the page shows its time left.
+ *
+ * Every word it shows comes from Django's JavaScript catalogue in the rater's
+ * language (/s/<slug>/i18n.js, loaded first); English when it did not load.
  */
 (function () {
   "use strict";
 
   var configNode = document.getElementById("rate-config");
   if (!configNode) return;
+
+  var gettext = window.gettext || function (text) { return text; };
+  var interpolate = window.interpolate || function (fmt, values) {
+    return fmt.replace(/%\((\w+)\)s/g, function (_, name) { return String(values[name]); });
+  };
+  function words(fmt, values) {
+    return interpolate(fmt, values, true);
+  }
   var cfg = JSON.parse(configNode.textContent);
 
   function $(id) {
@@ -147,7 +158,7 @@
   function describe(slider) {
     var out = $("val-" + slider.name);
     if (!slider.dataset.touched) {
-      slider.setAttribute("aria-valuetext", "not rated yet");
+      slider.setAttribute("aria-valuetext", gettext("not rated yet"));
       out.textContent = "–";
       return;
     }
@@ -235,18 +246,19 @@
     if (missing) {
       var left = untouchedCount();
       say(
-        "Not sent yet: move the slider “" + labelOf(missing) + "”" +
-          (left > 1 ? " (" + left + " sliders still unset)." : "."),
+        left > 1
+          ? words(gettext("Not sent yet: move the slider “%(label)s” (%(left)s sliders still unset)."), { label: labelOf(missing), left: left })
+          : words(gettext("Not sent yet: move the slider “%(label)s”."), { label: labelOf(missing) }),
         "warn",
         6000
       );
       if (moveFocus) focusSlider(missing);
     } else if (failed) {
-      say("The image could not be loaded: please reload the page.", "error");
+      say(gettext("The image could not be loaded: please reload the page."), "error");
     } else if (shownAt === null) {
-      say("The image is still loading.", "info", 3000);
+      say(gettext("The image is still loading."), "info", 3000);
     } else if (secondsLeft() > 0) {
-      say("Not sent yet: please keep looking at the image for " + Math.ceil(secondsLeft()) + " s more, then press Enter.", "warn", 4000);
+      say(words(gettext("Not sent yet: please keep looking at the image for %(seconds)s s more, then press Enter."), { seconds: Math.ceil(secondsLeft()) }), "warn", 4000);
     }
   }
 
@@ -255,16 +267,16 @@
     var wait = secondsLeft();
     var text;
     var missing = firstUnset();
-    if (busy) text = "Sending…";
-    else if (stale) text = "Your answers here were not sent: reload the page to continue.";
-    else if (failed) text = "The image could not be loaded: please reload the page.";
-    else if (shownAt === null) text = "Loading the image…";
+    if (busy) text = gettext("Sending…");
+    else if (stale) text = gettext("Your answers here were not sent: reload the page to continue.");
+    else if (failed) text = gettext("The image could not be loaded: please reload the page.");
+    else if (shownAt === null) text = gettext("Loading the image…");
     else if (left > 0) {
       text = left === 1
-        ? "Move the last slider, “" + labelOf(missing) + "”, to continue."
-        : "Move every slider to continue (" + left + " left, next: “" + labelOf(missing) + "”).";
-    } else if (wait > 0) text = "Please keep looking at the image: " + Math.ceil(wait) + " s.";
-    else text = "Ready: press Enter or the button.";
+        ? words(gettext("Move the last slider, “%(label)s”, to continue."), { label: labelOf(missing) })
+        : words(gettext("Move every slider to continue (%(left)s left, next: “%(label)s”)."), { left: left, label: labelOf(missing) });
+    } else if (wait > 0) text = words(gettext("Please keep looking at the image: %(seconds)s s."), { seconds: Math.ceil(wait) });
+    else text = gettext("Ready: press Enter or the button.");
     if (hint.textContent !== text) hint.textContent = text;
     submitBtn.disabled = !canSubmit();
     nextUnsetBtn.hidden = left === 0 || stale || form.hidden;
@@ -282,7 +294,7 @@
     failed = true;
     stage.classList.remove("loading");
     stage.classList.add("failed");
-    say("The image could not be loaded. Please reload the page to try again.", "error");
+    say(gettext("The image could not be loaded. Please reload the page to try again."), "error");
   }
 
   function whenLoaded(image) {
@@ -309,7 +321,10 @@
     bar.max = Math.max(progress.planned, 1);
     bar.value = Math.min(progress.done, bar.max);
     var position = Math.min(progress.done + 1, Math.max(progress.planned, 1));
-    $("progress-text").textContent = (training ? "Example " : "Image ") + position + " of " + progress.planned;
+    var counts = { position: position, planned: progress.planned };
+    $("progress-text").textContent = training
+      ? words(gettext("Example %(position)s of %(planned)s"), counts)
+      : words(gettext("Image %(position)s of %(planned)s"), counts);
   }
 
   async function show(stimulus, progress, claimId) {
@@ -360,13 +375,13 @@
         try {
           body = await response.json();
         } catch (err) {
-          body = { error: "http_" + response.status, detail: "The server answered " + response.status + ".", fields: {} };
+          body = { error: "http_" + response.status, detail: words(gettext("The server answered %(status)s."), { status: response.status }), fields: {} };
         }
-        if (attempt > 1) say("Connected again.", "ok", 2500);
+        if (attempt > 1) say(gettext("Connected again."), "ok", 2500);
         return { status: response.status, body: body };
       } catch (err) {
         var wait = Math.min(15, Math.pow(2, Math.min(attempt - 1, 4)));
-        say("Connection problem: your answer is kept and will be sent again in " + wait + " s (try " + attempt + ").", "warn");
+        say(words(gettext("Connection problem: your answer is kept and will be sent again in %(seconds)s s (try %(attempt)s)."), { seconds: wait, attempt: attempt }), "warn");
         await sleep(wait * 1000);
       }
     }
@@ -429,7 +444,7 @@
     if (body.error === "too_fast") {
       // The server counts the viewing time too (from when the image was assigned):
       // keep the answers on the page; submitting again a moment later goes through.
-      say(body.detail, "warn", 6000);
+      say(gettext("Not sent yet: the image was shown for less than the study asks. Look at it a moment longer and submit again."), "warn", 6000);
       return;
     }
     if (body.error === "no_claim") {
@@ -438,9 +453,11 @@
       stale = true;
       saveAnswers();
       say(
-        "This image was already rated or skipped in another tab or window of this study, " +
-          "so the answers on this page were not sent. They are kept here. " +
-          "Reload the page to continue with your current image.",
+        gettext(
+          "This image was already rated or skipped in another tab or window of this study, " +
+            "so the answers on this page were not sent. They are kept here. " +
+            "Reload the page to continue with your current image."
+        ),
         "warn"
       );
       $("rate-reload").hidden = false;
@@ -449,18 +466,18 @@
     }
     if (result.status === 409 || result.status === 404) {
       // The image is no longer ours (claim expired and given away, ...): move on.
-      say(body.detail || "This image is no longer available.", "warn", 6000);
+      say(gettext("This image is no longer available: here is the next one."), "warn", 6000);
       loadNext();
       return;
     }
-    say((body.detail || "Your answer was refused.") + " Please check your answers and try again.", "error");
+    say(gettext("Your answer was refused. Please check your answers and try again."), "error");
   }
 
   function handleTraining(result) {
     var body = result.body;
     if (result.status !== 200) {
       if (result.status === 403 || result.status === 409) window.location.assign(cfg.entry_url);
-      else say(body.detail || "Your answer was refused.", "error");
+      else say(gettext("Your answer was refused. Please check your answers and try again."), "error");
       return;
     }
     forgetAnswers();
@@ -471,7 +488,7 @@
     var next = body.next;
     if (next.step === "train") preload(next.stimulus.image_url).catch(function () {});
     var button = $("feedback-continue");
-    button.textContent = next.step === "train" ? "Next example" : "Start rating";
+    button.textContent = next.step === "train" ? gettext("Next example") : gettext("Start rating");
     button.onclick = function () {
       button.disabled = true;
       if (next.step === "train") {
@@ -503,15 +520,15 @@
     var left = breakLeft();
     if (left > 0) {
       breakButton.setAttribute("aria-disabled", "true");
-      breakButton.textContent = "Continue in " + left + " s";
+      breakButton.textContent = words(gettext("Continue in %(seconds)s s"), { seconds: left });
       return;
     }
     clearInterval(breakTimer);
     if (breakButton.hasAttribute("aria-disabled")) {
       breakButton.removeAttribute("aria-disabled");
-      $("break-wait").textContent = "Your break is over: continue when you are ready.";
+      $("break-wait").textContent = gettext("Your break is over: continue when you are ready.");
     }
-    breakButton.textContent = "Continue";
+    breakButton.textContent = gettext("Continue");
   }
 
   function showBreak(progress, step) {
@@ -519,8 +536,10 @@
     setProgress(progress);
     work.hidden = true;
     breakPanel.hidden = false;
-    $("break-text").textContent =
-      "You have rated " + progress.done + " of " + progress.planned + " images. Rest your eyes for a moment and continue when you are ready.";
+    $("break-text").textContent = words(
+      gettext("You have rated %(done)s of %(planned)s images. Rest your eyes for a moment and continue when you are ready."),
+      { done: progress.done, planned: progress.planned }
+    );
     $("break-wait").textContent = "";
     breakEndsAt = performance.now() + 1000 * Number((step && step.seconds_left) || 0);
     clearInterval(breakTimer);
@@ -575,7 +594,7 @@
   breakButton.addEventListener("click", function () {
     var left = breakLeft();
     if (left > 0) {
-      $("break-wait").textContent = "Please rest a little longer: " + left + " s left.";
+      $("break-wait").textContent = words(gettext("Please rest a little longer: %(seconds)s s left."), { seconds: left });
       return;
     }
     this.disabled = true;
@@ -584,7 +603,7 @@
   $("toggle-defs").addEventListener("click", function () {
     var hidden = form.classList.toggle("defs-hidden");
     this.setAttribute("aria-expanded", String(!hidden));
-    this.textContent = (hidden ? "Show" : "Hide") + " definitions";
+    this.textContent = hidden ? gettext("Show definitions") : gettext("Hide definitions");
   });
   submitBtn.setAttribute("aria-describedby", "rate-hint");
 
