@@ -69,6 +69,19 @@ class StudyAdmin(admin.ModelAdmin):
             },
         ),
         ("Rating page", {"fields": ("min_view_seconds", "break_every")}),
+        (
+            "Viewing conditions",
+            {
+                "fields": (
+                    "min_viewport_width",
+                    "min_viewport_height",
+                    "refuse_touch",
+                    "native_pixels",
+                )
+            },
+        ),
+        ("Raters' language", {"fields": ("language", "texts")}),
+        ("Places", {"fields": ("min_session_items", "when_complete")}),
         ("Completion", {"fields": ("platforms", "completion_code", "completion_url")}),
         ("Dates", {"fields": ("created_at", "updated_at")}),
     )

@@ -175,6 +175,18 @@ class StudySerializer(serializers.ModelSerializer):
         allow_null=True,
         help_text="Fewest items a rater is admitted for near the end; null: full sessions only.",
     )
+    min_viewport_width = serializers.IntegerField(
+        **_bounds("min_viewport_width"),
+        required=False,
+        allow_null=True,
+        help_text="Narrowest browser window raters may rate in (CSS px); null: any.",
+    )
+    min_viewport_height = serializers.IntegerField(
+        **_bounds("min_viewport_height"),
+        required=False,
+        allow_null=True,
+        help_text="Lowest browser window raters may rate in (CSS px); null: any.",
+    )
     when_complete = serializers.ChoiceField(
         choices=[k for k, _ in WHEN_COMPLETE_CHOICES],
         required=False,
@@ -222,6 +234,10 @@ class StudySerializer(serializers.ModelSerializer):
             "when_complete",
             "language",
             "texts",
+            "min_viewport_width",
+            "min_viewport_height",
+            "refuse_touch",
+            "native_pixels",
             "outcomes",
             "status_note",
             "created_at",

@@ -86,7 +86,18 @@ STUDY_BOUNDS: dict[str, tuple[int | float, int | float]] = {
     "break_every": (1, 10_000),
     "claim_ttl_seconds": (10, 86_400),
     "min_session_items": (1, 10_000),
+    # Viewing conditions (annotation.viewing): the smallest browser window, in CSS px.
+    "min_viewport_width": (1, 100_000),
+    "min_viewport_height": (1, 100_000),
 }
+
+#: The settings above that may be empty (none set).
+STUDY_OPTIONAL_BOUNDS = (
+    "max_items_per_rater",
+    "min_session_items",
+    "min_viewport_width",
+    "min_viewport_height",
+)
 
 
 def study_bounds(name: str) -> list:
@@ -98,10 +109,50 @@ def _study_range_checks() -> list[models.CheckConstraint]:
     checks = []
     for name, (low, high) in STUDY_BOUNDS.items():
         condition = Q(**{f"{name}__gte": low}) & Q(**{f"{name}__lte": high})
-        if name in ("max_items_per_rater", "min_session_items"):  # empty: none set
+        if name in STUDY_OPTIONAL_BOUNDS:  # empty: none set
             condition = Q(**{f"{name}__isnull": True}) | condition
         checks.append(models.CheckConstraint(condition=condition, name=f"study_{name}_range"))
     return checks
+
+
+# The viewing conditions a rater's page reports with each rating (annotation.viewing):
+# one table for the submit's parser and the database's checks. Sizes are CSS or device
+# pixels; a device-pixel ratio and a zoom below 1 are a zoomed-out page.
+VIEWING_BOUNDS: dict[str, tuple[int | float, int | float]] = {
+    "viewport_width": (1, 100_000),
+    "viewport_height": (1, 100_000),
+    "screen_width": (1, 100_000),
+    "screen_height": (1, 100_000),
+    "device_pixel_ratio": (0.05, 20.0),
+    "zoom": (0.05, 20.0),
+}
+#: The size an image was shown at (Rating), in CSS and in device pixels.
+SHOWN_BOUNDS: dict[str, tuple[int, int]] = {
+    f"shown_{unit}_{side}": (1, 100_000)
+    for unit in ("css", "device")
+    for side in ("width", "height")
+}
+#: Browser families as the rater's page names them.
+BROWSER_CHOICES = [
+    ("chrome", "Chrome"),
+    ("edge", "Edge"),
+    ("firefox", "Firefox"),
+    ("safari", "Safari"),
+    ("opera", "Opera"),
+    ("samsung", "Samsung Internet"),
+    ("other", "Other"),
+]
+
+
+def _nullable_ranges(model: str, bounds: dict) -> list[models.CheckConstraint]:
+    return [
+        models.CheckConstraint(
+            condition=Q(**{f"{name}__isnull": True})
+            | (Q(**{f"{name}__gte": low}) & Q(**{f"{name}__lte": high})),
+            name=f"{model}_{name}_range",
+        )
+        for name, (low, high) in bounds.items()
+    ]
 
 
 # Researchers' texts shown to raters, and an image's prompt (a metadata CSV cell):
@@ -266,6 +317,37 @@ class Study(models.Model):
         help_text=(
             "The title, consent text and instructions in other languages, shown to raters "
             'reading the study in that language: {"zh-hans": {"title": "...", ...}}.'
+        ),
+    )
+    # Viewing conditions: what the rater's page checks before the first image, and
+    # the submit refuses (annotation.viewing) when the page reports otherwise.
+    min_viewport_width = models.PositiveIntegerField(
+        "minimum window width",
+        null=True,
+        blank=True,
+        validators=study_bounds("min_viewport_width"),
+        help_text="Narrowest browser window raters may rate in, in CSS pixels; empty: any.",
+    )
+    min_viewport_height = models.PositiveIntegerField(
+        "minimum window height",
+        null=True,
+        blank=True,
+        validators=study_bounds("min_viewport_height"),
+        help_text="Lowest browser window raters may rate in, in CSS pixels; empty: any.",
+    )
+    refuse_touch = models.BooleanField(
+        "refuse phones and touch devices",
+        default=False,
+        db_default=False,
+        help_text="Raters on a touch screen (phones, tablets) cannot rate.",
+    )
+    native_pixels = models.BooleanField(
+        "show images at native device pixels",
+        default=False,
+        db_default=False,
+        help_text=(
+            "One image pixel per screen pixel, whatever the page zoom or screen density "
+            "(large images scroll); otherwise images are fitted to the window."
         ),
     )
     # Why the study last changed its status by itself (e.g. every test image has its
@@ -609,9 +691,28 @@ class Session(models.Model):
     # The end of the break the rater is on (rater_flow): kept here, not in the page,
     # so a reload during the break shows the break again instead of the next image.
     break_until = models.DateTimeField(null=True, blank=True)
+    # The viewing conditions the rater's page last reported (annotation.viewing); empty
+    # when none were (scripted clients). Sizes in CSS pixels.
+    viewport_width = models.PositiveIntegerField(null=True, blank=True)
+    viewport_height = models.PositiveIntegerField(null=True, blank=True)
+    screen_width = models.PositiveIntegerField(null=True, blank=True)
+    screen_height = models.PositiveIntegerField(null=True, blank=True)
+    device_pixel_ratio = models.FloatField(null=True, blank=True)
+    zoom = models.FloatField(null=True, blank=True, help_text="Browser zoom, where known.")
+    browser = models.CharField(
+        max_length=16, blank=True, default="", db_default="", choices=BROWSER_CHOICES
+    )
+    touch = models.BooleanField(null=True, blank=True, help_text="A touch screen.")
 
     class Meta:
         ordering = ["-started_at"]
+        constraints = [
+            *_nullable_ranges("session", VIEWING_BOUNDS),
+            models.CheckConstraint(
+                condition=Q(browser__in=["", *(k for k, _ in BROWSER_CHOICES)]),
+                name="session_browser_known",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"session {self.pk} of {self.rater}"
@@ -695,6 +796,11 @@ class Rating(models.Model):
     # ratings unless they say otherwise.
     is_pilot = models.BooleanField(default=False, db_default=False)
     viewing_seconds = models.FloatField(help_text="Time the image was shown before submit.")
+    # The size the image was shown at, as the rater's page reported it; empty when not.
+    shown_css_width = models.PositiveIntegerField(null=True, blank=True)
+    shown_css_height = models.PositiveIntegerField(null=True, blank=True)
+    shown_device_width = models.PositiveIntegerField(null=True, blank=True)
+    shown_device_height = models.PositiveIntegerField(null=True, blank=True)
     client_id = models.UUIDField(unique=True, default=uuid.uuid4)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
 
@@ -709,6 +815,7 @@ class Rating(models.Model):
                 condition=Q(viewing_seconds__gte=0) & Q(viewing_seconds__lte=86400),
                 name="rating_viewing_time",
             ),
+            *_nullable_ranges("rating", SHOWN_BOUNDS),
             *_score_checks(),
         ]
         indexes = [models.Index(fields=["stimulus", "repetition"])]

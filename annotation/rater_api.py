@@ -310,6 +310,9 @@ def submit(request: HttpRequest, slug: str) -> JsonResponse:
             scores=body.get("scores"),
             client_id=body.get("client_id"),
             viewing_seconds=body.get("viewing_seconds"),
+            # Optional (annotation.viewing): the shown size and the viewing conditions.
+            display=body.get("display"),
+            viewing=body.get("viewing"),
         )
     except BadBody as exc:
         return error(exc.code, exc.detail, status=exc.status, fields=exc.fields)

@@ -17,6 +17,14 @@ from django.utils import timezone
 
 from annotation import assignment, protocol, quality, statements, studies
 from annotation.models import MAX_PLATFORM_KEYS, Claim, Rater, Rating, Session, Stimulus, Study
+from annotation.viewing import (
+    BadConditions,
+    Conditions,
+    ConditionsRefused,
+    conditions_check,
+    conditions_clean,
+    session_changes,
+)
 from studyweb.errors import ServiceError
 
 
@@ -232,6 +240,8 @@ def rating_submit(
     scores: object,
     client_id,
     viewing_seconds,
+    display=None,
+    viewing=None,
     now=None,
     check_view_time: bool = True,
 ) -> SubmitResult:
@@ -243,6 +253,10 @@ def rating_submit(
     A replay of the same client_id with the same content returns the first result
     and writes nothing. A claim
     that expired is still honoured if nobody else took the slot meanwhile.
+
+    ``display`` (the size the image was shown at) and ``viewing`` (the rater's window,
+    screen, browser: kept on the session) are optional (``annotation.viewing``);
+    conditions the study's options rule out are refused (409 ``viewing_conditions``).
     """
     now = now or timezone.now()
     cid = _parse_client_id(client_id)
@@ -262,6 +276,10 @@ def rating_submit(
             "invalid_scores", f"the scores do not fit this study: {exc}", errors=exc.errors
         ) from None
     seconds = _parse_viewing_seconds(viewing_seconds)
+    try:
+        conditions = conditions_clean(display, viewing)
+    except BadConditions as exc:
+        raise SubmitRefused("invalid_viewing_conditions", exc.message, field=exc.field) from None
 
     # A replay (a retry after a lost answer) is looked up by its client_id only when
     # the write does not go through, not before every write: it cannot go through,
@@ -272,7 +290,7 @@ def rating_submit(
     try:
         with transaction.atomic():
             result = _rating_write(
-                rater, study, stimulus_id, clean, cid, seconds, now, check_view_time
+                rater, study, stimulus_id, clean, cid, seconds, now, check_view_time, conditions
             )
     except SubmitRefused:
         existing = Rating.objects.filter(client_id=cid).first()
@@ -302,13 +320,28 @@ VIEW_TIME_SLACK_SECONDS = 0.5
 
 
 def _rating_write(
-    rater, study, stimulus_id, clean, cid, seconds, now, check_view_time=True
+    rater,
+    study,
+    stimulus_id,
+    clean,
+    cid,
+    seconds,
+    now,
+    check_view_time=True,
+    conditions: Conditions | None = None,
 ) -> SubmitResult:
+    conditions = conditions or Conditions()
     # A researcher's preview (annotation.pilot): its rating counts toward nothing, so
     # it takes no slot (no check against K) and is taken whatever the study's status.
     pilot = rater.source == Rater.Source.PILOT
     if study.status == Study.Status.CLOSED and not pilot:
         raise SubmitRefused("study_closed", "this study is closed", status=409)
+    try:
+        conditions_check(study, conditions)
+    except ConditionsRefused as exc:
+        raise SubmitRefused(
+            "viewing_conditions", exc.message, status=409, field=f"viewing.{exc.condition}"
+        ) from None
     if (
         not isinstance(stimulus_id, int)
         or isinstance(stimulus_id, bool)
@@ -368,10 +401,18 @@ def _rating_write(
         viewing_seconds=seconds,
         client_id=cid,
         created_at=now,
+        **conditions.shown,
     )
     for key, value in clean.items():
         setattr(rating, key, value)
     rating.save(force_insert=True)  # one INSERT; by hand saved 0.03-0.06 ms
+    # The session's viewing conditions: written only when the report changed them, so
+    # the usual submit (same window as before, or nothing reported) adds no statement.
+    changes = session_changes(claim.session, conditions)
+    if changes:
+        Session.objects.filter(pk=claim.session_id).update(**changes)
+        for key, value in changes.items():
+            setattr(claim.session, key, value)
     statements.delete_claim(claim.pk)
     return SubmitResult(rating, created=True, filled=filled)
 

@@ -358,6 +358,14 @@ def _rate_page(
         "next_url": reverse("annotation:rater-next", args=[study.slug]),
         "entry_url": rater_api.entry_url(study),
         "min_view_seconds": study.min_view_seconds,
+        # The study's viewing conditions (annotation.viewing): checked by the page before
+        # the first image, and by the submit, which refuses what breaks them.
+        "viewing": {
+            "min_viewport_width": study.min_viewport_width,
+            "min_viewport_height": study.min_viewport_height,
+            "refuse_touch": study.refuse_touch,
+            "native_pixels": study.native_pixels,
+        },
         "scale": {
             "min": scale.minimum,
             "max": scale.maximum,

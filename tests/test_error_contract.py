@@ -154,8 +154,8 @@ def test_negative_zero_is_stored_as_zero(study):
     step = client.get(f"/api/v1/rater/{study.slug}/next", HTTP_X_RATER_TOKEN=token).json()
     stimulus = step["next"]["stimulus"]["id"]
     raw = (
-        '{"stimulus": %d, "scores": {"overall": -0.0, "technical": -0.0, "rationality": 60},'
-        ' "client_id": "%s", "viewing_seconds": -0.0}' % (stimulus, uuid.uuid4())
+        f'{{"stimulus": {stimulus}, "scores": {{"overall": -0.0, "technical": -0.0,'
+        f' "rationality": 60}}, "client_id": "{uuid.uuid4()}", "viewing_seconds": -0.0}}'
     )
     answer = client.post(
         f"/api/v1/rater/{study.slug}/submit",

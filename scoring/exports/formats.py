@@ -7,7 +7,9 @@ class that streams bytes, so a large study never sits in memory.
 - ``json``: the same dataset as a JSON document.
 - ``parquet``: the same dataset as Parquet.
 - ``ratings-csv`` / ``ratings-parquet``: the raw ratings, one row per rating and
-  dimension, with the rater's pseudonym (never the crowd-platform id).
+  dimension, with the rater's pseudonym (never the crowd-platform id), then the
+  viewing conditions: the size the image was shown at and the session's window,
+  screen, device-pixel ratio, zoom, browser and touch (empty where not reported).
 
 Text cells starting with ``=``, ``+``, ``-``, ``@`` (or a tab / carriage return)
 are prefixed with ``'`` in CSV against formula injection in spreadsheets.
@@ -177,6 +179,22 @@ RATING_COLUMNS = [
     "created_at",
     "session_started_at",
 ]
+# Appended after the columns above (readers of older files find theirs in place): the
+# size the image was shown at (the rating's), then the viewing conditions the rater's
+# page reported for the session (annotation.viewing); empty where none were reported.
+SHOWN_COLUMNS = ["shown_css_width", "shown_css_height", "shown_device_width", "shown_device_height"]
+SESSION_VIEWING_COLUMNS = [
+    "viewport_width",
+    "viewport_height",
+    "screen_width",
+    "screen_height",
+    "device_pixel_ratio",
+    "zoom",
+    "browser",
+    "touch",
+]
+VIEWING_COLUMNS = [*SHOWN_COLUMNS, *SESSION_VIEWING_COLUMNS]
+RATING_COLUMNS += VIEWING_COLUMNS
 
 
 def rating_rows(study: Study) -> Iterator[list]:
@@ -198,11 +216,15 @@ def rating_rows(study: Study) -> Iterator[list]:
             "created_at",
             "session__started_at",
             *dims,
+            *SHOWN_COLUMNS,
+            *(f"session__{c}" for c in SESSION_VIEWING_COLUMNS),
         )
     )
+    n = len(dims)
     for row in qs.iterator(chunk_size=CHUNK_ROWS):
         rid, rater, session, sid, name, role, rep, gold, secs, created, started = row[:11]
-        for dim, score in zip(dims, row[11:], strict=True):
+        viewing = [v if v != "" else None for v in row[11 + n :]]  # browser "": not reported
+        for dim, score in zip(dims, row[11 : 11 + n], strict=True):
             if score is None:
                 continue
             yield [
@@ -219,6 +241,7 @@ def rating_rows(study: Study) -> Iterator[list]:
                 secs,
                 created.isoformat(),
                 started.isoformat(),
+                *viewing,
             ]
 
 
@@ -389,6 +412,12 @@ class RatingsParquet(ExportFormat):
             ("viewing_seconds", pa.float64()),
             ("created_at", pa.string()),
             ("session_started_at", pa.string()),
+            *((c, pa.int64()) for c in SHOWN_COLUMNS),
+            *((c, pa.int64()) for c in SESSION_VIEWING_COLUMNS[:4]),
+            ("device_pixel_ratio", pa.float64()),
+            ("zoom", pa.float64()),
+            ("browser", pa.string()),
+            ("touch", pa.bool_()),
         ]
     )
 

@@ -59,6 +59,10 @@ FIELDSETS: list[tuple[str, list[str]]] = [
         "Sessions",
         ["session_size", "max_items_per_rater", "min_view_seconds", "break_every"],
     ),
+    (
+        "Viewing conditions",
+        ["min_viewport_width", "min_viewport_height", "refuse_touch", "native_pixels"],
+    ),
     ("Quality control", ["gold_rate", "gold_fail_limit", "repeat_check"]),
     ("Places", ["min_session_items", "when_complete"]),
     ("Claims", ["claim_ttl_seconds"]),

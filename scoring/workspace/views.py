@@ -37,6 +37,7 @@ from scoring.numerics import agreement, mos
 from scoring.workspace import dashboard
 from scoring.workspace.access import study_for, study_to_change
 from scoring.workspace.study_forms import StudyForm, clone_initial
+from scoring.workspace.viewing import viewing_summary
 from studyweb.errors import ServiceError
 from studyweb.jobs import BrokerUnavailable
 
@@ -111,6 +112,7 @@ def study_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "links": dashboard.crowd_links(study, request.build_absolute_uri("/")),
         # Excluded, flagged or with failed gold questions, each with its reasons in words.
         "raters": rater_review.attention_raters(study),
+        "viewing": viewing_summary(study),
         "analysis": analysis,
         "results": results,
         "recent": dashboard.recent_analyses(study),

@@ -231,7 +231,9 @@
   }
 
   function canSubmit() {
-    return !busy && !stale && shownAt !== null && untouchedCount() === 0 && secondsLeft() === 0;
+    return (
+      !busy && !stale && !refusedHere && shownAt !== null && untouchedCount() === 0 && secondsLeft() === 0
+    );
   }
 
   // Why submit is not allowed yet, said aloud (the toast is a live region); with
@@ -347,6 +349,7 @@
     setProgress(progress);
     img.width = stimulus.width;
     img.height = stimulus.height;
+    sizeImage(stimulus.width, stimulus.height);
     img.dataset.id = String(stimulus.id);
     img.src = stimulus.image_url;
     try {
@@ -357,7 +360,7 @@
     breakPanel.hidden = true;
     feedback.hidden = true;
     form.hidden = false;
-    work.hidden = false;
+    work.hidden = refusedHere;
     window.scrollTo(0, 0);
     startViewing();
   }
@@ -396,6 +399,103 @@
     });
   }
 
+  // --- Viewing conditions (annotation.viewing) --------------------------------------
+  // Sent with every rating: the window and screen, the pixel ratio, the pinch zoom,
+  // the browser's family and whether it is a touch device; and the size the image
+  // was shown at, in CSS and device pixels. The study's options are checked here
+  // before any rating (and again by the server, which refuses what breaks them).
+  var rules = cfg.viewing || {};
+  var touchDevice =
+    (window.matchMedia && window.matchMedia("(pointer: coarse)").matches) ||
+    (navigator.maxTouchPoints || 0) > 0;
+
+  function browserFamily() {
+    var ua = navigator.userAgent || "";
+    if (/Edg\//.test(ua)) return "Edge";
+    if (/Firefox\//.test(ua)) return "Firefox";
+    if (/Chrome\/|Chromium\//.test(ua)) return "Chrome";
+    if (/Safari\//.test(ua)) return "Safari";
+    return "other";
+  }
+
+  function viewingNow() {
+    var zoom = window.visualViewport ? window.visualViewport.scale : null;
+    // A size the browser does not know (0, e.g. in a hidden frame) is "not reported".
+    function size(n) {
+      n = Math.round(n);
+      return n >= 1 ? n : null;
+    }
+    return {
+      viewport_width: size(window.innerWidth),
+      viewport_height: size(window.innerHeight),
+      screen_width: size(window.screen.width),
+      screen_height: size(window.screen.height),
+      device_pixel_ratio: Math.round((window.devicePixelRatio || 1) * 1000) / 1000,
+      zoom: zoom === null ? null : Math.round(zoom * 1000) / 1000,
+      browser: browserFamily(),
+      touch: touchDevice,
+    };
+  }
+
+  function displayNow() {
+    var box = img.getBoundingClientRect();
+    var ratio = window.devicePixelRatio || 1;
+    return {
+      css_width: Math.max(1, Math.round(box.width)),
+      css_height: Math.max(1, Math.round(box.height)),
+      device_width: Math.max(1, Math.round(box.width * ratio)),
+      device_height: Math.max(1, Math.round(box.height * ratio)),
+    };
+  }
+
+  // What keeps this browser out of the study, in words; "" when nothing does.
+  function conditionsRefused() {
+    if (rules.refuse_touch && touchDevice) {
+      return gettext("This study cannot be done on a phone or a touch device. Please open the same link on a computer with a mouse.");
+    }
+    var width = rules.min_viewport_width || 0;
+    var height = rules.min_viewport_height || 0;
+    if (window.innerWidth < width || window.innerHeight < height) {
+      return words(
+        gettext("Your browser window is too small for this study: make it at least %(width)s × %(height)s pixels (now %(now_width)s × %(now_height)s), for example by maximising it or zooming out."),
+        { width: width, height: height, now_width: Math.round(window.innerWidth), now_height: Math.round(window.innerHeight) }
+      );
+    }
+    return "";
+  }
+
+  // The study's conditions, checked now and whenever the window changes: while they
+  // are not met the image is hidden (its viewing time starts again once they are).
+  var refusedHere = false;
+  function applyConditions() {
+    var why = conditionsRefused();
+    var notice = $("viewing-refused");
+    notice.textContent = why;
+    notice.hidden = !why;
+    if (!!why === refusedHere) return;
+    refusedHere = !!why;
+    if (breakPanel.hidden) work.hidden = refusedHere;
+    if (!refusedHere && shownAt !== null) shownAt = performance.now();
+    refresh();
+  }
+  var resizeTimer = null;
+  window.addEventListener("resize", function () {
+    clearTimeout(resizeTimer);
+    resizeTimer = setTimeout(applyConditions, 150);
+  });
+
+  // Native device pixels: one image pixel on one screen pixel (never upscaled; an
+  // image wider than the space left is scaled down, and the size sent says so).
+  function sizeImage(width, height) {
+    if (!rules.native_pixels) return;
+    var ratio = window.devicePixelRatio || 1;
+    img.style.width = width / ratio + "px";
+    img.style.height = height / ratio + "px";
+    img.style.maxWidth = "none";
+    img.style.maxHeight = "none";
+    img.classList.add("native-pixels");
+  }
+
   function collectScores() {
     var scores = {};
     sliders.forEach(function (s) { scores[s.name] = Number(s.value); });
@@ -412,6 +512,10 @@
       client_id: clientId,
       viewing_seconds: Math.round(performance.now() - shownAt) / 1000,
     };
+    if (!training) {
+      payload.display = displayNow();
+      payload.viewing = viewingNow();
+    }
     var result = await post(cfg.submit_url, payload);
     busy = false;
     if (training) handleTraining(result);
@@ -462,6 +566,14 @@
       );
       $("rate-reload").hidden = false;
       $("rate-reload").focus();
+      return;
+    }
+    if (body.error === "viewing_conditions") {
+      // The server found the conditions broken (the window changed since the check):
+      // the answers stay, and the page says what to change.
+      saveAnswers();
+      applyConditions();
+      say(conditionsRefused() || gettext("Your screen does not meet this study's viewing conditions: please use a larger window on a computer."), "error");
       return;
     }
     if (result.status === 409 || result.status === 404) {
@@ -608,6 +720,8 @@
   submitBtn.setAttribute("aria-describedby", "rate-hint");
 
   resetSliders();
+  if (current) sizeImage(current.width, current.height);
+  applyConditions();
   if (cfg["break"]) {
     // Opened (or reloaded) during a break: the break again, with the time it has left.
     showBreak(cfg.progress, cfg["break"]);

@@ -38,6 +38,10 @@ EVERY_SETTING = {
     "platforms": ["anonymous", "prolific"],
     "min_session_items": "10",
     "when_complete": "pause",
+    "min_viewport_width": "1024",
+    "min_viewport_height": "600",
+    "refuse_touch": "on",
+    "native_pixels": "on",
 }
 
 STORED = {
@@ -61,6 +65,10 @@ STORED = {
     "platforms": ["prolific", "anonymous"],  # kept in page order
     "min_session_items": 10,
     "when_complete": "pause",
+    "min_viewport_width": 1024,
+    "min_viewport_height": 600,
+    "refuse_touch": True,
+    "native_pixels": True,
     "language": "",
 }
 
@@ -550,7 +558,8 @@ def test_the_form_sets_the_language_and_the_texts_per_language(owner_client, stu
     assert response.status_code == 302, response.content.decode()[:3000]
     study = Study.objects.get(pk=study_a.pk)
     assert study.language == "zh-hans"
-    assert study.texts == {"zh-hans": {"title": "生成图像的自然度", "consent_text": "中文知情同意。"}}
+    chinese = {"title": "生成图像的自然度", "consent_text": "中文知情同意。"}
+    assert study.texts == {"zh-hans": chinese}
     # The edit page shows them again; clearing a text removes it.
     again = owner_client.get(url)
     assert again.context["form"]["title__zh-hans"].value() == "生成图像的自然度"
