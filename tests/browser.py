@@ -45,11 +45,11 @@ def page(browser):
     context.close()
 
 
-@pytest.fixture
-def csp_page(browser):
-    """A tab under the real Content-Security-Policy; yields (page, violations), the
-    console's CSP messages, for the test to assert empty."""
-    context = browser.new_context(viewport={"width": 1280, "height": 720})  # CSP enforced
+def new_tab(browser, **options):
+    """A tab under the real Content-Security-Policy in a context of its own (Playwright
+    context ``options``: viewport, locale, touch...); returns (context, tab, violations),
+    the console's CSP messages, for the test to assert empty. The caller closes it."""
+    context = browser.new_context(**{"viewport": {"width": 1280, "height": 720}, **options})
     tab = context.new_page()
     tab.set_default_timeout(15_000)
     violations: list[str] = []
@@ -57,5 +57,12 @@ def csp_page(browser):
         "console",
         lambda msg: violations.append(msg.text) if "Content Security Policy" in msg.text else None,
     )
+    return context, tab, violations
+
+
+@pytest.fixture
+def csp_page(browser):
+    """A tab under the real Content-Security-Policy; yields (page, violations)."""
+    context, tab, violations = new_tab(browser)
     yield tab, violations
     context.close()

@@ -22,23 +22,18 @@ from scoring.model_scoring.services import model_version_register
 from scoring.models import Analysis, ExportJob, Prediction, ScoringJob
 from tests.celery_worker import ROOT, celery_worker, wait_for, worker_env
 from tests.factories import StimulusFactory, StudyFactory, raters_rate_everything
+from tests.servers import free_port, stop, web_server
 
 pytestmark = [pytest.mark.celery_worker, pytest.mark.slow]
 
 SCORES = {"overall": 61, "technical": 52, "rationality": 73}
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class RedisServer:
     """A private redis-server that the test can stop and start again on one port."""
 
     def __init__(self, tmp: Path):
-        self.port = _free_port()
+        self.port = free_port()
         self.dir = tmp
         self.proc: subprocess.Popen | None = None
 
@@ -91,30 +86,6 @@ def redis_server(tmp_path):
     server.stop()
 
 
-def _web_server(env: dict, port: int, log: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "studyweb.wsgi",
-            "-b",
-            f"127.0.0.1:{port}",
-            "-w",
-            "1",
-            "--threads",
-            "2",
-            "--timeout",
-            "60",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log.open("ab"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-
-
 def _rated_study(owner):
     study = StudyFactory(slug="outage", owner=owner, status="open")
     StimulusFactory.create_batch(3, study=study)
@@ -135,9 +106,9 @@ def test_jobs_wait_through_a_real_broker_outage_and_run_once(
     monkeypatch.setattr(settings, "CELERY_BROKER_URL", redis_server.url)
     env = worker_env()
     env.update(CELERY_BROKER_URL=redis_server.url, JOB_TICK_SECONDS="1")
-    web_port = _free_port()
+    web_port = free_port()
     web_log = tmp_path / "web.log"
-    web = _web_server(env, web_port, web_log)
+    web = web_server(env, web_port, web_log)
     base = f"http://127.0.0.1:{web_port}"
     api = requests.Session()
     api.headers["Authorization"] = f"Token {token}"
@@ -223,8 +194,7 @@ def test_jobs_wait_through_a_real_broker_outage_and_run_once(
         )
         assert again.status_code == 200 and again.json()["status"] == "done"
     finally:
-        web.terminate()
-        web.wait(timeout=20)
+        stop(web)
 
 
 def _up(url: str) -> bool:

@@ -15,6 +15,7 @@ from django.views.static import serve
 
 from annotation.models import Rating
 from studyweb.urls import urlpatterns as site_urlpatterns
+from tests.browser import new_tab
 from tests.factories import StimulusFactory, StudyFactory
 from tests.test_i18n import english_left
 
@@ -37,13 +38,8 @@ def _serve_media(settings):
 @pytest.fixture
 def chinese_tab(browser):
     """A tab whose browser asks for Simplified Chinese, with the real CSP."""
-    context = browser.new_context(viewport={"width": 1280, "height": 800}, locale="zh-CN")
-    tab = context.new_page()
-    tab.set_default_timeout(15_000)
-    violations: list[str] = []
-    tab.on(
-        "console",
-        lambda msg: violations.append(msg.text) if "Content Security Policy" in msg.text else None,
+    context, tab, violations = new_tab(
+        browser, viewport={"width": 1280, "height": 800}, locale="zh-CN"
     )
     yield tab, violations
     context.close()

@@ -12,6 +12,7 @@ from django.views.static import serve
 
 from annotation.models import Rating, Session
 from studyweb.urls import urlpatterns as site_urlpatterns
+from tests.browser import new_tab
 from tests.factories import StimulusFactory, StudyFactory, png_bytes
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -60,9 +61,7 @@ def rate_one(page) -> None:
 
 
 def context(browser, **options):
-    ctx = browser.new_context(**{"viewport": {"width": 1280, "height": 720}, **options})
-    tab = ctx.new_page()
-    tab.set_default_timeout(15_000)
+    ctx, tab, _ = new_tab(browser, **options)
     return ctx, tab
 
 

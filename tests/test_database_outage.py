@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,16 +22,11 @@ import pytest
 import requests
 
 from tests.celery_worker import ROOT, wait_for
+from tests.servers import free_port, stop, web_server
 
 pytestmark = pytest.mark.slow
 
 SCORES = {"overall": 61, "technical": 52, "rationality": 73}
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _pg_bin() -> Path | None:
@@ -51,7 +45,7 @@ class Cluster:
         self.bin = binaries
         self.dir = base / "pgdata"
         self.socket_dir = base / "sock"
-        self.port = _free_port()
+        self.port = free_port()
         self.as_postgres = os.geteuid() == 0
 
     def _run(self, *argv: str) -> None:
@@ -152,21 +146,16 @@ def test_json_503_while_the_database_is_down_and_back_without_a_restart(cluster,
     )
     _manage(env, "migrate", "--noinput")
     token = _manage(env, "shell", "-c", SEED).strip().splitlines()[-1]
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "web.log"
-    web = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "studyweb.wsgi", "-b", f"127.0.0.1:{port}",
-         "-w", "1", "--threads", "2", "--timeout", "60"],
-        cwd=ROOT,
-        env=env,
-        stdout=log.open("ab"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )  # fmt: skip
+    web = web_server(env, port, log)
     base = f"http://127.0.0.1:{port}"
+    # No keep-alive: idle kept-alive connections can hold up gunicorn's two threads,
+    # and this test is about the database, not the web server's connection handling.
     api = requests.Session()
-    api.headers["Authorization"] = f"Token {token}"
+    api.headers.update({"Authorization": f"Token {token}", "Connection": "close"})
     rater = requests.Session()
+    rater.headers["Connection"] = "close"
     try:
         wait_for(lambda: _up(f"{base}/healthz"), timeout=60)
         # Up: a researcher reads, a rater starts and rates one image.
@@ -248,9 +237,4 @@ def test_json_503_while_the_database_is_down_and_back_without_a_restart(cluster,
         assert sorted(stored) == sorted(confirmed) and len(confirmed) == 2
         assert title != "during" and newcomers == 0
     finally:
-        web.terminate()
-        try:
-            web.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            web.kill()
-            web.wait(timeout=10)
+        stop(web)
