@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import logging
 import math
 import re
 import warnings
@@ -28,7 +29,10 @@ from django.db import IntegrityError, transaction
 from PIL import Image, UnidentifiedImageError
 
 from annotation.models import MAX_PROMPT_CHARS, Stimulus, Study
+from studyweb import storage
 from studyweb.boundary import has_control_characters
+
+logger = logging.getLogger("annotation.importing")
 
 ALLOWED_FORMATS = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp"}
 KNOWN_COLUMNS = ("filename", "generator", "task", "prompt", "role", "expected_low", "expected_high")
@@ -578,18 +582,23 @@ def _stimulus_store(study, name, data, sha, row, default_role, limits, state) ->
         expected_high=high,
     )
     stored = f"{study.slug}/{sha[:2]}/{sha}.{info.extension}"
-    stimulus.image.save(stored, ContentFile(data), save=False)
+    # The file first, then its row; a row that is not written takes its file back
+    # with it: never a row without its file, nor (store permitting) a file without row.
+    try:
+        stimulus.image.save(stored, ContentFile(data), save=False)
+    except storage.STORE_ERRORS as exc:
+        raise storage.unavailable(exc, f"storing {name}") from exc
     try:
         with transaction.atomic():
             stimulus.save()
     except IntegrityError:
-        stimulus.image.delete(save=False)
+        _delete_image(stimulus)
         if Stimulus.objects.filter(study=study, sha256=sha).exists():
             # Another import of the same file won the race: keep one copy.
             return FileOutcome(name, "skipped", "duplicate (same sha256, imported concurrently)")
         raise
     except BaseException:
-        stimulus.image.delete(save=False)
+        _delete_image(stimulus)
         raise
     # What was applied, so the report shows the CSV's effect file by file.
     applied = [f"{info.width}×{info.height} {info.format}", f"role {role}"]
@@ -602,3 +611,10 @@ def _stimulus_store(study, name, data, sha, row, default_role, limits, state) ->
     if stimulus.metadata:
         applied.append(f"{len(stimulus.metadata)} more field(s)")
     return FileOutcome(name, "imported", ", ".join(applied), stimulus.pk, row is not None)
+
+
+def _delete_image(stimulus: Stimulus) -> None:
+    try:
+        stimulus.image.delete(save=False)
+    except storage.STORE_ERRORS:
+        logger.exception("could not delete %s after its row failed", stimulus.image.name)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import shutil
 import tempfile
 import time
 import uuid
@@ -37,7 +36,7 @@ from django.utils import timezone
 
 from annotation import importing
 from annotation.models import Claim, ImportJob, Rating, Stimulus, Study
-from studyweb import jobs
+from studyweb import jobs, storage
 from studyweb.errors import ServiceError
 
 logger = logging.getLogger("annotation.stimuli")
@@ -233,6 +232,14 @@ def import_job_create(
         if metadata is not None:
             job.metadata.save(f"{stored}.csv", ContentFile(metadata_bytes), save=False)
         job.save()
+    except storage.STORE_ERRORS as exc:
+        _delete_upload(job)  # no row refers to the stored files
+        raise StimulusError(
+            str(storage.unavailable(exc, "storing the upload")),
+            field="files",
+            code="storage_unavailable",
+            status=503,
+        ) from None
     except BaseException:
         _delete_upload(job)  # no row refers to the stored files
         raise
@@ -243,31 +250,31 @@ def import_job_create(
     return job
 
 
-def _delete_upload(job: ImportJob) -> None:
-    for stored in (job.archive, job.metadata):
-        if stored:
-            with contextlib.suppress(OSError):
-                stored.delete(save=False)
+def _delete_upload(job: ImportJob) -> list[str]:
+    """Delete the stored upload; returns the fields whose file is gone (a store that
+    is away keeps its file, and the row keeps naming it, so nothing is orphaned)."""
+    gone = []
+    for field, stored in (("archive", job.archive), ("metadata", job.metadata)):
+        if not stored:
+            gone.append(field)
+            continue
+        try:
+            stored.delete(save=False)
+        except storage.STORE_ERRORS:
+            logger.warning("%s: could not delete the upload %s yet", job.label, stored.name)
+        else:
+            gone.append(field)
+    return gone
 
 
 @contextlib.contextmanager
 def _local_path(stored: FieldFile) -> Iterator[Path | None]:
     """A filesystem path for a stored file (a copy for storages without paths)."""
-    if not stored:
+    if not stored or not stored.name:
         yield None
         return
-    try:
-        path = Path(stored.path)
-    except NotImplementedError:
-        pass
-    else:
+    with storage.local_copy(stored.name, storage=stored.storage) as path:
         yield path
-        return
-    suffix = Path(stored.name or "").suffix
-    with tempfile.NamedTemporaryFile(suffix=suffix) as copy, stored.open("rb") as source:
-        shutil.copyfileobj(source, copy)
-        copy.flush()
-        yield Path(copy.name)
 
 
 class _Cancelled(Exception):
@@ -340,6 +347,16 @@ def import_job_run(*, job_id: int) -> ImportJob | None:
     except importing.MetadataError as exc:
         jobs.job_mark_failed(ImportJob, job.pk, error=str(exc), code="metadata", field="metadata")
         _finish_cleanup(job)
+    except storage.StoreUnavailable as exc:
+        # Each file is stored before its row is written and deleted if the row is not,
+        # so what was imported is whole; running the job again skips it (same sha256).
+        logger.warning("%s: %s", job.label, exc)
+        with contextlib.suppress(_Cancelled):
+            progress.write()  # the files handled before it, as the page shows them
+        jobs.job_mark_failed(
+            ImportJob, job.pk, error=str(exc), code="storage_unavailable", field="files"
+        )
+        _finish_cleanup(job)
     except importing.ImportAborted as exc:
         jobs.job_mark_failed(
             ImportJob, job.pk, error=str(exc), code="import_aborted", field="files"
@@ -384,8 +401,9 @@ def _csv_row(name: str, reason: str) -> dict:
 
 def _finish_cleanup(job: ImportJob) -> None:
     """The upload is not needed once the job has finished (the report stays)."""
-    _delete_upload(job)
-    ImportJob.objects.filter(pk=job.pk).update(archive="", metadata="")
+    gone = _delete_upload(job)
+    if gone:
+        ImportJob.objects.filter(pk=job.pk).update(**{field: "" for field in gone})
 
 
 def import_job_public(job: ImportJob, *, with_report: bool = True) -> dict:

@@ -298,7 +298,21 @@ class BoundaryMiddleware:
         return _json_for_exception(exc)
 
 
+def _store_unavailable(exc: BaseException | None) -> bool:
+    from studyweb.storage import StoreUnavailable  # storage settings load lazily
+
+    return isinstance(exc, StoreUnavailable)
+
+
 def _json_for_exception(exc: BaseException | None) -> JsonResponse | None:
+    if _store_unavailable(exc):
+        # The message names the store's endpoint: it goes to the log, not to anyone.
+        log.error("file store unavailable: %s", exc)
+        response = error_response(
+            "storage_unavailable", "the file store is unavailable; try again shortly", 503
+        )
+        response["Retry-After"] = "10"
+        return response
     if isinstance(exc, OperationalError | InterfaceError):
         log.error("database unavailable: %s", exc)
         response = error_response(
@@ -342,10 +356,12 @@ def server_error(request, *args, **kwargs):
         if response is not None and response.status_code == 503:
             return response
         return error_response("server_error", "an unexpected error; it has been logged", 500)
-    if isinstance(sys.exc_info()[1], OperationalError | InterfaceError):
-        # A database outage is temporary: 503 with Retry-After (proxies and monitors
+    if isinstance(sys.exc_info()[1], OperationalError | InterfaceError) or _store_unavailable(
+        sys.exc_info()[1]
+    ):
+        # A database or file store outage is temporary: 503 with Retry-After (proxies and monitors
         # read it so), on a page that needs no database to render.
-        log.error("database unavailable: %s", sys.exc_info()[1])
+        log.error("database or file store unavailable: %s", sys.exc_info()[1])
         response = HttpResponse(loader.get_template("503.html").render(), status=503)
         response["Retry-After"] = "10"
         return response

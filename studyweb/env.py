@@ -157,3 +157,104 @@ def parse_redis_url(url: str, *, name: str) -> str:
     except ValueError:
         raise EnvError(f"{name}={url!r}: the port is not a number") from None
     return url
+
+
+# --- Media storage -------------------------------------------------------------
+
+MEDIA_STORAGES = ("filesystem", "s3")
+# S3's bucket naming rules (the subset every S3-compatible store accepts).
+_BUCKET_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789.-")
+
+
+@dataclass(frozen=True)
+class MediaStorage:
+    """Where stimuli, uploads, exports and checkpoints live: the ``default`` entry of
+    STORAGES, and the origin raters' browsers fetch images from (for the CSP)."""
+
+    kind: str
+    backend: dict
+    origin: str | None  # None: the site's own origin ('self')
+
+
+def _endpoint_origin(url: str, *, name: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise EnvError(f"{name}={url!r} is not an http(s) URL (use https://s3.example.org)")
+    try:
+        port = parts.port
+    except ValueError:
+        raise EnvError(f"{name}={url!r}: the port is not a number") from None
+    if parts.path.strip("/") or parts.query or parts.fragment or parts.username:
+        raise EnvError(
+            f"{name}={url!r}: give the store's address only, without a path, query or "
+            "credentials (the bucket is AWS_STORAGE_BUCKET_NAME)"
+        )
+    host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+    return f"{parts.scheme}://{host}" + (f":{port}" if port else "")
+
+
+def media_storage(*, environ: dict | None = None) -> MediaStorage:
+    """Read MEDIA_STORAGE (``filesystem``, the default, or ``s3``) and, for ``s3``,
+    django-storages' usual variables. Only the form is checked here; whether the store
+    answers is ``manage.py check_storage`` (studyweb.storage)."""
+    kind = (env_str("MEDIA_STORAGE", "filesystem", environ=environ) or "filesystem").strip()
+    kind = kind.lower()
+    if kind not in MEDIA_STORAGES:
+        raise EnvError(f"MEDIA_STORAGE={kind!r} is not one of: {', '.join(MEDIA_STORAGES)}")
+    if kind == "filesystem":
+        backend = {"BACKEND": "django.core.files.storage.FileSystemStorage"}
+        return MediaStorage(kind, backend, None)
+
+    bucket = (env_str("AWS_STORAGE_BUCKET_NAME", "", environ=environ) or "").strip()
+    if not bucket:
+        raise EnvError("AWS_STORAGE_BUCKET_NAME is required when MEDIA_STORAGE=s3")
+    if not (3 <= len(bucket) <= 63) or set(bucket) - _BUCKET_CHARS or bucket[0] in ".-":
+        raise EnvError(
+            f"AWS_STORAGE_BUCKET_NAME={bucket!r} is not a bucket name (3 to 63 lower-case "
+            "letters, digits, dots and hyphens, starting with a letter or digit)"
+        )
+    access = env_str("AWS_ACCESS_KEY_ID", "", environ=environ) or ""
+    secret = env_str("AWS_SECRET_ACCESS_KEY", "", environ=environ) or ""
+    if bool(access) != bool(secret):
+        missing = "AWS_SECRET_ACCESS_KEY" if access else "AWS_ACCESS_KEY_ID"
+        raise EnvError(f"{missing} is required with the other half of the key pair")
+    region = (env_str("AWS_S3_REGION_NAME", "", environ=environ) or "").strip() or None
+    prefix = (env_str("AWS_LOCATION", "", environ=environ) or "").strip().strip("/")
+    if prefix and (".." in prefix.split("/") or "//" in prefix or "\\" in prefix):
+        raise EnvError(f"AWS_LOCATION={prefix!r} is not a key prefix (use e.g. studyweb/media)")
+    expire = env_int(
+        "AWS_QUERYSTRING_EXPIRE", 3600, minimum=60, maximum=7 * 24 * 3600, environ=environ
+    )
+    endpoint = (env_str("AWS_S3_ENDPOINT_URL", "", environ=environ) or "").strip().rstrip("/")
+    options: dict = {
+        "bucket_name": bucket,
+        "location": prefix,
+        "region_name": region,
+        "querystring_auth": True,
+        "querystring_expire": expire,
+        "signature_version": "s3v4",
+        # Like the file system: a second file of the same name gets a new name
+        # instead of replacing the first (an export, an upload).
+        "file_overwrite": False,
+        "default_acl": None,
+    }
+    if access:
+        options["access_key"] = access
+        options["secret_key"] = secret
+    if endpoint:
+        origin = _endpoint_origin(endpoint, name="AWS_S3_ENDPOINT_URL")
+        options["endpoint_url"] = endpoint
+        # Self-hosted stores (Ceph, MinIO, SeaweedFS) serve buckets as paths.
+        options["addressing_style"] = "path"
+    else:
+        # AWS itself: virtual-hosted URLs, https://BUCKET.s3.REGION.amazonaws.com.
+        if "." in bucket:
+            raise EnvError(
+                f"AWS_STORAGE_BUCKET_NAME={bucket!r}: a dotted bucket name breaks AWS's TLS "
+                "certificates for virtual-hosted URLs; use a name without dots"
+            )
+        options["addressing_style"] = "virtual"
+        host = f"{bucket}.s3.{region}.amazonaws.com" if region else f"{bucket}.s3.amazonaws.com"
+        origin = f"https://{host}"
+    backend = {"BACKEND": "studyweb.storage.MediaS3Storage", "OPTIONS": options}
+    return MediaStorage(kind, backend, origin)

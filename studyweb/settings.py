@@ -15,6 +15,7 @@ from studyweb.env import (
     env_list,
     env_path,
     env_str,
+    media_storage,
     parse_database_url,
     parse_redis_url,
 )
@@ -136,8 +137,16 @@ MEDIA_ROOT = env_path("MEDIA_ROOT", VAR_DIR / "media")
 WHITENOISE_USE_FINDERS = DEBUG
 if DEBUG:
     STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+# Media (stimuli, uploads, exports, checkpoints): MEDIA_ROOT on this machine, or an
+# S3-compatible store shared by web servers and workers (studyweb.env.media_storage,
+# docs/deployment.md). MEDIA_ORIGIN: where raters' browsers fetch images (the CSP).
+_MEDIA = media_storage()
+MEDIA_STORAGE = _MEDIA.kind
+MEDIA_ORIGIN = _MEDIA.origin
+# A GPU worker's copies of checkpoints registered in the media store, by sha256.
+MODEL_CACHE_DIR = env_path("MODEL_CACHE_DIR", VAR_DIR / "model-cache")
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "default": _MEDIA.backend,
     "staticfiles": {
         "BACKEND": (
             "django.contrib.staticfiles.storage.StaticFilesStorage"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from django.http import FileResponse
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action, api_view, permission_classes
@@ -13,7 +12,12 @@ from rest_framework.response import Response
 from annotation.api import VisibleStudyField
 from annotation.permissions import can_view_study, visible_studies, visible_study_or_404
 from scoring.exports.formats import FORMATS, export_stream
-from scoring.exports.services import analysis_from_param, export_job_start, streaming_download
+from scoring.exports.services import (
+    analysis_from_param,
+    export_file_response,
+    export_job_start,
+    streaming_download,
+)
 from scoring.models import Analysis, ExportJob
 from studyweb.jobs import JOB_STATE_FIELDS
 
@@ -144,6 +148,7 @@ class ExportJobViewSet(
     @extend_schema(
         responses={
             200: OpenApiResponse(description="the exported file"),
+            302: OpenApiResponse(description="the file's presigned URL in the object store"),
             409: OpenApiResponse(description="not finished yet"),
         }
     )
@@ -155,10 +160,4 @@ class ExportJobViewSet(
                 {"error": "not_ready", "detail": f"export {job.pk} is {job.status}", "fields": {}},
                 status=status.HTTP_409_CONFLICT,
             )
-        exporter = FORMATS[job.format]
-        return FileResponse(
-            job.file.open("rb"),
-            as_attachment=True,
-            filename=job.file.name.rsplit("/", 1)[-1],
-            content_type=exporter.content_type,
-        )
+        return export_file_response(job, FORMATS[job.format])

@@ -6,13 +6,13 @@ from __future__ import annotations
 import tempfile
 
 from django.core.files import File
-from django.http import StreamingHttpResponse
+from django.http import FileResponse, HttpResponseRedirect, StreamingHttpResponse
 from django.utils import timezone
 
 from annotation.models import Study
 from scoring.exports.formats import ExportError, ExportFormat, export_checked, export_stream
 from scoring.models import Analysis, ExportJob
-from studyweb import jobs
+from studyweb import jobs, storage
 
 
 def export_job_start(
@@ -53,6 +53,10 @@ def export_job_run(*, job_id: int) -> None:
         jobs.job_mark_failed(
             ExportJob, job.pk, error=str(exc), code=exc.code, field=exc.field or ""
         )
+    except storage.STORE_ERRORS as exc:
+        # The file is one object, written whole or not at all: nothing to clean up.
+        error = storage.unavailable(exc, "storing the export")
+        jobs.job_mark_failed(ExportJob, job.pk, error=str(error), code="storage_unavailable")
     except Exception as exc:
         jobs.job_mark_failed(ExportJob, job.pk, error=f"{type(exc).__name__}: {exc}")
         raise
@@ -78,3 +82,27 @@ def streaming_download(study: Study, exporter: ExportFormat, chunks, analysis=No
     filename = f"{study.slug}-{exporter.name}{suffix}.{exporter.extension}"
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response
+
+
+def export_file_response(job: ExportJob, exporter: ExportFormat):
+    """A finished export's file: streamed from MEDIA_ROOT, or, from an object store, a
+    redirect to a presigned URL that expires (the bytes never pass through the web
+    process, so its memory stays flat whatever the file's size)."""
+    name = job.file.name or ""
+    filename = name.rsplit("/", 1)[-1]
+    if storage.is_local(job.file.storage):
+        return FileResponse(
+            job.file.open("rb"),
+            as_attachment=True,
+            filename=filename,
+            content_type=exporter.content_type,
+        )
+    # S3Storage.url takes the presigned request's parameters (Storage.url does not).
+    url = job.file.storage.url(  # type: ignore[call-arg]
+        name,
+        parameters={
+            "ResponseContentDisposition": f'attachment; filename="{filename}"',
+            "ResponseContentType": exporter.content_type,
+        },
+    )
+    return HttpResponseRedirect(url)

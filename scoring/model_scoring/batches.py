@@ -14,13 +14,17 @@ plans only the stimuli still missing.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import socket
-from collections.abc import Iterable
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path, PurePosixPath
 
 from annotation.models import Stimulus
 from scoring.model_scoring.services import job_stimuli
 from scoring.models import Prediction, ScoringJob
-from studyweb import jobs
+from studyweb import jobs, storage
 
 
 def job_plan_batches(*, job_id: int) -> list[list[int]]:
@@ -47,16 +51,47 @@ def _already_scored(job: ScoringJob, ids: list[int]) -> set[int]:
     return set(predictions.values_list("stimulus_id", flat=True))
 
 
-def _image_input(stimulus: Stimulus):
-    try:
-        return stimulus.image.path  # local or shared file system: workers read the file
-    except NotImplementedError:
-        from PIL import Image
+#: Images of one batch fetched at once from an object store: a request's latency,
+#: not its bandwidth, is what a batch would otherwise wait for, image after image.
+FETCH_THREADS = 8
 
-        with stimulus.image.open("rb") as handle:  # object storage
-            image = Image.open(handle)
-            image.load()
-        return image
+_fetch_pool = None
+_fetch_pool_pid = 0
+
+
+def _fetch(stimulus: Stimulus) -> bytes:
+    try:
+        return storage.read_bytes(stimulus.image.name, storage=stimulus.image.storage)
+    except storage.StoreUnavailable as exc:
+        raise storage.StoreUnavailable(f"stimulus {stimulus.pk}: {exc}") from exc
+
+
+@contextlib.contextmanager
+def _image_inputs(stimuli: list[Stimulus]) -> Iterator[list[str]]:
+    """Paths to the batch's images: the files themselves on a local or shared file
+    system; from an object store, copies in a temporary folder for the batch, so the
+    predictor's loader processes decode them in parallel exactly as files (handing
+    it decoded images cost S3 runs 13 % of JOINT's throughput). A store that is
+    away raises StoreUnavailable naming it; the batch task retries, then fails the
+    job with that message. Nothing is written for a batch that failed."""
+    global _fetch_pool, _fetch_pool_pid
+    if not stimuli or storage.is_local(stimuli[0].image.storage):
+        yield [s.image.path for s in stimuli]
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    # One pool per worker process, kept: a pool per batch would start threads (and
+    # their connections) for every batch.
+    if _fetch_pool is None or _fetch_pool_pid != os.getpid():
+        _fetch_pool = ThreadPoolExecutor(FETCH_THREADS, thread_name_prefix="stimulus-fetch")
+        _fetch_pool_pid = os.getpid()
+    with tempfile.TemporaryDirectory(prefix="stimuli-") as folder:
+        paths = []
+        for stimulus, data in zip(stimuli, _fetch_pool.map(_fetch, stimuli), strict=True):
+            path = Path(folder) / f"{stimulus.pk}{PurePosixPath(stimulus.image.name).suffix}"
+            path.write_bytes(data)
+            paths.append(str(path))
+        yield paths
 
 
 def score_batch_run(*, job_id: int, stimulus_ids: Iterable[int]) -> int:
@@ -75,8 +110,8 @@ def score_batch_run(*, job_id: int, stimulus_ids: Iterable[int]) -> int:
         job.refresh_progress()
         return 0
     scorer = load_scorer(job.model_version)
-    with child_processes_allowed():  # a Celery pool process is daemonic
-        results = scorer.predict([_image_input(s) for s in stimuli], batch_size=job.batch_size)
+    with _image_inputs(stimuli) as images, child_processes_allowed():  # pool: daemonic
+        results = scorer.predict(images, batch_size=job.batch_size)
     rows = [
         Prediction(
             model_version=job.model_version,

@@ -14,7 +14,11 @@ import multiprocessing
 import threading
 from pathlib import Path
 
+from django.conf import settings
+
+from scoring.model_scoring.services import CHECKPOINT_KEY_PREFIX
 from scoring.models import ModelVersion
+from studyweb import storage
 
 _CACHE: dict[tuple[int, str], object] = {}
 _LOCK = threading.Lock()
@@ -33,7 +37,10 @@ def file_sha256(path: Path, chunk: int = 4 * 1024 * 1024) -> str:
 
 
 def _checked_path(version: ModelVersion) -> Path:
-    path = Path(version.checkpoint_path)
+    if version.checkpoint_path.startswith(CHECKPOINT_KEY_PREFIX):
+        path = _from_store(version)
+    else:
+        path = Path(version.checkpoint_path)
     if not path.is_file():
         raise ModelLoadError(f"{version.name}: checkpoint {path} not found on this worker")
     if version.checkpoint_sha256:
@@ -44,6 +51,25 @@ def _checked_path(version: ModelVersion) -> Path:
                 f"{version.checkpoint_sha256[:12]}...; refusing to score with other weights"
             )
     return path
+
+
+def _from_store(version: ModelVersion) -> Path:
+    """The checkpoint registered by its key in the media store, downloaded once into
+    MODEL_CACHE_DIR (named by its digest) and verified there. A store that does not
+    answer raises StoreUnavailable, which the batch task retries and then reports."""
+    key = version.checkpoint_path[len(CHECKPOINT_KEY_PREFIX) :]
+    if not version.checkpoint_sha256:
+        raise ModelLoadError(f"{version.name}: checkpoint {key} has no recorded sha256")
+    try:
+        return storage.cached_copy(
+            key, version.checkpoint_sha256, cache_dir=Path(settings.MODEL_CACHE_DIR)
+        )
+    except storage.StoreUnavailable as exc:
+        if "has sha256" in str(exc):
+            raise ModelLoadError(
+                f"{version.name}: {exc}; refusing to score with other weights"
+            ) from None
+        raise
 
 
 def _build(version: ModelVersion, device: str | None):

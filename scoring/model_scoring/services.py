@@ -11,16 +11,18 @@ redelivered after a worker died writes the same rows again, never duplicates.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import warnings
 from pathlib import Path
 
 from django.conf import settings
+from django.core.files.storage import default_storage
 from django.db import transaction
 
 from annotation.models import Stimulus, Study
 from scoring.models import ModelVersion, Prediction, ScoringJob
-from studyweb import jobs
+from studyweb import jobs, storage
 from studyweb.errors import ServiceError
 
 logger = logging.getLogger("scoring")
@@ -90,14 +92,22 @@ def model_version_check(
             )
         fields["baseline"] = baseline
     elif kind in (ModelVersion.Kind.JOINT, ModelVersion.Kind.TORCHSCRIPT):
-        path = _checked_model_file(kind, checkpoint_path)
-        fields["checkpoint_path"] = str(path.resolve())
-        fields["checkpoint_sha256"] = file_sha256(path)
-        fusion_file = joint.model.fusion_path(path)
-        if fusion_w_t is None and fusion_file.exists():
-            # A fine-tuned checkpoint carries its own fitted fusion weights.
-            fusion = joint.model._read_fusion(fusion_file)
-            fusion_w_t, fusion_w_r = fusion.w_t, fusion.w_r
+        with _checkpoint_source(checkpoint_path) as (path, key):
+            path = _checked_model_file(kind, str(path))
+            sha = file_sha256(path)
+            fields["checkpoint_sha256"] = sha
+            fusion_file = joint.model.fusion_path(path)
+            if fusion_w_t is None and fusion_file.exists():
+                # A fine-tuned checkpoint carries its own fitted fusion weights.
+                fusion = joint.model._read_fusion(fusion_file)
+                fusion_w_t, fusion_w_r = fusion.w_t, fusion.w_r
+            if key is None and not storage.is_local():
+                # Workers on other machines read the media store, not this disk: the
+                # checkpoint goes there, named by its digest, and is loaded by that key.
+                key = _store_checkpoint(path, sha)
+            fields["checkpoint_path"] = (
+                f"{CHECKPOINT_KEY_PREFIX}{key}" if key else str(path.resolve())
+            )
     else:
         raise ScoringError(
             f"unknown kind {kind!r}; use joint, baseline or torchscript", field="kind"
@@ -107,6 +117,53 @@ def model_version_check(
     if fusion_w_r is not None:
         fields["fusion_w_r"] = fusion_w_r
     return fields
+
+
+#: A checkpoint_path naming an object in the media store (MEDIA_STORAGE), not a file.
+CHECKPOINT_KEY_PREFIX = "storage:"
+CHECKPOINT_FOLDER = "checkpoints"
+
+
+@contextlib.contextmanager
+def _checkpoint_source(checkpoint_path: str):
+    """(a local path to check, the storage key or None): a ``storage:KEY`` is read
+    from the media store into a temporary copy; anything else is a local path."""
+    if not checkpoint_path.startswith(CHECKPOINT_KEY_PREFIX):
+        yield Path(checkpoint_path), None
+        return
+    key = checkpoint_path[len(CHECKPOINT_KEY_PREFIX) :].strip()
+    if not key:
+        raise ScoringError("name the object after storage:", field="checkpoint_path")
+    try:
+        exists = default_storage.exists(key)
+    except storage.STORE_ERRORS as exc:
+        raise ScoringError(
+            str(storage.unavailable(exc, f"reading {key}")), field="checkpoint_path"
+        ) from None
+    if not exists:
+        raise ScoringError(
+            f"checkpoint {key} not found in {storage.describe()}", field="checkpoint_path"
+        )
+    try:
+        with storage.local_copy(key) as path:
+            yield path, key
+    except storage.StoreUnavailable as exc:
+        raise ScoringError(str(exc), field="checkpoint_path") from None
+
+
+def _store_checkpoint(path: Path, sha: str) -> str:
+    key = f"{CHECKPOINT_FOLDER}/{sha}{path.suffix}"
+    try:
+        if default_storage.exists(key):
+            return key  # the same bytes, registered before under another name
+    except storage.STORE_ERRORS as exc:
+        raise ScoringError(
+            str(storage.unavailable(exc, f"storing {key}")), field="checkpoint_path"
+        ) from None
+    try:
+        return storage.save_file(key, path)
+    except storage.StoreUnavailable as exc:
+        raise ScoringError(str(exc), field="checkpoint_path") from None
 
 
 def _checked_model_file(kind: str, checkpoint_path: str) -> Path:

@@ -6,6 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from annotation.importing import ImportAborted, stimuli_import
 from annotation.models import Stimulus, Study
+from studyweb.storage import StoreUnavailable
 
 
 class Command(BaseCommand):
@@ -39,6 +40,9 @@ class Command(BaseCommand):
             )
         except ImportAborted as exc:
             raise CommandError(f"nothing imported: {exc}") from None
+        except StoreUnavailable as exc:
+            # The files before it are imported whole; a second run skips them.
+            raise CommandError(f"import stopped: {exc}") from None
         style = {"imported": self.style.SUCCESS, "skipped": self.style.WARNING}
         for outcome in report.outcomes:
             paint = style.get(outcome.status, self.style.ERROR)

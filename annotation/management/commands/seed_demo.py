@@ -31,6 +31,7 @@ from django.core.management.base import BaseCommand, CommandError
 from annotation import assignment, demo, services
 from annotation.importing import stimuli_import
 from annotation.models import Rater, Session, Stimulus, Study
+from studyweb.storage import StoreUnavailable
 
 DEMO_SLUG = "demo"
 DEMO_BREAK_EVERY = 8  # a break after the 8th and the 16th of a session of 20
@@ -206,7 +207,10 @@ class Command(BaseCommand):
                             m["scene"],
                         ]
                     )
-            report = stimuli_import(study=study, source=folder, metadata_csv=meta)
+            try:
+                report = stimuli_import(study=study, source=folder, metadata_csv=meta)
+            except StoreUnavailable as exc:
+                raise CommandError(f"demo images not stored: {exc}") from None
         # The ground truth travels in metadata so analyses of the demo can check themselves.
         truths = {item.name: item.truth for item in images}
         for stimulus in study.stimuli.filter(metadata__truth__isnull=True):
