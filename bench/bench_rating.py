@@ -235,7 +235,8 @@ def create_study(slug: str, n_stimuli: int, n_raters: int, media: Path, owner) -
         protocol="perspectives",
         scale="continuous",
         ratings_per_stimulus=K,
-        session_size=100_000,  # sessions never end during the run
+        session_size=10_000,  # the most a study allows: sessions never end during the run
+        break_every=10_000,  # and no break (the server keeps a break for BREAK_SECONDS)
         gold_rate=0.0,
         min_view_seconds=0.0,
     )

@@ -269,7 +269,8 @@ def setup():
         protocol="perspectives",
         scale="continuous",
         ratings_per_stimulus=5,
-        session_size=100000,
+        session_size=10_000,  # the most a study allows (STUDY_BOUNDS)
+        break_every=10_000,
         gold_rate=0,
         min_view_seconds=0,
     )
