@@ -232,3 +232,27 @@ def probe(storage: Storage | None = None) -> str:
     except STORE_ERRORS as exc:
         raise unavailable(exc, f"{step} the probe object {name}") from exc
     return f"wrote, read and deleted {stored} in {describe()}"
+
+
+def media_store_check(app_configs=None, **kwargs) -> list:
+    """A system check (tag "storage"): with MEDIA_STORAGE=s3 the store must take a
+    probe object, so that ``runserver``, ``migrate``, ``check`` and the other commands
+    stop at start-up, naming the setting to look at, instead of failing later on an
+    upload or a worker. Gunicorn runs no checks: the deployment runs
+    ``manage.py check_storage`` before starting it (docs/deployment.md)."""
+    from django.core import checks
+
+    if getattr(settings, "MEDIA_STORAGE", "filesystem") != "s3":
+        return []
+    try:
+        probe()
+    except StoreUnavailable as exc:
+        return [
+            checks.Error(
+                f"the media store does not answer: {exc}",
+                hint="check AWS_S3_ENDPOINT_URL, AWS_STORAGE_BUCKET_NAME and the keys; "
+                "manage.py check_storage tries again",
+                id="studyweb.E001",
+            )
+        ]
+    return []

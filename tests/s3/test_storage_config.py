@@ -85,3 +85,29 @@ def test_start_up_stops_on_a_malformed_store(tmp_path):
     )
     assert result.returncode != 0
     assert "AWS_S3_ENDPOINT_URL" in result.stderr
+
+
+def test_start_up_stops_on_an_unreachable_store(tmp_path):
+    """A well-formed store that does not answer: the system checks (run by runserver,
+    migrate, check and the other commands) stop with the variable to look at."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, **S3, "AWS_S3_ENDPOINT_URL": "http://127.0.0.1:9", "DEBUG": "1"}
+    env.update(DJANGO_SETTINGS_MODULE="studyweb.settings", VAR_DIR=str(tmp_path))
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0, result.stdout
+    assert "studyweb.E001" in result.stderr and "AWS_S3_ENDPOINT_URL" in result.stderr
+    # The filesystem default probes nothing.
+    env.update(MEDIA_STORAGE="filesystem")
+    fine = subprocess.run(
+        [sys.executable, "manage.py", "check"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert fine.returncode == 0, fine.stderr
