@@ -719,6 +719,10 @@
   });
   submitBtn.setAttribute("aria-describedby", "rate-hint");
 
+  // Sliders the rater moved before this script ran (it loads after the page shows,
+  // behind the language catalogue) keep their answer: they count as touched.
+  var movedEarly = sliders.filter(function (s) { return s.value !== s.defaultValue; });
+  var early = movedEarly.map(function (s) { return s.value; });
   resetSliders();
   if (current) sizeImage(current.width, current.height);
   applyConditions();
@@ -727,6 +731,11 @@
     showBreak(cfg.progress, cfg["break"]);
   } else {
     restoreAnswers();
+    movedEarly.forEach(function (s, i) {
+      s.value = early[i];
+      touch(s);
+    });
     whenLoaded(img).then(startViewing, imageFailed);
   }
+  form.dataset.ready = "true"; // for tests and tools: the script is in charge now
 })();
