@@ -12,12 +12,15 @@ rater pages (``/s/...``) the language is, in order:
 
 from __future__ import annotations
 
+import re
+
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.utils import translation
 from django.utils.cache import patch_vary_headers
 
 COOKIE = "rater_language"
+_SILENT = re.compile(r"^/s/[^/]+/(?:next|submit)$")
 RATER_PAGES = "/s/"
 
 
@@ -48,7 +51,9 @@ def rater_language(request: HttpRequest) -> tuple[str, str | None]:
     chosen = supported(request.COOKIES.get(COOKIE))
     if chosen:
         return chosen, None
-    study = _study_language(request.path_info)
+    # The rating endpoints' answers carry no words (rate.js has its own catalogue):
+    # they skip the study's row, read on every rating otherwise.
+    study = None if _SILENT.match(request.path_info) else _study_language(request.path_info)
     if study:
         return study, None
     browser = translation.get_language_from_request(request)
