@@ -30,6 +30,9 @@ METRICS = {
         ("(b) p99 next ms", ("latency_ms", "next", 1), False),
         ("(b) p99 submit ms", ("latency_ms", "submit", 1), False),
         ("(b) median next ms", ("median_next_ms",), False),
+        # CPU per rating moves far less with a busy or throttled VM than rates do.
+        ("gunicorn CPU ms per rating", ("cpu", "cycle", "gunicorn_cores", "/ratings_ps"), False),
+        ("PostgreSQL CPU ms per rating", ("cpu", "cycle", "postgres_cores", "/ratings_ps"), False),
     ],
     "scoring": [
         ("sharpness whole path s", ("measured", "sharpness", "whole", "seconds"), False),
@@ -41,7 +44,10 @@ METRICS = {
 
 
 def dig(data, path):
+    root = data
     for key in path:
+        if isinstance(key, str) and key.startswith("/"):  # cores / rate: CPU ms per unit
+            return float(data) / float(root[key[1:]]) * 1000
         if key in ("sharpness", "JOINT") and isinstance(data, list):
             data = next(m["summary"] for m in data if m["label"] == key)
             continue

@@ -178,10 +178,12 @@ def save_file(name: str, source: Path, *, storage: Storage | None = None) -> str
         raise unavailable(exc, f"writing {name}") from exc
 
 
-def cached_copy(name: str, sha256: str, *, cache_dir: Path) -> Path:
+def cached_copy(name: str, sha256: str, *, cache_dir: Path, storage: Storage | None = None) -> Path:
     """A local copy of the stored file ``name`` whose content has ``sha256``, kept in
-    ``cache_dir`` under its digest (a worker downloads a checkpoint once). The digest
-    is verified on every download; a copy that does not match is never kept."""
+    ``cache_dir`` under its digest (a worker downloads a checkpoint once, training a
+    study's images once). The digest is verified on every download; a copy that does
+    not match is never kept."""
+    storage = storage or default_storage
     cache_dir.mkdir(parents=True, exist_ok=True)
     target = cache_dir / f"{sha256}{Path(name).suffix}"
     if target.is_file():
@@ -191,7 +193,7 @@ def cached_copy(name: str, sha256: str, *, cache_dir: Path) -> Path:
     try:
         with os.fdopen(fd, "wb") as out:
             try:
-                with default_storage.open(name, "rb") as source:
+                with storage.open(name, "rb") as source:
                     while block := source.read(4 * 1024 * 1024):
                         digest.update(block)
                         out.write(block)

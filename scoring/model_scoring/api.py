@@ -12,6 +12,7 @@ from rest_framework.response import Response
 from annotation.api import FiniteFloatField, VisibleStudyField
 from annotation.permissions import can_view_study, visible_studies, visible_study_or_404
 from scoring.model_scoring import agreement_report
+from scoring.model_scoring.models import BATCH_SIZE_MAX
 from scoring.model_scoring.services import (
     model_version_register,
     scoring_job_cancel,
@@ -84,7 +85,7 @@ class ScoringJobSerializer(serializers.ModelSerializer):
     model_version = serializers.SlugRelatedField(
         slug_field="name", queryset=ModelVersion.objects.all()
     )
-    batch_size = serializers.IntegerField(min_value=1, max_value=1024, default=16)
+    batch_size = serializers.IntegerField(min_value=1, max_value=BATCH_SIZE_MAX, default=16)
 
     class Meta:
         model = ScoringJob

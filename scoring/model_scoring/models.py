@@ -56,6 +56,11 @@ class ModelVersion(models.Model):
         return self.name
 
 
+#: The most images one batch task predicts at once (the API, the service and a check in
+#: the database agree on it).
+BATCH_SIZE_MAX = 1024
+
+
 class ScoringJob(Job):
     """Score a study's test stimuli with a model version, in batches on ``gpu`` workers."""
 
@@ -78,6 +83,10 @@ class ScoringJob(Job):
                 name="scoring_job_one_active",
             ),
             models.CheckConstraint(condition=Q(done__lte=F("total")), name="scoring_job_progress"),
+            models.CheckConstraint(
+                condition=Q(batch_size__gte=1, batch_size__lte=BATCH_SIZE_MAX),
+                name="scoring_job_batch_size",
+            ),
         ]
 
     def __str__(self) -> str:

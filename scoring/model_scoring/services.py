@@ -21,6 +21,7 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 
 from annotation.models import Stimulus, Study
+from scoring.model_scoring.models import BATCH_SIZE_MAX
 from scoring.models import ModelVersion, Prediction, ScoringJob
 from studyweb import jobs, storage
 from studyweb.errors import ServiceError
@@ -283,9 +284,9 @@ def scoring_job_start(
     if (
         isinstance(batch_size, bool)
         or not isinstance(batch_size, int)
-        or not 1 <= batch_size <= 1024
+        or not 1 <= batch_size <= BATCH_SIZE_MAX
     ):
-        raise ScoringError("batch_size must be between 1 and 1024", field="batch_size")
+        raise ScoringError(f"batch_size must be between 1 and {BATCH_SIZE_MAX}", field="batch_size")
     total = job_stimuli(study).count()
     if total == 0:
         raise ScoringError(

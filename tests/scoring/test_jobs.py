@@ -258,3 +258,54 @@ def test_a_forced_job_planned_again_plans_only_what_it_has_not_written(study, sh
     score_batch_run(job_id=forced.pk, stimulus_ids=plan[0])
     again = job_plan_batches(job_id=forced.pk)
     assert sorted(i for b in again for i in b) == sorted(i for b in plan[1:] for i in b)
+
+
+def test_batch_size_is_bounded_alike_in_database_service_and_api(study, sharpness):
+    """1..BATCH_SIZE_MAX: the database refuses what the admin or a script could write
+    around the service; the service and the API name the same bounds."""
+    from django.db import IntegrityError, transaction
+
+    from scoring.model_scoring.api import ScoringJobSerializer
+    from scoring.model_scoring.models import BATCH_SIZE_MAX
+
+    job = ScoringJob.objects.create(model_version=sharpness, study=study, total=1)
+    for bad in (0, BATCH_SIZE_MAX + 1):
+        with pytest.raises(IntegrityError), transaction.atomic():
+            ScoringJob.objects.filter(pk=job.pk).update(batch_size=bad)
+        with pytest.raises(ServiceError) as err:
+            scoring_job_start(model_version=sharpness, study=study, batch_size=bad)
+        assert err.value.field == "batch_size"
+    for good in (1, BATCH_SIZE_MAX):
+        ScoringJob.objects.filter(pk=job.pk).update(batch_size=good)
+    field = ScoringJobSerializer().fields["batch_size"]
+    assert (field.min_value, field.max_value) == (1, BATCH_SIZE_MAX)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_brings_old_batch_sizes_within_the_bound():
+    """Jobs written before the check (the admin took any positive integer) are clamped
+    by the migration instead of failing it."""
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    target = ("scoring", "0006_scoring_job_batch_size")
+    executor = MigrationExecutor(connection)
+    before = executor.loader.graph.node_map[target].parents
+    executor.migrate([p.key for p in before])
+    old = MigrationExecutor(connection).loader.project_state([p.key for p in before]).apps
+    owner = old.get_model("auth", "User").objects.create(username="old-owner")
+    study = old.get_model("annotation", "Study").objects.create(
+        slug="old", title="Old", owner=owner
+    )
+    version = old.get_model("scoring", "ModelVersion").objects.create(
+        name="old-sharp", kind="baseline", baseline="sharpness"
+    )
+    Job = old.get_model("scoring", "ScoringJob")
+    jobs = [
+        Job.objects.create(model_version=version, study=study, batch_size=size, status=status)
+        for size, status in ((0, "failed"), (5000, "done"), (64, "done"))
+    ]
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())
+    sizes = [ScoringJob.objects.get(pk=j.pk).batch_size for j in jobs]
+    assert sizes == [1, 1024, 64]

@@ -9,7 +9,9 @@ Examples::
 Data: ``--mos-csv`` (AGIN convention: ``filename, MOS_nat, MOS_tech, MOS_rat``,
 read by :func:`scoring.exports.published_datasets.parse_agin_csv`) with a folder of images, or
 ``--study``: the latest finished analysis of that study (overall, technical
-and rationality MOS per stimulus, joined to the stimulus' image file). Both
+and rationality MOS per stimulus, joined to the stimulus' image file; with
+``MEDIA_STORAGE=s3`` the images are downloaded first, sha256 verified, into
+``--cache-dir``/stimuli when given, else a temporary folder removed at the end). Both
 become the same list of (image path, MOS_nat, MOS_tech, MOS_rat); images
 without one of the three MOS are skipped and counted.
 
@@ -22,8 +24,10 @@ turns every failure into one line on stderr with exit code 2.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -146,7 +150,7 @@ class Command(BaseCommand):
             {"kind": "mos-csv", "csv": csv_path, "images": images},
         )
 
-    def _from_study(self, slug: str) -> tuple[list, list[str], dict]:
+    def _from_study(self, slug: str, download_dir: Path) -> tuple[list, list[str], dict]:
         from annotation.models import Study
         from scoring.model_scoring.agreement_report import AgreementUnavailable, reference_analysis
         from scoring.models import StimulusResult
@@ -168,13 +172,11 @@ class Command(BaseCommand):
             stim, values = per_stimulus.setdefault(res.stimulus_id, (res.stimulus, {}))
             if res.mos is not None:
                 values[res.dimension] = res.mos
-        records = []
-        for stim, values in per_stimulus.values():
-            try:
-                path = stim.image.path
-            except (NotImplementedError, ValueError) as exc:  # storage without local files
-                raise _fail(f"stimulus {stim.pk}: no local image file ({exc})") from exc
-            records.append((path, stim.original_name, values))
+        stimuli = [stim for stim, _ in per_stimulus.values()]
+        paths = self._image_files(stimuli, download_dir)
+        records = [
+            (paths[stim.pk], stim.original_name, values) for stim, values in per_stimulus.values()
+        ]
         source = {
             "kind": "study",
             "study": slug,
@@ -184,6 +186,31 @@ class Command(BaseCommand):
         }
         note = f"study {slug}, analysis {analysis.pk} ({analysis.method})"
         return records, [note], source
+
+    @staticmethod
+    def _image_files(stimuli: list, download_dir: Path) -> dict[int, str]:
+        """Local paths of the stimuli's images: the files themselves on a local or
+        shared MEDIA_ROOT; from an object store (MEDIA_STORAGE=s3), copies downloaded
+        into ``download_dir`` under their sha256 (verified; kept there for later runs
+        when it is ``--cache-dir``), several at a time."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        from studyweb import storage
+
+        if not stimuli or storage.is_local(stimuli[0].image.storage):
+            return {stim.pk: stim.image.path for stim in stimuli}
+
+        def fetch(stim) -> str:
+            copy = storage.cached_copy(
+                stim.image.name, stim.sha256, cache_dir=download_dir, storage=stim.image.storage
+            )
+            return str(copy)
+
+        try:
+            with ThreadPoolExecutor(8, thread_name_prefix="stimulus-fetch") as pool:
+                return dict(zip([s.pk for s in stimuli], pool.map(fetch, stimuli), strict=True))
+        except storage.StoreUnavailable as exc:
+            raise _fail(f"cannot read the study's images: {exc}") from exc
 
     @staticmethod
     def _check_image(path: str) -> None:
@@ -221,10 +248,20 @@ class Command(BaseCommand):
         if weights_dir is not None and not os.path.isdir(weights_dir):
             raise _fail(f"--backbone-weights: folder not found: {weights_dir}")
 
+        with contextlib.ExitStack() as stack:
+            if options.get("cache_dir"):
+                download_dir = Path(options["cache_dir"]) / "stimuli"
+            else:  # images from an object store, for this run only
+                download_dir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+            self._train(options, out, weights_dir, download_dir)
+
+    def _train(
+        self, options: dict[str, Any], out: Path, weights_dir: str | None, download_dir: Path
+    ) -> None:
         if options.get("mos_csv"):
             records, notes, source = self._from_csv(options["mos_csv"], options.get("images"))
         else:
-            records, notes, source = self._from_study(options["study"])
+            records, notes, source = self._from_study(options["study"], download_dir)
 
         samples: list[tuple[str, float, float, float]] = []
         names: list[str] = []

@@ -382,7 +382,7 @@ def test_malformed_csv_on_the_command_line_exits_2_with_line_and_column(tmp_path
 
 
 @pytest.mark.django_db
-def test_study_source_reads_the_latest_finished_analysis():
+def test_study_source_reads_the_latest_finished_analysis(tmp_path):
     from django.utils import timezone
 
     from scoring.management.commands.train_joint import Command
@@ -401,7 +401,7 @@ def test_study_source_reads_the_latest_finished_analysis():
             StimulusResult.objects.create(
                 analysis=analysis, stimulus=stim, dimension=dim, mos=k + j / 10, n=3
             )
-    records, _, source = Command()._from_study("train-me")
+    records, _, source = Command()._from_study("train-me", tmp_path)
     assert source["analysis"] == analysis.pk and source["kind"] == "study"
     by_name = {name: (path, values) for path, name, values in records}
     first = by_name[stimuli[0].original_name]
