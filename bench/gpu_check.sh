@@ -26,11 +26,13 @@ if [ -n "${QUICK:-}" ]; then
     pred_args=(--images 8 --batch-sizes 4 --rounds 1 --skip-serial)
     pred_compile_args=(--images 8 --batch-sizes 4 --rounds 1 --skip-serial)
     pred_pool_args=(--images 8 --batch-sizes 4 --rounds 1 --skip-serial)
+    jpeg_args=(--images 8)
 else
     lfm_args=(--repeat 2 --batch 8)
     pred_args=(--images 256 --batch-sizes 1,8,32,128 --rounds 2)
     pred_compile_args=(--images 256 --batch-sizes 32,128 --rounds 2 --skip-serial)
     pred_pool_args=(--images 256 --batch-sizes 32 --rounds 2 --skip-serial)
+    jpeg_args=(--images 128)
 fi
 
 {
@@ -50,6 +52,12 @@ echo "== JOINT tests (pure torch) =="
 echo "== LFM: torch on $DEVICE against the NumPy/SciPy oracle =="
 "$PY" bench/bench_lfm.py --device "$DEVICE" "${lfm_args[@]}" --json "$OUT/lfm.json" \
     2>&1 | tee "$OUT/lfm.log" || status=1
+
+# Before GPU decoding may feed the predictor: does nvJPEG give Pillow's pixels (the
+# partition's seed is a hash of them)? And how much faster is it?
+echo "== JPEG decoding: Pillow against decode_jpeg on $DEVICE =="
+"$PY" bench/bench_jpeg_decode.py --device "$DEVICE" "${jpeg_args[@]}" --json "$OUT/jpeg.json" \
+    2>&1 | tee "$OUT/jpeg.log" || status=1
 
 echo "== predictor on $DEVICE (eager LFM) =="
 "$PY" bench/bench_predictor.py --device "$DEVICE" "${pred_args[@]}" --compare-precision \
