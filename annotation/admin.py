@@ -216,29 +216,6 @@ class StimulusAdmin(admin.ModelAdmin):
         return format_html('<img src="{}" alt="" style="max-width:384px">', obj.image.url)
 
 
-class RatingInline(admin.TabularInline):
-    model = Rating
-    extra = 0
-    can_delete = False
-    fields = ("stimulus", "repetition", "overall", "viewing_seconds", "created_at")
-    readonly_fields = fields
-    show_change_link = True
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-
-class RaterDecisionInline(admin.TabularInline):
-    model = RaterDecision
-    extra = 0
-    can_delete = False
-    fields = ("decided_at", "kind", "reason", "previous", "decided_by_name")
-    readonly_fields = fields
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-
 class _RecordAdmin(admin.ModelAdmin):
     """A record kept for good: read in the admin, never written there."""
 
@@ -252,6 +229,31 @@ class _RecordAdmin(admin.ModelAdmin):
         return False
 
 
+class _RecordInline(admin.TabularInline):
+    """Records listed under their parent, read-only: its ``fields``, no adding, no
+    deleting."""
+
+    extra = 0
+    can_delete = False
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+class RatingInline(_RecordInline):
+    model = Rating
+    fields = ("stimulus", "repetition", "overall", "viewing_seconds", "created_at")
+    show_change_link = True
+
+
+class RaterDecisionInline(_RecordInline):
+    model = RaterDecision
+    fields = ("decided_at", "kind", "reason", "previous", "decided_by_name")
+
+
 @admin.register(RaterDecision)
 class RaterDecisionAdmin(_RecordAdmin):
     list_display = ("decided_at", "rater", "kind", "reason", "decided_by_name")
@@ -259,15 +261,9 @@ class RaterDecisionAdmin(_RecordAdmin):
     search_fields = ("rater__pseudonym", "rater__external_id", "reason", "decided_by_name")
 
 
-class PaymentExportLineInline(admin.TabularInline):
+class PaymentExportLineInline(_RecordInline):
     model = PaymentExportLine
-    extra = 0
-    can_delete = False
     fields = ("rater", "external_id", "assignment_id", "hit_id", "amount", "reason")
-    readonly_fields = fields
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(PaymentExport)
@@ -336,22 +332,13 @@ class ClaimAdmin(admin.ModelAdmin):
 
 
 @admin.register(StimulusTally)
-class StimulusTallyAdmin(admin.ModelAdmin):
+class StimulusTallyAdmin(_RecordAdmin):
     """Read-only: database triggers keep the tally (see StimulusTally)."""
 
     list_display = ("stimulus", "ratings")
     list_filter = ("stimulus__study",)
     search_fields = ("stimulus__original_name",)
     list_select_related = ("stimulus",)
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Rating)

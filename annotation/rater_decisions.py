@@ -42,6 +42,23 @@ def _reason(reason, *, required: bool) -> str:
     return text
 
 
+def _record(
+    locked: Rater, kind: str, reason: str, *, previous: str, user, who: str
+) -> RaterDecision:
+    """The decision's row: what was decided, why, by whom, and the value it replaced
+    (the status reason too, when the decision is about the status)."""
+    status = kind in (RaterDecision.Kind.EXCLUDE, RaterDecision.Kind.INCLUDE)
+    return RaterDecision.objects.create(
+        rater=locked,
+        kind=kind,
+        reason=reason,
+        previous=previous,
+        previous_reason=locked.status_reason if status else "",
+        decided_by=user,
+        decided_by_name=who,
+    )
+
+
 def rater_in_study(study: Study, rater_id) -> Rater:
     """The study's rater (never a pilot: previews are nobody's data), or a 404 refusal."""
     try:
@@ -75,14 +92,8 @@ def rater_exclude(*, rater: Rater, reason: str, user) -> RaterDecision:
             raise DecisionError(
                 "this rater is already excluded from the MOS", field="rater", status=409
             )
-        decision = RaterDecision.objects.create(
-            rater=locked,
-            kind=RaterDecision.Kind.EXCLUDE,
-            reason=text,
-            previous=locked.status,
-            previous_reason=locked.status_reason,
-            decided_by=user,
-            decided_by_name=who,
+        decision = _record(
+            locked, RaterDecision.Kind.EXCLUDE, text, previous=locked.status, user=user, who=who
         )
         locked.status = Rater.Status.EXCLUDED
         locked.status_reason = text
@@ -106,14 +117,8 @@ def rater_include(*, rater: Rater, reason: str, user) -> RaterDecision:
             raise DecisionError(
                 "this rater is not excluded: nothing to re-include", field="rater", status=409
             )
-        decision = RaterDecision.objects.create(
-            rater=locked,
-            kind=RaterDecision.Kind.INCLUDE,
-            reason=text,
-            previous=locked.status,
-            previous_reason=locked.status_reason,
-            decided_by=user,
-            decided_by_name=who,
+        decision = _record(
+            locked, RaterDecision.Kind.INCLUDE, text, previous=locked.status, user=user, who=who
         )
         finished = locked.sessions.filter(stage=Session.Stage.DONE).exists()
         locked.status = Rater.Status.COMPLETED if finished else Rater.Status.ACTIVE
@@ -149,14 +154,7 @@ def rater_set_pay(*, rater: Rater, decision: str, reason: str = "", user) -> Rat
             )
         if locked.pay_decision == decision:
             raise DecisionError(f"this rater is already {decision}d", field="decision", status=409)
-        row = RaterDecision.objects.create(
-            rater=locked,
-            kind=decision,
-            reason=text,
-            previous=locked.pay_decision,
-            decided_by=user,
-            decided_by_name=who,
-        )
+        row = _record(locked, decision, text, previous=locked.pay_decision, user=user, who=who)
         locked.pay_decision = decision
         locked.save(update_fields=["pay_decision"])
     rater.refresh_from_db()

@@ -66,3 +66,10 @@ def csp_page(browser):
     context, tab, violations = new_tab(browser)
     yield tab, violations
     context.close()
+
+
+@pytest.fixture
+def serve_media(settings):
+    """The live server also serves MEDIA_ROOT at /media/ (tests/media_urls.py), as the
+    production proxy does: rater pages and thumbnails load the stored images."""
+    settings.ROOT_URLCONF = "tests.media_urls"

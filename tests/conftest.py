@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.browser import browser, csp_page, page  # noqa: F401 - one Chromium for the whole run
+from tests.browser import browser, csp_page, page, serve_media  # noqa: F401 - one Chromium for the run
 from tests.factories import RaterFactory, StudyFactory, UserFactory
 
 

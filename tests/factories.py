@@ -572,6 +572,22 @@ def rater_at_rating(study, external_id=""):
     return rater, session
 
 
+def entry(study) -> str:
+    """The study's rater link (the rater endpoints are under it)."""
+    return f"/s/{study.slug}/"
+
+
+def client_at_rating(client, study, external_id: str) -> Rater:
+    """A Prolific rater who opened the study link with ``client`` (which now holds
+    their token cookie), with their session moved on to the rating stage."""
+    from annotation import services
+
+    client.get(entry(study), {"PROLIFIC_PID": external_id})
+    rater = Rater.objects.get(study=study, external_id=external_id)
+    services.session_advance(session=rater.sessions.get(), stage=Session.Stage.RATING)
+    return rater
+
+
 def pilot_at_rating(study, user=None):
     """A pilot preview of ``study`` by ``user`` (the owner by default), started as the
     study page's button starts it, with its session at the rating stage."""

@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from tests.test_browser_rating import _serve_media, make_study  # noqa: F401 - fixture
+from tests.test_browser_rating import make_study
 
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("serve_media"),
+]
 
 
 def test_no_csp_violation_in_the_rater_flow_and_admin(live_server, csp_page, admin_user):

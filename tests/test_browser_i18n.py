@@ -9,30 +9,18 @@ from pathlib import Path
 
 import polib
 import pytest
-from django.conf import settings
-from django.urls import path
-from django.views.static import serve
 
 from annotation.models import Rating
-from studyweb.urls import urlpatterns as site_urlpatterns
 from tests.browser import new_tab
 from tests.factories import StimulusFactory, StudyFactory
 from tests.test_i18n import english_left
 
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("serve_media"),
+]
 LOCALE = Path(__file__).resolve().parent.parent / "locale" / "zh_Hans" / "LC_MESSAGES"
-
-
-def _media(request, path):
-    return serve(request, path, document_root=settings.MEDIA_ROOT)
-
-
-urlpatterns = [*site_urlpatterns, path("media/<path:path>", _media)]
-
-
-@pytest.fixture(autouse=True)
-def _serve_media(settings):
-    settings.ROOT_URLCONF = __name__
 
 
 @pytest.fixture

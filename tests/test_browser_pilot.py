@@ -10,9 +10,12 @@ import pytest
 from annotation import selectors
 from annotation.models import Rating, StimulusTally, Study
 from tests.factories import StimulusFactory, StudyFactory, UserFactory
-from tests.test_browser_rating import _serve_media  # noqa: F401 - fixture: media served
 
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("serve_media"),
+]
 BANNER = "Pilot preview: your ratings are not counted."
 
 

@@ -6,29 +6,17 @@ redirect, and the reason in words; the consent page states the real session."""
 from __future__ import annotations
 
 import pytest
-from django.conf import settings
-from django.urls import path
-from django.views.static import serve
 
 from annotation import rater_flow
 from annotation.models import Rater, Session, Study, StudyOutcome
-from studyweb.urls import urlpatterns as site_urlpatterns
 from tests.factories import StimulusFactory, StudyFactory
 
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("serve_media"),
+]
 PROLIFIC_DONE = "https://app.prolific.com/submissions/complete"
-
-
-def _media(request, path):
-    return serve(request, path, document_root=settings.MEDIA_ROOT)
-
-
-urlpatterns = [*site_urlpatterns, path("media/<path:path>", _media)]
-
-
-@pytest.fixture(autouse=True)
-def _serve_media(settings):
-    settings.ROOT_URLCONF = __name__
 
 
 def make_study(slug: str, n: int, **fields) -> Study:

@@ -7,9 +7,13 @@ from __future__ import annotations
 import pytest
 
 from annotation.models import Claim, Rating, Session
-from tests.test_browser_rating import _serve_media, arrive, focused_id, make_study  # noqa: F401
+from tests.test_browser_rating import arrive, focused_id, make_study
 
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("serve_media"),
+]
 
 
 def wait_for_focus(page, element_id: str) -> None:

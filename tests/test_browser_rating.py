@@ -7,29 +7,15 @@ from __future__ import annotations
 import json
 
 import pytest
-from django.conf import settings
-from django.urls import path
-from django.views.static import serve
 
 from annotation.models import Rating, Study
-from studyweb.urls import urlpatterns as site_urlpatterns
 from tests.factories import StimulusFactory, StudyFactory
 
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-
-def _media(request, path):
-    # Read MEDIA_ROOT per request: the conftest fixture points it at a tmp folder.
-    return serve(request, path, document_root=settings.MEDIA_ROOT)
-
-
-# The site's URLs plus media files, which the project serves only with DEBUG on.
-urlpatterns = [*site_urlpatterns, path("media/<path:path>", _media)]
-
-
-@pytest.fixture(autouse=True)
-def _serve_media(settings):
-    settings.ROOT_URLCONF = __name__
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("serve_media"),
+]
 
 
 def make_study(slug: str = "web", *, training: bool = False, **fields) -> Study:

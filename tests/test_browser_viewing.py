@@ -5,29 +5,17 @@ no touch devices, native device pixels) are applied on the page before any ratin
 from __future__ import annotations
 
 import pytest
-from django.conf import settings
 from django.core.files.base import ContentFile
-from django.urls import path
-from django.views.static import serve
 
 from annotation.models import Rating, Session
-from studyweb.urls import urlpatterns as site_urlpatterns
 from tests.browser import new_tab
 from tests.factories import StimulusFactory, StudyFactory, png_bytes
 
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-
-def _media(request, path):
-    return serve(request, path, document_root=settings.MEDIA_ROOT)
-
-
-urlpatterns = [*site_urlpatterns, path("media/<path:path>", _media)]
-
-
-@pytest.fixture(autouse=True)
-def _serve_media(settings):
-    settings.ROOT_URLCONF = __name__
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("serve_media"),
+]
 
 
 def make_study(slug: str, **fields):

@@ -8,30 +8,18 @@ orders of magnitude, long names, shares."""
 from __future__ import annotations
 
 import pytest
-from django.conf import settings
-from django.urls import path
-from django.views.static import serve
 
 from annotation.models import Stimulus, StudyShare
 from scoring.analyses.services import analysis_create
 from scoring.model_scoring.agreement_report import agreement_report
 from scoring.models import Analysis
-from studyweb.urls import urlpatterns as site_urlpatterns
 from tests.factories import ModelVersionFactory, PredictionFactory, UserFactory, rated_study
 
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-
-def _media(request, path):
-    return serve(request, path, document_root=settings.MEDIA_ROOT)
-
-
-urlpatterns = [*site_urlpatterns, path("media/<path:path>", _media)]
-
-
-@pytest.fixture(autouse=True)
-def _serve_media(settings):
-    settings.ROOT_URLCONF = __name__
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("serve_media"),
+]
 
 
 PAGES = [

@@ -13,9 +13,9 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from annotation import rater_flow, services
+from annotation import rater_flow
 from annotation.models import Claim, Rater, Session, Study
-from tests.factories import StimulusFactory, StudyFactory
+from tests.factories import StimulusFactory, StudyFactory, client_at_rating, entry
 
 pytestmark = pytest.mark.django_db
 GOOD = {"overall": 70, "technical": 60, "rationality": 80}
@@ -35,15 +35,8 @@ def study():
     return study
 
 
-def entry(study: Study) -> str:
-    return f"/s/{study.slug}/"
-
-
 def at_rating(client: Client, study: Study) -> Rater:
-    client.get(entry(study), {"PROLIFIC_PID": "rest-1"})
-    rater = Rater.objects.get(study=study)
-    services.session_advance(session=rater.sessions.get(), stage=Session.Stage.RATING)
-    return rater
+    return client_at_rating(client, study, "rest-1")
 
 
 def rate_current(client: Client, study: Study) -> dict:

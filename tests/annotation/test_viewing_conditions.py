@@ -12,9 +12,15 @@ import pytest
 from django.db import IntegrityError, connection, transaction
 from django.test import Client
 
-from annotation import services
 from annotation.models import Claim, Rater, Rating, Session, Study
-from tests.factories import RatingFactory, SessionFactory, StimulusFactory, StudyFactory
+from tests.factories import (
+    RatingFactory,
+    SessionFactory,
+    StimulusFactory,
+    StudyFactory,
+    client_at_rating,
+    entry,
+)
 
 pytestmark = [pytest.mark.django_db, pytest.mark.sqlite_too]
 GOOD = {"overall": 70, "technical": 60, "rationality": 80}
@@ -38,15 +44,8 @@ def study():
     return study
 
 
-def entry(study: Study) -> str:
-    return f"/s/{study.slug}/"
-
-
 def at_rating(client: Client, study: Study) -> Rater:
-    client.get(entry(study), {"PROLIFIC_PID": "seen-1"})
-    rater = Rater.objects.get(study=study)
-    services.session_advance(session=rater.sessions.get(), stage=Session.Stage.RATING)
-    return rater
+    return client_at_rating(client, study, "seen-1")
 
 
 def submit(client: Client, study: Study, **extra):

@@ -18,7 +18,7 @@ from django.utils import timezone
 from annotation import assignment, rater_api, rater_flow, services
 from annotation.models import Claim, Rater, Rating, Session, Study
 from tests.annotation.helpers import rater_past_places
-from tests.factories import StimulusFactory, StudyFactory
+from tests.factories import StimulusFactory, StudyFactory, entry
 
 pytestmark = pytest.mark.django_db
 GOOD = {"overall": 70, "technical": 60, "rationality": 80}
@@ -39,10 +39,6 @@ def study():
     )
     StimulusFactory.create_batch(4, study=study)
     return study
-
-
-def entry(study: Study) -> str:
-    return f"/s/{study.slug}/"
 
 
 def post_json(client: Client, url: str, body, **headers):

@@ -7,9 +7,13 @@ from __future__ import annotations
 import pytest
 
 from annotation.models import Rating
-from tests.test_browser_rating import _serve_media, make_study  # noqa: F401 - fixture
+from tests.test_browser_rating import make_study
 
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("serve_media"),
+]
 
 
 def test_a_rater_sees_the_image_from_the_store(live_server, csp_page, s3_media):

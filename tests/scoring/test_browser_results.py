@@ -9,33 +9,19 @@ from __future__ import annotations
 import pytest
 from django.conf import settings
 from django.test import Client
-from django.urls import path
-from django.views.static import serve
 
 from annotation.models import Stimulus
 from scoring.analyses.services import analysis_create, analysis_run
 from scoring.model_scoring.agreement_report import agreement_report
-from studyweb.urls import urlpatterns as site_urlpatterns
 from tests.factories import ModelVersionFactory, PredictionFactory, rated_study
 
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("serve_media"),
+]
 
 VIEWPORTS = [(1280, 800), (390, 844)]
-
-
-def _media(request, path):
-    # Read MEDIA_ROOT per request: the conftest fixture points it at a tmp folder.
-    return serve(request, path, document_root=settings.MEDIA_ROOT)
-
-
-# The site's URLs plus media files (the tooltip's thumbnails), which the project
-# serves only with DEBUG on.
-urlpatterns = [*site_urlpatterns, path("media/<path:path>", _media)]
-
-
-@pytest.fixture(autouse=True)
-def _serve_media(settings):
-    settings.ROOT_URLCONF = __name__
 
 
 def sign_in(page, live_server, user) -> None:

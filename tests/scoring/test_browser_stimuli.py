@@ -10,29 +10,16 @@ import random
 import zipfile
 
 import pytest
-from django.conf import settings
-from django.urls import path
-from django.views.static import serve
 from PIL import Image
 
 from annotation.models import ImportJob, Stimulus
-from studyweb.urls import urlpatterns as site_urlpatterns
 from tests.factories import StudyFactory, UserFactory
 
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-
-def _media(request, path):
-    return serve(request, path, document_root=settings.MEDIA_ROOT)
-
-
-# The thumbnails are the stored images: serve them as the production proxy would.
-urlpatterns = [*site_urlpatterns, path("media/<path:path>", _media)]
-
-
-@pytest.fixture(autouse=True)
-def _serve_media(settings):
-    settings.ROOT_URLCONF = __name__
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("serve_media"),
+]
 
 
 def picture(seed: int, size=(640, 360)) -> bytes:
