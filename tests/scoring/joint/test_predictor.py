@@ -201,7 +201,7 @@ def _item_starts_during_forwards(model, images, tmp_path, monkeypatch, *, gated:
     if not gated:
         monkeypatch.setattr(Predictor, "_worker_gate", lambda self, workers: None)
     p = Predictor(model, device="cpu", num_workers=2)
-    forward = p.predict_tensors
+    forward = p._launch
     spans = []
 
     def slow_forward(*args, **kwargs):
@@ -211,7 +211,7 @@ def _item_starts_during_forwards(model, images, tmp_path, monkeypatch, *, gated:
         spans.append((t0, time.monotonic()))
         return out
 
-    monkeypatch.setattr(p, "predict_tensors", slow_forward)
+    monkeypatch.setattr(p, "_launch", slow_forward)
     results = p.predict(images * 3, batch_size=4)
     starts = [float(x) for x in log.read_text().split()]
     inside = sum(1 for t in starts for a, b in spans if a + 0.02 < t < b)
@@ -243,3 +243,45 @@ def test_no_gate_without_workers_or_with_spare_cores(random_model, monkeypatch):
     assert p._worker_gate(0) is None  # no workers
     monkeypatch.setattr(P, "_cores", lambda: torch.get_num_threads() + 4)
     assert p._worker_gate(2) is None  # cores to spare: workers run beside the forward
+
+
+def test_next_batch_is_queued_before_this_one_is_read_back(random_model, images, baseline):
+    """One batch stays in flight: batch k's outputs are read back only after batch k+1
+    has been cut and its forward queued (on a GPU the host's preprocessing then
+    overlaps the forward). Results keep the input order and the values."""
+    p = Predictor(random_model, device="cpu", num_workers=0, batch_size=2)
+    events: list[str] = []
+    launch, collect = p._launch, p._collect
+
+    def logged_launch(x_t, x_r, bs):
+        events.append(f"launch {x_t.shape[0]}")
+        return launch(x_t, x_r, bs)
+
+    def logged_collect(index, *args):
+        events.append(f"collect {index}")
+        return collect(index, *args)
+
+    p._launch, p._collect = logged_launch, logged_collect  # type: ignore[method-assign]
+    results = p.predict(images + images[:1])
+    assert events == [
+        "launch 2",
+        "launch 2",
+        "collect [0, 1]",
+        "launch 1",
+        "collect [2, 3]",
+        "collect [4]",
+    ]
+    _close(results[:4], baseline)
+    _close(results[4:], baseline[:1])
+
+
+def test_outputs_wait_for_their_event():
+    calls = []
+
+    class Event:
+        def synchronize(self):
+            calls.append("sync")
+
+    t, r = torch.ones(2), torch.zeros(2)
+    assert P._Outputs(t, r, None).wait() == (t, r) and calls == []
+    assert P._Outputs(t, r, Event()).wait() == (t, r) and calls == ["sync"]
