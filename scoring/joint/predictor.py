@@ -25,6 +25,13 @@ Two placements of the heavy preprocessing:
   measured near 70% of the bare forward at batch 32 (the total CPU work is the
   bound there; docs/benchmarks.md, "Predictor").
 
+One model batch stays in flight: its forward and the copy of its outputs to
+pinned host memory are queued, the next batch is cut and queued, and only then
+are the first batch's outputs read back. On a GPU the host's part of the
+preprocessing (regrouping chunks, artifact-aware cuts, queuing uploads and
+LFM) then runs while the forward does; on the CPU the forward has run by the
+time it returns, so nothing changes there.
+
 When the forward itself runs on the CPU with a thread per core, workers wait
 while it runs and prepare the next batch between forwards (sharing the cores
 slowed the forward more than taking turns costs; see ``_worker_gate``).
