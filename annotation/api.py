@@ -424,16 +424,18 @@ class StudyViewSet(
     def raters(self, request, slug=None):
         """The study's raters (no previews): platform ids, MOS use, pay, flags in words."""
         study = self.get_object()
-        raters = list(
+        qs = (
             Rater.objects.filter(study=study)
             .exclude(source=Rater.Source.PILOT)
             .select_related("study")
             .order_by("id")
         )
+        # Paged like every list here (the schema says so): a crowd study has thousands.
+        raters = self.paginate_queryset(qs)
         stats = rater_review.overall_stats(r.pk for r in raters)
-        return Response([_rater_row(r, stats.get(r.pk)) for r in raters])
+        return self.get_paginated_response([_rater_row(r, stats.get(r.pk)) for r in raters])
 
-    @extend_schema(request=RaterDecisionSerializer, responses=RaterDecisionOutSerializer)
+    @extend_schema(request=RaterDecisionSerializer, responses={201: RaterDecisionOutSerializer})
     @action(detail=True, methods=["post"], url_path="rater-decisions")
     def rater_decisions(self, request, slug=None):
         """Exclude / re-include (MOS use) or approve / reject (pay) one rater, with the

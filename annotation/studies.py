@@ -15,7 +15,7 @@ from __future__ import annotations
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import formats, timezone
 
@@ -63,11 +63,20 @@ def study_create(*, owner, **fields) -> Study:
     """A new study; ``outcomes`` (see ``outcomes_clean``) and the outcome fields for
     every platform (``OUTCOME_SHORTHANDS``) are written with it."""
     outcomes = _outcomes_from(None, fields)
-    with transaction.atomic():
-        study = Study(owner=owner, **fields)
-        study.full_clean()
-        study.save()
-        _outcomes_write(study, outcomes)
+    try:
+        with transaction.atomic():
+            study = Study(owner=owner, **fields)
+            study.full_clean()
+            study.save()
+            _outcomes_write(study, outcomes)
+    except IntegrityError:
+        # Another request took the slug between full_clean's check and the insert:
+        # the same refusal as when it was taken before.
+        if Study.objects.filter(slug=fields.get("slug")).exists():
+            raise StudyRuleError(
+                "A study already uses this slug: choose another one.", field="slug", status=400
+            ) from None
+        raise
     return study
 
 

@@ -21,7 +21,10 @@ def _op(
     body: dict | None = None,
     ok: dict,
     codes: dict[str, str],
+    created: str | None = None,
 ) -> dict:
+    """A rater operation; ``created`` describes its 201 (answered 200 when nothing
+    new was made: a resumed session, a replayed rating)."""
     op = {
         "operationId": operation_id,
         "tags": ["rater"],
@@ -35,7 +38,15 @@ def _op(
             }
         ],
         "responses": {
-            "200": {"description": "ok", "content": {"application/json": {"schema": ok}}},
+            "200": {
+                "description": "ok" if created is None else "nothing new: the first answer again",
+                "content": {"application/json": {"schema": ok}},
+            },
+            **(
+                {"201": {"description": created, "content": {"application/json": {"schema": ok}}}}
+                if created
+                else {}
+            ),
             **{
                 code: {"description": text, "content": {"application/json": {"schema": ERROR}}}
                 for code, text in codes.items()
@@ -141,6 +152,7 @@ def add_rater_endpoints(result, generator, request, public):
                 "type": "object",
                 "properties": {"token": {"type": "string"}, "session": {"type": "integer"}},
             },
+            created="a new rater and session (200: an existing one resumed)",
             codes={
                 "400": "invalid request",
                 "403": "excluded rater",
@@ -177,6 +189,7 @@ def add_rater_endpoints(result, generator, request, public):
                     "required": ["stimulus", "scores", "client_id", "viewing_seconds"],
                 },
                 ok={"type": "object", "properties": {"created": {"type": "boolean"}, "next": step}},
+                created="the rating was written (200: a replay of its client_id)",
                 codes=refusals,
             ),
             "security": TOKEN,

@@ -289,6 +289,9 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Request bodies get their own components: an upload's file is then binary, not
+    # the URI a response shows, and read-only fields are not asked for.
+    "COMPONENT_SPLIT_REQUEST": True,
     # One "tokenAuth" scheme (Authorization: Token <key>) stands for both kinds of token.
     "AUTHENTICATION_WHITELIST": [
         "annotation.auth.NamedTokenAuthentication",

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import io
 import json
+import re
 
 import pytest
+from drf_spectacular.generators import SchemaGenerator
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
@@ -33,6 +35,7 @@ def world(admin_user, researcher_a, researcher_b, study_a):
         "job": ScoringJob.objects.create(model_version=version, study=study_a, total=3).pk,
         "export": ExportJob.objects.create(study=study_a, format="ratings-csv").pk,
         "stimulus": stimuli[0].pk,
+        "rater": rater.pk,
     }
     clients = {}
     for name, user in (("admin", admin_user), ("a", researcher_a), ("b", researcher_b)):
@@ -54,6 +57,13 @@ MATRIX = [
     ("patch", "/api/v1/studies/study-a/", {"title": "Renamed"}, {"admin": 200, "a": 200, "b": 404}),
     ("post", "/api/v1/studies/study-a/pause/", None, {"admin": 200, "a": 200, "b": 404}),
     ("get", "/api/v1/studies/study-a/progress/", None, {"admin": 200, "a": 200, "b": 404}),
+    ("get", "/api/v1/studies/study-a/raters/", None, {"admin": 200, "a": 200, "b": 404}),
+    (
+        "post",
+        "/api/v1/studies/study-a/rater-decisions/",
+        {"rater": "{rater}", "action": "exclude", "reason": "bot"},
+        {"admin": 201, "a": 201, "b": 404},
+    ),
     ("get", "/api/v1/studies/study-a/stimuli/", None, {"admin": 200, "a": 200, "b": 404}),
     (
         "post",
@@ -152,6 +162,8 @@ def test_endpoint_for_persona(
 ):
     client = world[persona]
     path = path.format(**world["ids"])
+    if isinstance(body, dict):
+        body = {k: v.format(**world["ids"]) if isinstance(v, str) else v for k, v in body.items()}
     with django_capture_on_commit_callbacks(execute=True):
         if body == "UPLOAD":
             upload = io.BytesIO(png_bytes((persona.__len__() * 20, 1, 2)))
@@ -168,6 +180,21 @@ def test_endpoint_for_persona(
     want = expected.get(persona, DENIED)
     want = want if isinstance(want, set) else {want}
     assert response.status_code in want, (persona, response.status_code, response.content[:300])
+    # The schema documents the answer: a client generated from it expects this status.
+    documented = _documented(method, path)
+    assert str(response.status_code) in documented, (method, path, response.status_code)
+
+
+_SCHEMA_PATHS = SchemaGenerator().get_schema(request=None, public=True)["paths"]
+
+
+def _documented(method: str, path: str) -> set[str]:
+    """The statuses the OpenAPI schema documents for the operation ``path`` falls under."""
+    bare = path.split("?", 1)[0]
+    for template, item in _SCHEMA_PATHS.items():
+        if re.fullmatch(re.sub(r"\\{[^}]+\\}", "[^/]+", re.escape(template)), bare):
+            return set(item[method]["responses"])
+    raise AssertionError(f"{method} {path} is not in the schema")
 
 
 def test_other_researchers_never_see_foreign_rows(world):

@@ -250,6 +250,22 @@ CASES = [
         "json",
         "n_boot",
     ),
+    (
+        "a",
+        "get",
+        "/api/v1/studies/bad/agreement/?model_version=sharp&n_boot=10000",
+        None,
+        "json",
+        "n_boot",
+    ),
+    (
+        "a",
+        "get",
+        "/api/v1/studies/bad/agreement/?model_version=sharp&analysis=abc",
+        None,
+        "json",
+        "analysis",
+    ),
     ("a", "get", "/api/v1/studies/bad/export/xlsx/", None, "json", "format"),
 ]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action, api_view, permission_classes
 from rest_framework.exceptions import NotFound, PermissionDenied
@@ -23,6 +23,11 @@ from studyweb.jobs import JOB_STATE_FIELDS
 
 
 @extend_schema(
+    parameters=[
+        OpenApiParameter(
+            "fmt", str, OpenApiParameter.PATH, enum=sorted(FORMATS), description="/exports/formats/"
+        )
+    ],
     responses={
         200: OpenApiResponse(description="the file, streamed"),
         400: OpenApiResponse(description="unknown format or no finished analysis"),
@@ -130,6 +135,9 @@ class ExportJobViewSet(
             .order_by("-created_at")
         )
 
+    @extend_schema(
+        responses={202: OpenApiResponse(ExportJobSerializer, description="queued; follow it")}
+    )
     def create(self, request, *args, **kwargs):
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)

@@ -238,15 +238,18 @@ def _rowwise_pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def _linear_rmse(x: np.ndarray, y: np.ndarray) -> float:
     """RMSE of the least-squares line y ~ a + b x (the fallback when the logistic fails)."""
-    if np.ptp(x) == 0.0:
-        return float(y.std())  # the best line through constant x is the mean of y
-    slope, intercept = np.polyfit(x, y, 1)
-    return float(np.sqrt(np.mean((intercept + slope * x - y) ** 2)))
+    # The closed form, not np.polyfit: polyfit scales x by its norm, which underflows
+    # to 0 for x spread over 1e-200, and its SVD then fails on NaN (found by hypothesis).
+    return float(_rowwise_linear_rmse(x[None, :], y[None, :])[0])
 
 
 def _rowwise_linear_rmse(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     # Residual variance of OLS with intercept: var(y) - cov(x, y)^2 / var(x).
     xc = x - x.mean(axis=1, keepdims=True)
+    # The residual does not change with the scale of x; x scaled to at most 1 keeps
+    # var(x) from underflowing for tiny spreads (1e-200) or overflowing for huge ones.
+    span = np.abs(xc).max(axis=1, keepdims=True)
+    xc = np.divide(xc, span, out=np.zeros_like(xc), where=span > 0)
     yc = y - y.mean(axis=1, keepdims=True)
     vx = np.einsum("ij,ij->i", xc, xc) / x.shape[1]
     vy = np.einsum("ij,ij->i", yc, yc) / x.shape[1]

@@ -8,7 +8,7 @@ from urllib.parse import urlencode
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -146,9 +146,6 @@ def _create_from(request: HttpRequest, form: StudyForm) -> Study | None:
         _add_service_error(form, exc)
     except ValidationError as exc:
         form.add_error(None, exc)
-    except IntegrityError:
-        # A study took the slug between the form's check and the insert.
-        form.add_error("slug", "A study already uses this slug: choose another one.")
     return None
 
 

@@ -280,7 +280,9 @@ def test_api_lists_raters_and_records_decisions(rated):
     base = f"/api/v1/studies/{rated.study.slug}/raters/"
     listed = api_as(owner).get(base)
     assert listed.status_code == 200
-    assert [(r["id"], r["external_id"], r["status"], r["pay_decision"]) for r in listed.json()] == [
+    assert listed.json()["count"] == 1
+    rows = listed.json()["results"]
+    assert [(r["id"], r["external_id"], r["status"], r["pay_decision"]) for r in rows] == [
         (rated.pk, "5f1a2b3c4d", "completed", "")
     ]
 

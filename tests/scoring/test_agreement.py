@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from scipy import stats
 from scipy.optimize import curve_fit
@@ -429,6 +429,7 @@ def test_rank_correlations_ignore_increasing_transforms(pred: list[int], mos: li
         max_size=30,
     )
 )
+@example([(0.0, 1.0), (1e-200, 2.0), (3e-200, 4.0)])  # np.polyfit's SVD failed here
 def test_plcc_after_fit_is_a_correlation_and_json_never_holds_nan(
     pairs: list[tuple[float, float]],
 ) -> None:
@@ -516,3 +517,16 @@ def test_join_unreadable_files(tmp_path: Path) -> None:
     latin.write_bytes("image,naturalness\ncaf\xe9,1\n".encode("latin-1"))
     with pytest.raises(ScoresFileError, match="UTF-8"):
         read_predictions_and_mos(latin, mos)
+
+
+@pytest.mark.parametrize("scale", [1e-200, 1.0, 1e150])
+def test_linear_rmse_ignores_the_scale_of_the_predictions(scale: float) -> None:
+    """The fallback line's RMSE depends on y only through the fit, never on x's units:
+    a spread of 1e-200 or 1e150 gives the RMSE of the same points at unit scale."""
+    from scoring.numerics.agreement import _linear_rmse
+
+    x = np.array([0.0, 1.0, 2.0, 3.0, 5.0])
+    y = np.array([1.0, 2.1, 2.9, 4.2, 5.8])
+    slope, intercept = np.polyfit(x, y, 1)
+    want = float(np.sqrt(np.mean((intercept + slope * x - y) ** 2)))
+    assert _linear_rmse(x * scale, y) == pytest.approx(want, rel=1e-9)
