@@ -31,6 +31,10 @@ def visible_study_or_404(user, slug: str) -> Study:
     return study
 
 
+# The refusal a view-only share meets on a change, on pages and in the API alike.
+VIEW_ONLY = "this study is shared with you view-only: only its owner or an editor can change it"
+
+
 def share_level(user, study: Study) -> str | None:
     """ "owner", "edit", "view" or None: what the user may do with the study."""
     if not user.is_authenticated:

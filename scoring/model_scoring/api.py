@@ -10,7 +10,13 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
 from annotation.api import FiniteFloatField, VisibleStudyField
-from annotation.permissions import can_view_study, visible_studies, visible_study_or_404
+from annotation.permissions import (
+    VIEW_ONLY,
+    can_edit_study,
+    can_view_study,
+    visible_studies,
+    visible_study_or_404,
+)
 from scoring.model_scoring import agreement_report
 from scoring.model_scoring.models import BATCH_SIZE_MAX
 from scoring.model_scoring.services import (
@@ -139,6 +145,9 @@ class ScoringJobViewSet(
         data = serializer.validated_data
         if not can_view_study(request.user, data["study"]):
             raise PermissionDenied("this study is not yours")
+        if not can_edit_study(request.user, data["study"]):
+            # Scoring spends the GPU workers' time: an owner's or an editor's call.
+            raise PermissionDenied(VIEW_ONLY)
         job, created = scoring_job_start(
             model_version=data["model_version"],
             study=data["study"],
@@ -152,7 +161,10 @@ class ScoringJobViewSet(
     @extend_schema(request=None)
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
-        job = scoring_job_cancel(job=self.get_object())
+        job = self.get_object()
+        if not can_edit_study(request.user, job.study):
+            raise PermissionDenied(VIEW_ONLY)
+        job = scoring_job_cancel(job=job)
         return Response(self.get_serializer(job).data)
 
 

@@ -8,9 +8,12 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
 
 from annotation.models import Study
-from annotation.permissions import can_edit_study, can_share_study, visible_study_or_404
-
-VIEW_ONLY = "this study is shared with you view-only: only its owner or an editor can change it"
+from annotation.permissions import (
+    VIEW_ONLY,
+    can_edit_study,
+    can_share_study,
+    visible_study_or_404,
+)
 
 
 def study_for(request: HttpRequest, slug: str) -> Study:

@@ -372,7 +372,8 @@ def _int_or_none(value):
 @login_required
 @require_POST
 def scoring_job_create(request: HttpRequest, slug: str) -> HttpResponse:
-    study = study_for(request, slug)
+    # Scoring spends the GPU workers' time: an owner's or an editor's call.
+    study = study_to_change(request, slug)
     version = ModelVersion.objects.filter(name=request.POST.get("model_version", "")).first()
     if version is None:
         messages.error(request, "choose a registered model version")
@@ -398,7 +399,7 @@ def scoring_job_create(request: HttpRequest, slug: str) -> HttpResponse:
 @login_required
 @require_POST
 def scoring_job_stop(request: HttpRequest, slug: str, job_id: int) -> HttpResponse:
-    study = study_for(request, slug)
+    study = study_to_change(request, slug)
     job = get_object_or_404(ScoringJob, pk=job_id, study=study)
     try:
         scoring_job_cancel(job=job)

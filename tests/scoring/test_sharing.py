@@ -204,3 +204,41 @@ def test_the_favicon_is_linked_and_served_for_favicon_ico(client, owner, study_a
     assert '<link rel="icon" href="/static/img/favicon.svg" type="image/svg+xml">' in page
     response = client.get("/favicon.ico")
     assert response.status_code == 302 and response["Location"] == "/static/img/favicon.svg"
+
+
+def test_a_viewer_reads_scoring_jobs_but_only_an_editor_starts_or_cancels_them(
+    owner, study_a, researcher_b
+):
+    """Scoring spends GPU time and cancelling stops the owner's work: the API and the
+    agreement page refuse both to a view-only share, and let an editor do them."""
+    from scoring.model_scoring.services import model_version_register
+    from scoring.models import ScoringJob
+
+    StimulusFactory(study=study_a)
+    version = model_version_register(name="sharp", kind="baseline", baseline="sharpness")
+    job = ScoringJob.objects.create(model_version=version, study=study_a, total=1)
+    share(owner, study_a, "researcher_b", "view")
+    api, page = api_as(researcher_b), as_user(researcher_b)
+    assert api.get(f"/api/v1/scoring-jobs/{job.pk}/").status_code == 200
+    start = {"study": study_a.slug, "model_version": "sharp", "force": True}
+    refused = api.post("/api/v1/scoring-jobs/", start, format="json")
+    assert refused.status_code == 403 and "view-only" in refused.json()["detail"]
+    assert api.post(f"/api/v1/scoring-jobs/{job.pk}/cancel/").status_code == 403
+    agreement = reverse("scoring:agreement", args=[study_a.slug])
+    shown = page.get(agreement).content.decode()
+    assert "view-only" in shown
+    assert reverse("scoring:job-cancel", args=[study_a.slug, job.pk]) not in shown
+    cancel = reverse("scoring:job-cancel", args=[study_a.slug, job.pk])
+    assert page.post(cancel).status_code == 403
+    assert page.post(reverse("scoring:job-create", args=[study_a.slug]), start).status_code == 403
+    job.refresh_from_db()
+    assert job.status == "queued" and ScoringJob.objects.count() == 1
+
+    share(owner, study_a, "researcher_b", "edit")
+    assert (
+        reverse("scoring:job-cancel", args=[study_a.slug, job.pk])
+        in page.get(agreement).content.decode()
+    )
+    assert api.post(f"/api/v1/scoring-jobs/{job.pk}/cancel/").status_code == 200
+    job.refresh_from_db()
+    assert job.status == "cancelled"
