@@ -16,6 +16,7 @@ from drf_spectacular.utils import (
     OpenApiParameter,
     extend_schema,
     extend_schema_field,
+    extend_schema_view,
     inline_serializer,
 )
 from rest_framework import mixins, serializers, status, viewsets
@@ -472,12 +473,34 @@ class StudyViewSet(
         )
 
 
+# Query filters of the list endpoints: documented, and a value outside a fixed set is
+# refused (400 on the parameter) rather than answered with an empty list.
+STUDY_FILTER = OpenApiParameter("study", str, description="only this study's rows (its slug)")
+
+
+def choice_param(request, name: str, choices) -> str | None:
+    """The query parameter ``name`` if given: one of ``choices``, or a 400 naming it."""
+    value = request.query_params.get(name)
+    if value in (None, ""):
+        return None
+    if value not in choices:
+        raise ValidationError({name: [f"one of {', '.join(choices)}"]})
+    return value
+
+
 class UploadSerializer(serializers.Serializer):
     file = serializers.FileField(help_text="one image (PNG/JPEG/WebP) or a .zip of images")
     metadata = serializers.FileField(required=False, help_text="metadata CSV keyed by filename")
     role = serializers.ChoiceField(choices=[r.value for r in Stimulus.Role], default="test")
 
 
+@extend_schema_view(
+    list=extend_schema(
+        parameters=[
+            OpenApiParameter("role", str, enum=Stimulus.Role.values, description="only this role")
+        ]
+    )
+)
 class StimulusViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """A study's stimuli with their rating counts; upload one image or a zip."""
 
@@ -494,7 +517,7 @@ class StimulusViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
         qs = Stimulus.objects.filter(study=self._study()).annotate(
             n_ratings=Count("ratings", filter=Q(ratings__repetition=1, ratings__is_pilot=False))
         )
-        if role := self.request.query_params.get("role"):
+        if role := choice_param(self.request, "role", Stimulus.Role.values):
             qs = qs.filter(role=role)
         return qs.order_by("id")
 

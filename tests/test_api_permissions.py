@@ -214,3 +214,23 @@ def test_rater_token_reaches_only_its_own_session(world, study_a):
     assert "mos" not in response.content.decode().lower()
     for persona in ("admin", "a", "b", "anonymous"):
         assert world[persona].get("/s/study-a/next").status_code in DENIED
+
+
+def test_list_filters_narrow_and_refuse_unknown_choices(world, study_a, researcher_a):
+    """?study= narrows every job list (exports too); a role or dimension outside its
+    set is a 400 on that parameter, not an empty list that reads as "none"."""
+    from scoring.models import ExportJob
+
+    other = StudyFactory(slug="other-a", owner=researcher_a)
+    ExportJob.objects.create(study=other, format="json")
+    a = world["a"]
+    assert a.get("/api/v1/exports/").json()["count"] == 2
+    narrowed = a.get("/api/v1/exports/?study=other-a").json()
+    assert [row["study"] for row in narrowed["results"]] == ["other-a"]
+    for url, field in (
+        ("/api/v1/studies/study-a/stimuli/?role=tset", "role"),
+        (f"/api/v1/analyses/{world['ids']['analysis']}/results/?dimension=overal", "dimension"),
+    ):
+        refused = a.get(url)
+        assert refused.status_code == 400 and field in refused.json()["fields"], refused.content
+    assert a.get("/api/v1/studies/study-a/stimuli/?role=test").json()["count"] == 3

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.permissions import IsAuthenticated
 
-from annotation.api import VisibleStudyField
+from annotation import protocol
+from annotation.api import STUDY_FILTER, VisibleStudyField, choice_param
 from annotation.permissions import can_view_study, visible_studies
 from scoring.analyses.services import analysis_create
 from scoring.models import Analysis, RaterResult, StimulusResult
 from scoring.numerics import mos
 from studyweb.jobs import JOB_STATE_FIELDS
+
+# An analysis's results are per dimension of the protocol (?dimension= filters them).
+DIMENSION_KEYS = [d.key for d in protocol.DIMENSIONS]
 
 
 class AnalysisSerializer(serializers.ModelSerializer):
@@ -85,6 +89,7 @@ class RaterResultSerializer(serializers.ModelSerializer):
         ]
 
 
+@extend_schema_view(list=extend_schema(parameters=[STUDY_FILTER]))
 class AnalysisViewSet(
     mixins.CreateModelMixin,
     mixins.RetrieveModelMixin,
@@ -114,7 +119,10 @@ class AnalysisViewSet(
             user=self.request.user,
         )
 
-    @extend_schema(responses=StimulusResultSerializer(many=True))
+    @extend_schema(
+        responses=StimulusResultSerializer(many=True),
+        parameters=[OpenApiParameter("dimension", str, enum=DIMENSION_KEYS)],
+    )
     @action(detail=True, methods=["get"])
     def results(self, request, pk=None):
         """MOS per stimulus and dimension (paginated; filter with ?dimension=)."""
@@ -122,7 +130,7 @@ class AnalysisViewSet(
         qs = analysis.stimulus_results.select_related("stimulus").order_by(
             "stimulus_id", "dimension"
         )
-        if dim := request.query_params.get("dimension"):
+        if dim := choice_param(request, "dimension", DIMENSION_KEYS):
             qs = qs.filter(dimension=dim)
         page = self.paginate_queryset(qs)
         return self.get_paginated_response(StimulusResultSerializer(page, many=True).data)

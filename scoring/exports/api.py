@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+)
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action, api_view, permission_classes
 from rest_framework.exceptions import NotFound, PermissionDenied
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
-from annotation.api import VisibleStudyField
+from annotation.api import STUDY_FILTER, VisibleStudyField
 from annotation.permissions import can_view_study, visible_studies, visible_study_or_404
 from scoring.exports.formats import FORMATS, export_stream
 from scoring.exports.services import (
@@ -115,6 +120,7 @@ class ExportJobSerializer(serializers.ModelSerializer):
         return request.build_absolute_uri(path) if request else path
 
 
+@extend_schema_view(list=extend_schema(parameters=[STUDY_FILTER]))
 class ExportJobViewSet(
     mixins.CreateModelMixin,
     mixins.ListModelMixin,
@@ -129,11 +135,10 @@ class ExportJobViewSet(
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             return ExportJob.objects.none()
-        return (
-            ExportJob.objects.filter(study__in=visible_studies(self.request.user))
-            .select_related("study")
-            .order_by("-created_at")
-        )
+        qs = ExportJob.objects.filter(study__in=visible_studies(self.request.user))
+        if slug := self.request.query_params.get("study"):
+            qs = qs.filter(study__slug=slug)
+        return qs.select_related("study").order_by("-created_at")
 
     @extend_schema(
         responses={202: OpenApiResponse(ExportJobSerializer, description="queued; follow it")}

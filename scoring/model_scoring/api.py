@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+)
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action, api_view, permission_classes
 from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
-from annotation.api import FiniteFloatField, VisibleStudyField
+from annotation.api import STUDY_FILTER, FiniteFloatField, VisibleStudyField
 from annotation.permissions import (
     VIEW_ONLY,
     can_edit_study,
@@ -111,6 +116,7 @@ class ScoringJobSerializer(serializers.ModelSerializer):
         read_only_fields = [*JOB_STATE_FIELDS, "total", "done", "worker_host"]
 
 
+@extend_schema_view(list=extend_schema(parameters=[STUDY_FILTER]))
 class ScoringJobViewSet(
     mixins.CreateModelMixin,
     mixins.ListModelMixin,
@@ -186,6 +192,14 @@ class PredictionSerializer(serializers.ModelSerializer):
         ]
 
 
+@extend_schema_view(
+    list=extend_schema(
+        parameters=[
+            STUDY_FILTER,
+            OpenApiParameter("model_version", str, description="only this model version's"),
+        ]
+    )
+)
 class PredictionViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     """Predictions on your studies; filter with ?study=SLUG&model_version=NAME."""
 
