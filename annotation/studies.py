@@ -12,10 +12,13 @@ and the admin (its change form and its actions come through here).
 
 from __future__ import annotations
 
+import contextlib
+from functools import partial
+
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, models, transaction
 from django.db.models import F
 from django.utils import formats, timezone
 
@@ -299,7 +302,40 @@ def study_delete(*, study: Study) -> None:
                 field="slug",
             )
         ratings.delete()  # pilot ratings only: they protect their raters and stimuli
+        files = _stored_files(study)
         study.delete()
+        # The files go once the rows are gone for good (not if the delete rolls back).
+        transaction.on_commit(partial(_files_delete, files))
+
+
+def _stored_files(study: Study) -> list[tuple[type[models.Model], str, object, str]]:
+    """Every file the study's rows hold (stimuli, imports, exports of any app: found
+    through the relations, so this room names no other room's models), as (model,
+    field, storage, name)."""
+    found = []
+    for rel in Study._meta.related_objects:
+        if not rel.one_to_many:
+            continue
+        model = rel.related_model
+        fields = [f for f in model._meta.concrete_fields if isinstance(f, models.FileField)]
+        if not fields:
+            continue
+        rows = model._base_manager.filter(**{rel.field.name: study})
+        for row in rows.only("pk", *(f.name for f in fields)):
+            for field in fields:
+                stored = getattr(row, field.name)
+                if stored.name:
+                    found.append((model, field.name, stored.storage, stored.name))
+    return found
+
+
+def _files_delete(files) -> None:
+    # A cloned study's stimuli may share their files with the original's: a file goes
+    # only when no row refers to it any more.
+    for model, field, storage, name in files:
+        if not model._base_manager.filter(**{field: name}).exists():
+            with contextlib.suppress(OSError):
+                storage.delete(name)
 
 
 # --- Sharing ------------------------------------------------------------------------

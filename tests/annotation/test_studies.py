@@ -171,3 +171,26 @@ def test_concurrent_creates_of_one_slug_make_one_study_and_refuse_the_rest_plain
     for refused in (a for a in answers if a.status_code == 400):
         assert "slug" in refused.json()["fields"], refused.json()
     assert Study.objects.filter(slug="same").count() == 1
+
+
+def test_deleting_a_study_removes_its_files_but_not_those_a_clone_still_uses(
+    django_capture_on_commit_callbacks,
+):
+    from django.core.files.base import ContentFile
+
+    from scoring.models import ExportJob
+
+    study = StudyFactory(status="draft")
+    own, shared = StimulusFactory.create_batch(2, study=study)
+    clone = StudyFactory(status="draft")
+    StimulusFactory(study=clone, image=shared.image.name, sha256=shared.sha256)
+    export = ExportJob(study=study, format="json")
+    export.file.save("gone.json", ContentFile(b"{}"), save=True)
+    names = {"own": own.image.name, "shared": shared.image.name, "export": export.file.name}
+    storage = own.image.storage
+    assert all(storage.exists(name) for name in names.values())
+    with django_capture_on_commit_callbacks(execute=True):
+        study_delete(study=study)
+    assert not storage.exists(names["own"]) and not storage.exists(names["export"])
+    assert storage.exists(names["shared"])  # the clone's stimulus still shows it
+    assert not Study.objects.filter(pk=study.pk).exists()
