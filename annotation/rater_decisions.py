@@ -64,12 +64,16 @@ def rater_in_study(study: Study, rater_id) -> Rater:
     try:
         rater_id = int(rater_id)
     except (TypeError, ValueError):
-        raise DecisionError("no such rater in this study", field="rater", status=404) from None
+        raise DecisionError(
+            "no such rater in this study", code="not_found", field="rater", status=404
+        ) from None
     rater = (
         Rater.objects.filter(study=study, pk=rater_id).exclude(source=Rater.Source.PILOT).first()
     )
     if rater is None:
-        raise DecisionError("no such rater in this study", field="rater", status=404)
+        raise DecisionError(
+            "no such rater in this study", code="not_found", field="rater", status=404
+        )
     return rater
 
 
@@ -90,7 +94,10 @@ def rater_exclude(*, rater: Rater, reason: str, user) -> RaterDecision:
         locked = _locked(rater)
         if locked.status == Rater.Status.EXCLUDED:
             raise DecisionError(
-                "this rater is already excluded from the MOS", field="rater", status=409
+                "this rater is already excluded from the MOS",
+                code="already_excluded",
+                field="rater",
+                status=409,
             )
         decision = _record(
             locked, RaterDecision.Kind.EXCLUDE, text, previous=locked.status, user=user, who=who
@@ -115,7 +122,10 @@ def rater_include(*, rater: Rater, reason: str, user) -> RaterDecision:
         locked = _locked(rater)
         if locked.status != Rater.Status.EXCLUDED:
             raise DecisionError(
-                "this rater is not excluded: nothing to re-include", field="rater", status=409
+                "this rater is not excluded: nothing to re-include",
+                code="not_excluded",
+                field="rater",
+                status=409,
             )
         decision = _record(
             locked, RaterDecision.Kind.INCLUDE, text, previous=locked.status, user=user, who=who
@@ -149,11 +159,17 @@ def rater_set_pay(*, rater: Rater, decision: str, reason: str = "", user) -> Rat
                 f"this rater's work was already sent to the platform as "
                 f"{sent.get_kind_display().lower()}d in export #{sent.export_id} "
                 f"({sent.export.created_at:%Y-%m-%d %H:%M}); change it on the platform",
+                code="already_sent",
                 field="decision",
                 status=409,
             )
         if locked.pay_decision == decision:
-            raise DecisionError(f"this rater is already {decision}d", field="decision", status=409)
+            raise DecisionError(
+                f"this rater is already {decision}d",
+                code="already_decided",
+                field="decision",
+                status=409,
+            )
         row = _record(locked, decision, text, previous=locked.pay_decision, user=user, who=who)
         locked.pay_decision = decision
         locked.save(update_fields=["pay_decision"])

@@ -298,16 +298,17 @@ def test_api_lists_raters_and_records_decisions(rated):
     assert RaterDecision.objects.get(rater=rated).decided_by == owner
 
     # Bad input: the error contract's JSON, nothing changed.
-    for payload, status, field in (
-        ({"action": "include", "reason": "  "}, 400, "reason"),
-        ({"action": "ban", "reason": "x"}, 400, "action"),
-        ({"action": "exclude", "reason": "again"}, 409, "rater"),
-        ({"rater": "me", "action": "exclude", "reason": "x"}, 400, "rater"),
+    for payload, status, field, code in (
+        ({"action": "include", "reason": "  "}, 400, "reason", "invalid"),
+        ({"action": "ban", "reason": "x"}, 400, "action", "invalid"),
+        ({"action": "exclude", "reason": "again"}, 409, "rater", "already_excluded"),
+        ({"rater": "me", "action": "exclude", "reason": "x"}, 400, "rater", "invalid"),
     ):
         refused = api_as(owner).post(decide, {"rater": rated.pk, **payload}, format="json")
         assert refused.status_code == status, refused.content
-        assert field in refused.json()["fields"]
+        assert field in refused.json()["fields"] and refused.json()["error"] == code
     missing = api_as(owner).post(decide, {"rater": 999999, "action": "approve"}, format="json")
+    assert missing.json()["error"] == "not_found"
     assert missing.status_code == 404 and missing.json()["fields"] == {
         "rater": "no such rater in this study"
     }
