@@ -90,10 +90,14 @@ def analysis_run(*, analysis_id: int) -> Analysis:
     )
     try:
         _compute_and_store(analysis)
+    except ServiceError as exc:
+        # A refusal the researcher reads on the analysis (too few ratings, a bad
+        # option): expected, so a warning without a traceback.
+        logger.warning("analysis %s refused: %s", analysis.pk, exc)
+        jobs.job_mark_failed(Analysis, analysis.pk, error=str(exc)[:2000], code=exc.code)
     except Exception as exc:
         logger.exception("analysis %s failed", analysis.pk)
-        code = exc.code if isinstance(exc, ServiceError) else "error"
-        jobs.job_mark_failed(Analysis, analysis.pk, error=str(exc)[:2000], code=code)
+        jobs.job_mark_failed(Analysis, analysis.pk, error=str(exc)[:2000], code="error")
     analysis.refresh_from_db()
     return analysis
 

@@ -86,7 +86,7 @@ def test_mos_tracks_the_ground_truth(rated):
     assert np.corrcoef(mos, truth)[0, 1] > 0.8  # 4-8 noisy ratings per image
 
 
-def test_bad_requests_and_empty_study(researcher_a):
+def test_bad_requests_and_empty_study(researcher_a, caplog):
     study = Study.objects.create(slug="empty", title="Empty", owner=researcher_a)
     with pytest.raises(AnalysisError, match="unknown method"):
         analysis_create(study=study, method="median", enqueue=False)
@@ -96,6 +96,9 @@ def test_bad_requests_and_empty_study(researcher_a):
         analysis_id=analysis_create(study=study, method="mean", enqueue=False).pk
     )
     assert analysis.status == "failed" and "no ratings" in analysis.error
+    # An expected refusal is a warning the operator can read, not an error's traceback.
+    refused = [r for r in caplog.records if "refused" in r.getMessage()]
+    assert [r.levelname for r in refused] == ["WARNING"] and refused[0].exc_info is None
     with pytest.raises(CommandError, match="failed"):
         call_command("run_analysis", "empty", stdout=io.StringIO())
 
