@@ -156,12 +156,10 @@ def test_concurrent_requests_of_one_session_hold_one_claim(way):
     lost on a bad line), or /next from several tabs while no claim is live. One
     rating, one next stimulus for all of them, and the session holds one claim, not
     one per request (which would end a small study's session early)."""
-    import threading
-
-    from django.db import connections
     from django.utils import timezone
 
     from annotation.models import Claim
+    from tests.annotation.helpers import all_at_once
 
     study = StudyFactory(slug="replays", protocol="perspectives", session_size=4)
     StimulusFactory.create_batch(8, study=study)
@@ -181,25 +179,14 @@ def test_concurrent_requests_of_one_session_hold_one_claim(way):
         # The claim the answer handed out is dropped: no claim is live now.
         Claim.objects.filter(rater__external_id="R-1").delete()
     n = 8
-    barrier = threading.Barrier(n)
-    answers: list = []
-
-    def request():
-        try:
-            barrier.wait(timeout=30)
-            if way == "two tabs":
-                answers.append(Client().get("/api/v1/rater/replays/next", HTTP_X_RATER_TOKEN=token))
-            else:
-                answers.append(post(Client(), "/api/v1/rater/replays/submit", body, token))
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=request) for _ in range(n)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert len(answers) == n
+    if way == "two tabs":
+        answers = all_at_once(
+            n, lambda: Client().get("/api/v1/rater/replays/next", HTTP_X_RATER_TOKEN=token)
+        )
+    else:
+        answers = all_at_once(
+            n, lambda: post(Client(), "/api/v1/rater/replays/submit", body, token)
+        )
     if way == "replayed submit":
         assert sorted(a.status_code for a in answers) == [200] * (n - 1) + [201]
     assert {a.json()["next"]["step"] for a in answers} == {"rate"}

@@ -135,36 +135,20 @@ def test_a_draft_with_only_pilot_ratings_can_be_deleted():
 def test_concurrent_creates_of_one_slug_make_one_study_and_refuse_the_rest_plainly():
     """Eight requests create the same slug at once: one study; every other one gets
     the refusal a later request gets (400, on the slug), not an IntegrityError."""
-    import threading
-
-    from django.db import connections
     from rest_framework.test import APIClient
+
+    from tests.annotation.helpers import all_at_once
 
     owner = UserFactory(is_staff=True)
     n = 8
-    barrier = threading.Barrier(n)
-    answers: list = []
 
     def create():
-        try:
-            client = APIClient()
-            client.force_authenticate(owner)
-            barrier.wait(timeout=30)
-            answers.append(
-                client.post(
-                    "/api/v1/studies/",
-                    {"slug": "same", "title": "Same", "protocol": "overall"},
-                    format="json",
-                )
-            )
-        finally:
-            connections.close_all()
+        client = APIClient()
+        client.force_authenticate(owner)
+        body = {"slug": "same", "title": "Same", "protocol": "overall"}
+        return client.post("/api/v1/studies/", body, format="json")
 
-    threads = [threading.Thread(target=create) for _ in range(n)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    answers = all_at_once(n, create)
     assert sorted(a.status_code for a in answers) == [201] + [400] * (n - 1), [
         (a.status_code, a.content[:200]) for a in answers
     ]
