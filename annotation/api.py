@@ -37,6 +37,7 @@ from annotation.models import (
     Stimulus,
     Study,
     StudyOutcome,
+    StudyShare,
 )
 from annotation.permissions import (
     can_edit_study,
@@ -47,7 +48,14 @@ from annotation.permissions import (
     visible_study_or_404,
 )
 from annotation.selectors import study_progress
-from annotation.studies import study_create, study_delete, study_set_status, study_update
+from annotation.studies import (
+    study_create,
+    study_delete,
+    study_set_status,
+    study_share,
+    study_unshare,
+    study_update,
+)
 from studyweb.boundary import BoundedFormParser, BoundedMultiPartParser
 
 
@@ -356,6 +364,19 @@ def _rater_row(rater: Rater, now) -> dict:
     }
 
 
+class StudyShareSerializer(serializers.ModelSerializer):
+    username = serializers.CharField(source="user.username", read_only=True)
+
+    class Meta:
+        model = StudyShare
+        fields = ["id", "username", "level", "created_at"]
+
+
+class StudyShareInSerializer(serializers.Serializer):
+    username = serializers.CharField(max_length=150)
+    level = serializers.ChoiceField(choices=StudyShare.Level.values)
+
+
 class StudyViewSet(
     mixins.CreateModelMixin,
     mixins.RetrieveModelMixin,
@@ -397,6 +418,38 @@ class StudyViewSet(
     @action(detail=True, methods=["post"])
     def close(self, request, slug=None):
         return self._set_status(request, Study.Status.CLOSED)
+
+    @extend_schema(
+        methods=["GET"],
+        responses=StudyShareSerializer(many=True),
+        description="Who the study is shared with (everyone who may see the study).",
+    )
+    @extend_schema(
+        methods=["POST"],
+        request=StudyShareInSerializer,
+        responses={200: StudyShareSerializer},
+        description="Share with a researcher by user name, view-only or edit; sharing "
+        "again changes the level. The owner only.",
+    )
+    @action(detail=True, methods=["get", "post"], pagination_class=None)
+    def shares(self, request, slug=None):
+        study = self.get_object()
+        if request.method == "GET":
+            rows = study.shares.select_related("user").order_by("user__username")
+            return Response(StudyShareSerializer(rows, many=True).data)
+        if not can_share_study(request.user, study):
+            raise PermissionDenied("only the study's owner can share it")
+        body = StudyShareInSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        share = study_share(study=study, **body.validated_data)
+        return Response(StudyShareSerializer(share).data)
+
+    @extend_schema(request=None, responses={204: None})
+    @action(detail=True, methods=["delete"], url_path=r"shares/(?P<share_id>[0-9]+)")
+    def unshare(self, request, slug=None, share_id=None):
+        """Take a share back (the owner only: DELETE is the owner's, StudyAccess)."""
+        study_unshare(study=self.get_object(), share_id=int(share_id))
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(
         responses=inline_serializer(

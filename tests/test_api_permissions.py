@@ -58,6 +58,13 @@ MATRIX = [
     ("post", "/api/v1/studies/study-a/pause/", None, {"admin": 200, "a": 200, "b": 404}),
     ("get", "/api/v1/studies/study-a/progress/", None, {"admin": 200, "a": 200, "b": 404}),
     ("get", "/api/v1/studies/study-a/raters/", None, {"admin": 200, "a": 200, "b": 404}),
+    ("get", "/api/v1/studies/study-a/shares/", None, {"admin": 200, "a": 200, "b": 404}),
+    (
+        "post",
+        "/api/v1/studies/study-a/shares/",
+        {"username": "researcher_b", "level": "view"},
+        {"admin": 200, "a": 200, "b": 404},
+    ),
     (
         "post",
         "/api/v1/studies/study-a/rater-decisions/",

@@ -242,3 +242,42 @@ def test_a_viewer_reads_scoring_jobs_but_only_an_editor_starts_or_cancels_them(
     assert api.post(f"/api/v1/scoring-jobs/{job.pk}/cancel/").status_code == 200
     job.refresh_from_db()
     assert job.status == "cancelled"
+
+
+def test_the_api_lists_gives_changes_and_takes_back_shares_for_the_owner_only(
+    study_a, researcher_a, researcher_b
+):
+    """/api/v1/studies/<slug>/shares/: the same rules as the sharing page (the owner
+    shares and takes back; a sharer reads who else has it; refusals change nothing)."""
+    editor = UserFactory(username="editor_c", is_staff=True)
+    base = f"/api/v1/studies/{study_a.slug}/shares/"
+    owner = api_as(researcher_a)
+    made = owner.post(base, {"username": "Researcher_B", "level": "view"}, format="json")
+    assert made.status_code == 200, made.content
+    assert made.json()["username"] == "researcher_b" and made.json()["level"] == "view"
+    changed = owner.post(base, {"username": "researcher_b", "level": "edit"}, format="json")
+    assert changed.json()["id"] == made.json()["id"] and changed.json()["level"] == "edit"
+    owner.post(base, {"username": "editor_c", "level": "edit"}, format="json")
+    listed = api_as(researcher_b).get(base).json()
+    assert [(r["username"], r["level"]) for r in listed] == [
+        ("editor_c", "edit"),
+        ("researcher_b", "edit"),
+    ]
+    # An editor may change the study but not who shares it.
+    refused = api_as(editor).post(
+        base, {"username": "researcher_b", "level": "view"}, format="json"
+    )
+    assert refused.status_code == 403
+    for body, field in (
+        ({"username": "nobody-here", "level": "view"}, "username"),
+        ({"username": "researcher_b", "level": "admin"}, "level"),
+    ):
+        bad = owner.post(base, body, format="json")
+        assert bad.status_code == 400 and field in bad.json()["fields"], bad.content
+    assert StudyShare.objects.get(user=researcher_b).level == "edit"
+    share_id = made.json()["id"]
+    assert api_as(editor).delete(f"{base}{share_id}/").status_code == 403
+    assert owner.delete(f"{base}{share_id}/").status_code == 204
+    assert owner.delete(f"{base}{share_id}/").status_code == 404
+    assert api_as(researcher_b).get(base).status_code == 404  # no longer shared
+    assert list(StudyShare.objects.values_list("user__username", flat=True)) == ["editor_c"]
