@@ -20,7 +20,7 @@ import math
 import re
 import sys
 from typing import Any
-from urllib.parse import unquote_plus
+from urllib.parse import parse_qsl, unquote_plus
 
 from django.conf import settings
 from django.core.exceptions import (
@@ -250,9 +250,29 @@ def _refuse_characters(request: HttpRequest, json_endpoint: bool) -> tuple[str, 
     for key, value in request.COOKIES.items():
         if _CONTROL.search(key) or _CONTROL.search(value):
             return "cookie", "a cookie holds a control character"
+    if _form_not_utf8(request):
+        return "form", "the form body is not UTF-8 (send it as UTF-8, or name its charset)"
     # Form bodies: the API's parsers (BoundedFormParser, BoundedMultiPartParser) for
     # every method; pages' forms field by field (studyweb.forms.PlainTextFields).
     return None
+
+
+def _form_not_utf8(request: HttpRequest) -> bool:
+    """An urlencoded body said (or taken) to be UTF-8 that is not: Django would decode
+    it with replacement characters, and a name saved from it would be silently
+    mangled. A body that names another charset is decoded with that one."""
+    if request.content_type != "application/x-www-form-urlencoded":
+        return False
+    if request.content_params.get("charset", "utf-8").lower() not in ("utf-8", "utf8"):
+        return False
+    body = request.body
+    if not body:
+        return False
+    try:
+        parse_qsl(body.decode("utf-8"), keep_blank_values=True, errors="strict")
+    except (UnicodeDecodeError, ValueError):
+        return True
+    return False
 
 
 class BoundaryMiddleware:

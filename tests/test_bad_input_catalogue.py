@@ -632,3 +632,41 @@ def test_generated_catalogue_covers_every_operation_and_class():
     ):
         assert kind in ids, kind
     assert len(GENERATED_API) + len(GENERATED_RATER) >= 300
+
+
+def test_form_bodies_that_are_not_utf8_are_refused_not_mangled(ctx, researcher_a):
+    """A latin-1 form body sent as UTF-8 (%E9 for é): Django would save U+FFFD in
+    its place. Refused on the API (JSON, field "form") and on pages (400), nothing
+    changed; the same text in UTF-8, or with its charset named, is taken as meant."""
+    from django.test import Client
+
+    from annotation.models import Study
+
+    url = "/api/v1/studies/bad/"
+    before = counts()
+    refused = ctx["a"].generic(
+        "PATCH", url, b"title=%E9t%E9", content_type="application/x-www-form-urlencoded"
+    )
+    assert refused.status_code == 400 and "form" in refused.json()["fields"], refused.content
+    page = Client()
+    page.force_login(researcher_a)
+    on_page = page.generic(
+        "POST",
+        "/studies/bad/edit/",
+        b"title=%E9t%E9",
+        content_type="application/x-www-form-urlencoded",
+    )
+    assert on_page.status_code == 400 and b"UTF-8" in on_page.content
+    assert counts() == before
+    utf8 = ctx["a"].generic(
+        "PATCH", url, b"title=%C3%A9t%C3%A9", content_type="application/x-www-form-urlencoded"
+    )
+    assert utf8.status_code == 200 and Study.objects.get(slug="bad").title == "été"
+    latin1 = ctx["a"].generic(
+        "PATCH",
+        url,
+        b"title=%E9t%E9!",
+        content_type="application/x-www-form-urlencoded; charset=latin-1",
+    )
+    assert latin1.status_code == 200, latin1.content
+    assert Study.objects.get(slug="bad").title == "été!"
