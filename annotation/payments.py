@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
 from django.db import IntegrityError, transaction
+from django.http import HttpResponse
 
 from annotation.models import (
     PaymentExport,
@@ -274,6 +275,14 @@ def payment_export_bonus(
 
 def _money(amount: Decimal | None) -> str:
     return f"{amount:.2f}" if amount is not None else ""
+
+
+def payment_file_response(export: PaymentExport) -> HttpResponse:
+    """The export's file as a download (the raters page and the API alike)."""
+    name, content_type, text = payment_file(export)
+    response = HttpResponse(text, content_type=content_type)
+    response["Content-Disposition"] = f'attachment; filename="{name}"'
+    return response
 
 
 def payment_file(export: PaymentExport) -> tuple[str, str, str]:

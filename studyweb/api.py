@@ -44,6 +44,16 @@ urlpatterns = [
     path(
         "v1/studies/<slug:slug>/export/<str:fmt>/", exports_api.export_download, name="api-export"
     ),
+    path(
+        "v1/studies/<slug:slug>/payment-files/",
+        exports_api.payment_files,
+        name="api-payment-files",
+    ),
+    path(
+        "v1/studies/<slug:slug>/payment-files/<int:export_id>/download/",
+        exports_api.payment_file_download,
+        name="api-payment-file-download",
+    ),
     path("schema/", SchemaView.as_view(), name="schema"),
     path("schema/swagger/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="swagger"),
     path("schema/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),

@@ -59,6 +59,13 @@ MATRIX = [
     ("get", "/api/v1/studies/study-a/progress/", None, {"admin": 200, "a": 200, "b": 404}),
     ("get", "/api/v1/studies/study-a/raters/", None, {"admin": 200, "a": 200, "b": 404}),
     ("get", "/api/v1/studies/study-a/shares/", None, {"admin": 200, "a": 200, "b": 404}),
+    ("get", "/api/v1/studies/study-a/payment-files/", None, {"admin": 200, "a": 200, "b": 404}),
+    (
+        "post",
+        "/api/v1/studies/study-a/payment-files/",
+        {"platform": "prolific", "kind": "approve"},
+        {"admin": 201, "a": 201, "b": 404},
+    ),
     (
         "post",
         "/api/v1/studies/study-a/shares/",

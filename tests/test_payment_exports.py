@@ -338,3 +338,63 @@ def test_a_study_with_payment_files_and_no_ratings_can_still_be_deleted(research
     study_delete(study=study)
     assert not Study.objects.filter(slug="pay-delete").exists()
     assert not PaymentExportLine.objects.exists() and not RaterDecision.objects.exists()
+
+
+def _api(user):
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    client.force_authenticate(user)
+    return client
+
+
+def test_payment_files_through_the_api_follow_the_raters_page(researcher):
+    """/api/v1/studies/<slug>/payment-files/: made by owners and editors, listed and
+    downloaded by everyone the study is shared with; bad requests record nothing."""
+    from tests.factories import StudyShareFactory
+
+    study = StudyFactory(slug="pay-api", owner=researcher)
+    for pid in ("60aaa1", "60bbb2"):
+        rater_set_pay(rater=prolific(study, pid), decision="approve", user=researcher)
+    base = "/api/v1/studies/pay-api/payment-files/"
+    made = _api(researcher).post(base, {"platform": "prolific", "kind": "approve"}, format="json")
+    assert made.status_code == 201, made.content
+    assert made.json()["lines"] == 2 and made.json()["created_by_name"] == "payer"
+    download = _api(researcher).get(made.json()["download_url"])
+    assert download.status_code == 200 and download.content == b"60aaa1\n60bbb2\n"
+    assert download["Content-Disposition"].endswith(
+        f'pay-api-prolific-approve-{made.json()["id"]}.txt"'
+    )
+
+    viewer = UserFactory(username="viewer")
+    StudyShareFactory(study=study, user=viewer, level="view")
+    assert [row["id"] for row in _api(viewer).get(base).json()] == [made.json()["id"]]
+    refused = _api(viewer).post(base, {"platform": "prolific", "kind": "reject"}, format="json")
+    assert refused.status_code == 403
+    for body, field in (
+        ({"platform": "upwork", "kind": "approve"}, "platform"),
+        ({"platform": "prolific", "kind": "pay"}, "kind"),
+        ({"platform": "prolific", "kind": "bonus"}, "analysis"),
+    ):
+        bad = _api(researcher).post(base, body, format="json")
+        assert bad.status_code == 400 and field in bad.json()["fields"], bad.content
+    assert PaymentExport.objects.filter(study=study).count() == 1
+    stranger = UserFactory(username="stranger")
+    assert _api(stranger).get(base).status_code == 404
+    assert _api(stranger).get(made.json()["download_url"]).status_code == 404
+
+
+def test_a_bonus_file_through_the_api(analysed, researcher):
+    study, analysis = analysed
+    study.owner = researcher
+    study.save(update_fields=["owner"])
+    body = rule(analysis, top_percent="100", min_corr="0") | {"kind": "bonus"}
+    made = _api(researcher).post(
+        f"/api/v1/studies/{study.slug}/payment-files/", body, format="json"
+    )
+    assert made.status_code == 201, made.content
+    assert made.json()["rule"]["analysis_id"] == analysis.pk and made.json()["lines"] > 0
+    refused = _api(researcher).post(
+        f"/api/v1/studies/{study.slug}/payment-files/", body | {"top_percent": "0"}, format="json"
+    )
+    assert refused.status_code == 400 and "top_percent" in refused.json()["fields"]

@@ -1,4 +1,5 @@
-"""REST API of exports: the format registry, direct streamed downloads, export jobs."""
+"""REST API of exports: the format registry, direct streamed downloads, export jobs,
+payment files."""
 
 from __future__ import annotations
 
@@ -15,8 +16,17 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
 from annotation.api import STUDY_FILTER, VisibleStudyField
-from annotation.permissions import can_view_study, visible_studies, visible_study_or_404
+from annotation.models import PaymentExport
+from annotation.payments import payment_export_verdicts, payment_file_response
+from annotation.permissions import (
+    VIEW_ONLY,
+    can_edit_study,
+    can_view_study,
+    visible_studies,
+    visible_study_or_404,
+)
 from scoring.exports.formats import FORMATS, export_stream
+from scoring.exports.payments import bonus_export_create, bonus_rule_parse
 from scoring.exports.services import (
     analysis_from_param,
     export_file_response,
@@ -174,3 +184,97 @@ class ExportJobViewSet(
                 status=status.HTTP_409_CONFLICT,
             )
         return export_file_response(job, FORMATS[job.format])
+
+
+# --- Payment files (the raters page's "payment files", for scripts) -------------------
+
+
+class PaymentFileSerializer(serializers.ModelSerializer):
+    lines = serializers.SerializerMethodField()
+    download_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = PaymentExport
+        fields = [
+            "id",
+            "platform",
+            "kind",
+            "rule",
+            "lines",
+            "left_out",
+            "created_by_name",
+            "created_at",
+            "download_url",
+        ]
+
+    def get_lines(self, obj) -> int:
+        return obj.lines.count()
+
+    def get_download_url(self, obj) -> str:
+        request = self.context.get("request")
+        path = f"/api/v1/studies/{obj.study.slug}/payment-files/{obj.pk}/download/"
+        return request.build_absolute_uri(path) if request else path
+
+
+class PaymentFileInSerializer(serializers.Serializer):
+    """Approvals or rejections need platform and kind only; a bonus also names its
+    rule (the same fields as the raters page's form)."""
+
+    platform = serializers.ChoiceField(choices=[p for p, _ in PaymentExport.platform.field.choices])
+    kind = serializers.ChoiceField(choices=PaymentExport.Kind.values)
+    analysis = serializers.IntegerField(required=False)
+    min_corr = serializers.FloatField(required=False)
+    top_percent = serializers.FloatField(required=False)
+    amount = serializers.CharField(required=False, max_length=20)
+    currency = serializers.CharField(required=False, max_length=3)
+    reason = serializers.CharField(required=False, max_length=500)
+
+
+@extend_schema(
+    methods=["GET"],
+    responses=PaymentFileSerializer(many=True),
+    description="The study's payment files, newest first.",
+)
+@extend_schema(
+    methods=["POST"],
+    request=PaymentFileInSerializer,
+    responses={201: PaymentFileSerializer},
+    description="Make a payment file: the raters not yet sent to the platform as "
+    "approved / rejected, or a bonus by its rule. Owners and editors.",
+)
+@api_view(["GET", "POST"])
+@permission_classes([IsAuthenticated])
+def payment_files(request, slug: str):
+    study = visible_study_or_404(request.user, slug)
+    if request.method == "GET":
+        rows = study.payment_exports.select_related("study").order_by("-created_at")
+        return Response(PaymentFileSerializer(rows, many=True, context={"request": request}).data)
+    if not can_edit_study(request.user, study):
+        raise PermissionDenied(VIEW_ONLY)
+    body = PaymentFileInSerializer(data=request.data)
+    body.is_valid(raise_exception=True)
+    data = body.validated_data
+    if data["kind"] == PaymentExport.Kind.BONUS:
+        rule = bonus_rule_parse(study, data)
+        export = bonus_export_create(
+            study=study, platform=data["platform"], rule=rule, user=request.user
+        )
+    else:
+        export = payment_export_verdicts(
+            study=study, platform=data["platform"], kind=data["kind"], user=request.user
+        )
+    return Response(
+        PaymentFileSerializer(export, context={"request": request}).data,
+        status=status.HTTP_201_CREATED,
+    )
+
+
+@extend_schema(responses={200: OpenApiResponse(description="the platform's CSV")})
+@api_view(["GET"])
+@permission_classes([IsAuthenticated])
+def payment_file_download(request, slug: str, export_id: int):
+    study = visible_study_or_404(request.user, slug)
+    export = study.payment_exports.filter(pk=export_id).first()
+    if export is None:
+        raise NotFound("no such payment file")
+    return payment_file_response(export)

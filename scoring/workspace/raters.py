@@ -17,7 +17,12 @@ from django.views.decorators.http import require_GET, require_POST
 
 from annotation import rater_review
 from annotation.models import PLATFORM_CHOICES, PaymentExport, Rater, RaterDecision, Study
-from annotation.payments import PLATFORMS, PaymentError, payment_export_verdicts, payment_file
+from annotation.payments import (
+    PLATFORMS,
+    PaymentError,
+    payment_export_verdicts,
+    payment_file_response,
+)
 from annotation.payments import assignments as payment_assignments
 from annotation.payments import pending_counts as payment_pending_counts
 from annotation.permissions import can_edit_study
@@ -203,10 +208,7 @@ def payment_export_download(request: HttpRequest, slug: str, export_id: int) -> 
     export = study.payment_exports.filter(pk=export_id).first()
     if export is None:
         raise Http404("no such payment file")
-    name, content_type, text = payment_file(export)
-    response = HttpResponse(text, content_type=content_type)
-    response["Content-Disposition"] = f'attachment; filename="{name}"'
-    return response
+    return payment_file_response(export)
 
 
 # --- one rater -------------------------------------------------------------------------
