@@ -116,26 +116,36 @@ def test_the_switcher_turns_an_english_page_into_chinese_and_keeps_the_id(live_s
 def test_sliders_moved_before_the_script_runs_keep_their_answers(live_server, page):
     """The rate page's script runs after the page shows (behind the language catalogue):
     a rater quick enough to move the sliders first keeps those answers, and can submit."""
-    import time
-
     study = StudyFactory(
         slug="zh-early", protocol="perspectives", session_size=2, min_view_seconds=0
     )
     StimulusFactory.create_batch(2, study=study, width=32, height=24)
-
-    def slow_catalogue(route):
-        time.sleep(1.5)  # the catalogue (and so rate.js, deferred after it) comes late
-        route.continue_()
+    # The catalogue (and so rate.js, deferred after it) is held until the sliders have
+    # moved: released by the test, not after a delay a slow machine could outlast.
+    held: list = []
 
     page.goto(f"{live_server.url}/s/{study.slug}/?PROLIFIC_PID=early-1&STUDY_ID=s&SESSION_ID=x")
     page.click("#agree")
-    page.route("**/i18n.js*", slow_catalogue)
+    page.locator("#start").wait_for()
+
+    def hold(route):
+        held.append(route)
+
+    page.route("**/i18n.js*", hold)
     page.click("#start")
     page.locator("input.slider").first.wait_for()
+    for _ in range(200):  # the rate page's request for the catalogue, held
+        if held:
+            break
+        page.wait_for_timeout(25)
+    assert held, "the rate page never asked for the catalogue"
     assert page.locator("#rate-form[data-ready]").count() == 0  # before the script
     for slider in page.locator("input.slider").all():
         slider.focus()
         page.keyboard.press("ArrowRight")
+    for route in held:
+        route.continue_()
+    page.unroute("**/i18n.js*")
     page.locator("#rate-form[data-ready]").wait_for(state="attached")
     page.locator("#rate-submit:enabled").wait_for()
     assert page.locator("input.slider.untouched").count() == 0
