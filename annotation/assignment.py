@@ -423,21 +423,6 @@ def claim_next(
     current = _live_claim(session, now) if live is UNREAD else live
     if current is not None:
         return current  # a reload resumes on the same stimulus
-    # A new claim is made under the session's row lock, and the live claim read again
-    # under it: two requests of one session at once (a submit retried while its first
-    # answer was lost, two tabs) would otherwise each see none and claim one each, and
-    # the session would hold several stimuli and end early.
-    with transaction.atomic():
-        Session.objects.select_for_update().filter(pk=session.pk).values_list("pk").first()
-        current = _live_claim(session, now)
-        if current is not None:
-            return current
-        return _claim_new(session, now, done)
-
-
-def _claim_new(session: Session, now, done: int | None) -> Claim | None:
-    """A new claim for a session that holds none (``claim_next``, under its lock)."""
-    rater = session.rater
     if done is None:
         done, _ = session_progress(session)
     planned = session.planned_items
