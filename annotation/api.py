@@ -40,6 +40,7 @@ from annotation.models import (
     StudyShare,
 )
 from annotation.permissions import (
+    OWNER_ONLY_SHARES,
     can_edit_study,
     can_share_study,
     can_view_study,
@@ -438,7 +439,7 @@ class StudyViewSet(
             rows = study.shares.select_related("user").order_by("user__username")
             return Response(StudyShareSerializer(rows, many=True).data)
         if not can_share_study(request.user, study):
-            raise PermissionDenied("only the study's owner can share it")
+            raise PermissionDenied(OWNER_ONLY_SHARES)
         body = StudyShareInSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         share = study_share(study=study, **body.validated_data)
@@ -529,6 +530,17 @@ class StudyViewSet(
 # Query filters of the list endpoints: documented, and a value outside a fixed set is
 # refused (400 on the parameter) rather than answered with an empty list.
 STUDY_FILTER = OpenApiParameter("study", str, description="only this study's rows (its slug)")
+
+
+def int_param(request, name: str, default: int | None) -> int | None:
+    """A whole-number query parameter, refused on its own name when it is not one."""
+    raw = request.query_params.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValidationError({name: ["must be an integer"]}) from None
 
 
 def choice_param(request, name: str, choices) -> str | None:

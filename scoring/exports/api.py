@@ -3,6 +3,7 @@ payment files."""
 
 from __future__ import annotations
 
+from django.db.models import Count
 from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
@@ -208,7 +209,9 @@ class PaymentFileSerializer(serializers.ModelSerializer):
         ]
 
     def get_lines(self, obj) -> int:
-        return obj.lines.count()
+        # The list annotates the count (one query); a single file counts its own.
+        n = getattr(obj, "n_lines", None)
+        return obj.lines.count() if n is None else n
 
     def get_download_url(self, obj) -> str:
         request = self.context.get("request")
@@ -247,7 +250,11 @@ class PaymentFileInSerializer(serializers.Serializer):
 def payment_files(request, slug: str):
     study = visible_study_or_404(request.user, slug)
     if request.method == "GET":
-        rows = study.payment_exports.select_related("study").order_by("-created_at")
+        rows = (
+            study.payment_exports.select_related("study")
+            .annotate(n_lines=Count("lines"))
+            .order_by("-created_at")
+        )
         return Response(PaymentFileSerializer(rows, many=True, context={"request": request}).data)
     if not can_edit_study(request.user, study):
         raise PermissionDenied(VIEW_ONLY)

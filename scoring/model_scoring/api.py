@@ -14,7 +14,7 @@ from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
-from annotation.api import STUDY_FILTER, FiniteFloatField, VisibleStudyField
+from annotation.api import STUDY_FILTER, FiniteFloatField, VisibleStudyField, int_param
 from annotation.permissions import (
     VIEW_ONLY,
     can_edit_study,
@@ -221,17 +221,6 @@ class PredictionViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
 MAX_N_BOOT = 2000
 
 
-def _int_param(request, name: str, default: int | None) -> int | None:
-    """A whole-number query parameter, refused on its own name when it is not one."""
-    raw = request.query_params.get(name)
-    if raw in (None, ""):
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise ValidationError({name: ["must be an integer"]}) from None
-
-
 @extend_schema(
     parameters=[
         OpenApiParameter("model_version", str, required=True),
@@ -256,8 +245,8 @@ def agreement_view(request, slug: str):
     version = ModelVersion.objects.filter(name=name).first()
     if version is None:
         raise ValidationError({"model_version": [f"no model version named {name!r}"]})
-    n_boot = _int_param(request, "n_boot", 1000)
-    analysis_id = _int_param(request, "analysis", None)
+    n_boot = int_param(request, "n_boot", 1000)
+    analysis_id = int_param(request, "analysis", None)
     if n_boot is None or not 0 <= n_boot <= MAX_N_BOOT:
         raise ValidationError({"n_boot": [f"must be between 0 and {MAX_N_BOOT}"]})
     try:

@@ -9,6 +9,7 @@ from django.http import HttpRequest
 
 from annotation.models import Study
 from annotation.permissions import (
+    OWNER_ONLY_SHARES,
     VIEW_ONLY,
     can_edit_study,
     can_share_study,
@@ -33,5 +34,5 @@ def study_to_share(request: HttpRequest, slug: str) -> Study:
     """The study, if the user may share it (owner or admin)."""
     study = study_for(request, slug)
     if not can_share_study(request.user, study):
-        raise PermissionDenied("only the study's owner can share it")
+        raise PermissionDenied(OWNER_ONLY_SHARES)
     return study
