@@ -10,7 +10,10 @@ and one already-rated stimulus may come back once per session (repetition 2).
 Concurrency: candidate stimuli are locked with
 ``SELECT ... FOR UPDATE SKIP LOCKED`` and their counts re-read under the lock;
 every writer (claiming here, rating in services.rating_submit) locks the
-stimulus row first, so two raters never take the last slot twice. The unique
+stimulus row first, so two raters never take the last slot twice. The requests
+of one session (a replayed submit, a second tab) claim one at a time: each
+claiming transaction first takes the session's claiming lock and re-reads its
+live claim (``_claiming``), so the session keeps one live claim. The unique
 constraints on Claim and Rating are the last guard.
 
 The statements that run on every claim (the candidates, the lock, the count under
@@ -26,7 +29,8 @@ K ratings (``_claim_pilot``), so a preview of a full study still works.
 from __future__ import annotations
 
 import bisect
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from itertools import accumulate
 
 from django.db import transaction
@@ -357,6 +361,21 @@ def _claim_pilot(session: Session, now) -> Claim | None:
     return _make_claim(session, stimulus, 1, now) if stimulus else None
 
 
+def _claiming(session: Session, now, make: Callable[[Session, datetime], Claim | None]):
+    """``make``'s claim, made in its own transaction behind the session's claiming
+    lock (``statements.lock_session``); or, when another request of the same session
+    (a replayed submit, a second tab) claimed meanwhile, that request's claim.
+
+    The lock is taken per claiming transaction, never around several: each of
+    ``_claim_test``'s attempts is its own transaction, so the stimulus rows an
+    attempt locked are released before the next one waits for others."""
+    with transaction.atomic():
+        statements.lock_session(session.pk)
+        if statements.live_claim_id(session.pk, now) is not None:
+            return _live_claim(session, now)
+        return make(session, now)
+
+
 def _claim_test(session: Session, now) -> Claim | None:
     study = session.rater.study
     k = study.ratings_per_stimulus
@@ -367,6 +386,9 @@ def _claim_test(session: Session, now) -> Claim | None:
         if not ids:
             return None
         with transaction.atomic():
+            statements.lock_session(session.pk)
+            if statements.live_claim_id(session.pk, now) is not None:
+                return _live_claim(session, now)  # another request of the session claimed
             if attempt <= SKIP_LOCKED_TRIES:
                 # The first candidate nobody else holds, one row at a time: a rater
                 # locks only the stimulus it claims (and any it finds full on the way),
@@ -432,15 +454,15 @@ def claim_next(
     if study.max_items_per_rater and rater.ratings.count() >= study.max_items_per_rater:
         return None
     if _repeat_due(study, session, done):
-        claim = _claim_repeat(session, now)
+        claim = _claiming(session, now, _claim_repeat)
         if claim:
             return claim
     if _gold_due(study, done):
-        claim = _claim_gold(session, now)
+        claim = _claiming(session, now, _claim_gold)
         if claim:
             return claim
     if pilot.is_pilot(rater):
-        return _claim_pilot(session, now)
+        return _claiming(session, now, _claim_pilot)
     return _claim_test(session, now)
 
 

@@ -147,3 +147,50 @@ def test_submit_before_the_minimum_viewing_time_is_a_409_that_changes_nothing(st
     # The claim is kept: the same image comes back on the next request.
     again = client.get("/api/v1/rater/scripted/next", HTTP_X_RATER_TOKEN=token).json()
     assert again["next"]["stimulus"]["id"] == body["stimulus"]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("way", ["replayed submit", "two tabs"])
+def test_concurrent_requests_of_one_session_hold_one_claim(way):
+    """Requests of one session at once: a submit retried several times (its answers
+    lost on a bad line), or /next from several tabs while no claim is live. One
+    rating, one next stimulus for all of them, and the session holds one claim, not
+    one per request (which would end a small study's session early)."""
+    from django.utils import timezone
+
+    from annotation.models import Claim
+    from tests.annotation.helpers import all_at_once
+
+    study = StudyFactory(slug="replays", protocol="perspectives", session_size=4)
+    StimulusFactory.create_batch(8, study=study)
+    client = Client()
+    token = post(
+        client, "/api/v1/rater/replays/start", {"consent": True, "external_id": "R-1"}
+    ).json()["token"]
+    first = client.get("/api/v1/rater/replays/next", HTTP_X_RATER_TOKEN=token).json()
+    body = {
+        "stimulus": first["next"]["stimulus"]["id"],
+        "scores": GOOD,
+        "client_id": str(uuid.uuid4()),
+        "viewing_seconds": 4,
+    }
+    if way == "two tabs":
+        assert post(client, "/api/v1/rater/replays/submit", body, token).status_code == 201
+        # The claim the answer handed out is dropped: no claim is live now.
+        Claim.objects.filter(rater__external_id="R-1").delete()
+    n = 8
+    if way == "two tabs":
+        answers = all_at_once(
+            n, lambda: Client().get("/api/v1/rater/replays/next", HTTP_X_RATER_TOKEN=token)
+        )
+    else:
+        answers = all_at_once(
+            n, lambda: post(Client(), "/api/v1/rater/replays/submit", body, token)
+        )
+    if way == "replayed submit":
+        assert sorted(a.status_code for a in answers) == [200] * (n - 1) + [201]
+    assert {a.json()["next"]["step"] for a in answers} == {"rate"}
+    assert len({a.json()["next"]["stimulus"]["id"] for a in answers}) == 1
+    rater = Rater.objects.get(external_id="R-1")
+    assert Rating.objects.filter(rater=rater).count() == 1
+    assert Claim.objects.filter(rater=rater, expires_at__gt=timezone.now()).count() == 1
