@@ -143,7 +143,7 @@ class StudyOutcomeSerializer(serializers.Serializer):
 
     kind = serializers.ChoiceField(choices=StudyOutcome.Kind.values)
     platform = serializers.ChoiceField(
-        choices=["", *(key for key, _ in PLATFORM_CHOICES)], required=False, default=""
+        choices=[("", "Any platform"), *PLATFORM_CHOICES], required=False, default=""
     )
     code = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
     redirect_url = OptionalURLField(max_length=200, required=False, allow_blank=True, default="")
@@ -174,7 +174,7 @@ class StudySerializer(serializers.ModelSerializer):
     break_every = serializers.IntegerField(**_bounds("break_every"), default=40)
     claim_ttl_seconds = serializers.IntegerField(**_bounds("claim_ttl_seconds"), default=600)
     platforms = serializers.ListField(
-        child=serializers.ChoiceField(choices=[key for key, _ in PLATFORM_CHOICES]),
+        child=serializers.ChoiceField(choices=PLATFORM_CHOICES),
         allow_empty=False,
         required=False,
         help_text="Links the study accepts (default: all of prolific, mturk, anonymous).",

@@ -86,12 +86,22 @@ class BadJSON(ValueError):
         return {self.field: self.detail} if self.field else {}
 
 
-def _parse_int(text: str) -> int:
+class _OutOfRange:
+    """An integer token out of range, kept by the parser (which knows no key) for
+    the walk to refuse with the field it sits under."""
+
+    def __init__(self, detail: str):
+        self.detail = detail
+
+
+def _parse_int(text: str) -> int | _OutOfRange:
     if len(text) > MAX_INT_CHARS:
-        raise BadJSON("number_out_of_range", f"an integer of {len(text)} digits is out of range")
+        # Not converted: int() of a long token is quadratic (and Python refuses
+        # over 4,300 digits anyway).
+        return _OutOfRange(f"an integer of {len(text)} digits is out of range")
     value = int(text)
     if not -_INT_LIMIT < value < _INT_LIMIT:
-        raise BadJSON("number_out_of_range", f"the integer {value} is out of range")
+        return _OutOfRange(f"the integer {value} is out of range")
     return value
 
 
@@ -117,6 +127,8 @@ def _check_tree(value: Any) -> None:
         elif isinstance(node, float):
             if not math.isfinite(node):
                 raise BadJSON("not_finite", "must be a finite number", field)
+        elif isinstance(node, _OutOfRange):
+            raise BadJSON("number_out_of_range", node.detail, field)
         elif isinstance(node, dict | list):
             if depth > MAX_JSON_DEPTH:
                 raise BadJSON("too_deep", f"JSON nested deeper than {MAX_JSON_DEPTH} levels", field)

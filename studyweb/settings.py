@@ -306,6 +306,9 @@ SPECTACULAR_SETTINGS = {
         # Every kind of background job has one set of states (studyweb.jobs).
         "JobStatusEnum": "studyweb.jobs.Job.Status",
         "StudyStatusEnum": "annotation.models.Study.Status",
+        # Where raters come from (a study's recruitment), and the platforms that pay.
+        "RecruitmentPlatformEnum": "annotation.models.PLATFORM_CHOICES",
+        "PaymentPlatformEnum": [("prolific", "Prolific"), ("mturk", "MTurk")],
     },
 }
 

@@ -223,7 +223,7 @@ class PaymentFileInSerializer(serializers.Serializer):
     """Approvals or rejections need platform and kind only; a bonus also names its
     rule (the same fields as the raters page's form)."""
 
-    platform = serializers.ChoiceField(choices=[p for p, _ in PaymentExport.platform.field.choices])
+    platform = serializers.ChoiceField(choices=PaymentExport.platform.field.choices)
     kind = serializers.ChoiceField(choices=PaymentExport.Kind.values)
     analysis = serializers.IntegerField(required=False)
     min_corr = serializers.FloatField(required=False)

@@ -402,6 +402,9 @@ RAW_INF = '{"overall": Infinity, "technical": 60, "rationality": 80}'
         ),  # json.dumps writes the NaN token
         ({**GOOD, "overall": "NaN"}, "overall", "invalid_scores"),
         ({**GOOD, "overall": float("inf")}, "overall", "not_finite"),
+        # Out of 8-byte range, or too long to convert: named like the others.
+        ({**GOOD, "overall": 2**63}, "overall", "number_out_of_range"),
+        ({**GOOD, "technical": 10**40}, "technical", "number_out_of_range"),
         ({**GOOD, "overall": "abc"}, "overall", "invalid_scores"),
         ({**GOOD, "sharpness": 50}, "sharpness", "invalid_scores"),
         ([70, 60, 80], "scores", "invalid_scores"),
