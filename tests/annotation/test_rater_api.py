@@ -149,6 +149,7 @@ def test_submit_before_the_minimum_viewing_time_is_a_409_that_changes_nothing(st
     assert again["next"]["stimulus"]["id"] == body["stimulus"]
 
 
+@pytest.mark.sqlite_too
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("way", ["replayed submit", "two tabs"])
 def test_concurrent_requests_of_one_session_hold_one_claim(way):
