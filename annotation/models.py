@@ -49,6 +49,18 @@ def all_platforms() -> list[str]:
     return [key for key, _ in PLATFORM_CHOICES]
 
 
+def validate_lowercase_slug(value) -> None:
+    """New study links in lowercase: ``/s/Demo/`` beside ``/s/demo/`` would be a
+    lookalike link of another study. (Slugs are unique as written; studies made
+    before this rule keep theirs.)"""
+    if isinstance(value, str) and value != value.lower():
+        raise ValidationError(
+            "Use lowercase letters in the slug: study links differing only in letter "
+            "case would look alike.",
+            code="uppercase",
+        )
+
+
 def validate_platforms(value) -> None:
     """A non-empty list of known platforms, each once (a study nobody can enter is a
     mistake, not a setting: pause or close it instead)."""
@@ -208,7 +220,7 @@ class Study(models.Model):
         PAUSED = "paused", "Paused"
         CLOSED = "closed", "Closed"
 
-    slug = models.SlugField(max_length=64, unique=True)
+    slug = models.SlugField(max_length=64, unique=True, validators=[validate_lowercase_slug])
     title = models.CharField(max_length=200)
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="owned_studies"

@@ -46,6 +46,7 @@ from annotation.models import (
     RaterDecision,
     Study,
 )
+from studyweb.boundary import has_control_characters
 from studyweb.errors import ServiceError
 
 PLATFORMS = {"prolific": Rater.Source.PROLIFIC, "mturk": Rater.Source.MTURK}
@@ -214,6 +215,12 @@ def payment_export_bonus(
         raise PaymentError("say why the bonus is paid: the worker reads it", field="reason")
     if len(text) > 1000:
         raise PaymentError("the bonus reason is longer than 1000 characters", field="reason")
+    if has_control_characters(text, free_text=True):
+        # The worker reads it in the platform's file: no NUL, escape or the like.
+        raise PaymentError(
+            "remove the control characters (such as NUL or escape) from the reason",
+            field="reason",
+        )
     who = _who(user)
     source = PLATFORMS[platform]
     with transaction.atomic():

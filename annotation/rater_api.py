@@ -50,15 +50,30 @@ class EntryParams:
     platform: dict[str, str] = field(default_factory=dict)
     platform_session_id: str = ""
     preview: bool = False  # MTurk shows the task before a worker accepts it
+    # A platform parameter longer than PARAM_MAX: no platform sends one, and cut to
+    # length two different ids could become one rater, so the link is refused.
+    too_long: str = ""
+
+
+# The platforms' parameters that say who the rater is, or which session.
+_ID_PARAMS = ("PROLIFIC_PID", "STUDY_ID", "SESSION_ID", "workerId", "assignmentId", "hitId")
 
 
 def _param(query: QueryDict, name: str) -> str:
     return (query.get(name) or "").strip()[:PARAM_MAX]
 
 
+def _too_long(query: QueryDict) -> str:
+    return next(
+        (name for name in _ID_PARAMS if len((query.get(name) or "").strip()) > PARAM_MAX), ""
+    )
+
+
 def entry_params(query: QueryDict) -> EntryParams:
     """Prolific (PROLIFIC_PID, STUDY_ID, SESSION_ID), MTurk (workerId, assignmentId,
     hitId, turkSubmitTo) or an anonymous link."""
+    if too_long := _too_long(query):
+        return EntryParams(too_long=too_long)
     pid = _param(query, "PROLIFIC_PID")
     if pid:
         platform = {

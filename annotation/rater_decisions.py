@@ -15,6 +15,7 @@ from __future__ import annotations
 from django.db import transaction
 
 from annotation.models import PaymentExportLine, Rater, RaterDecision, Session, Study
+from studyweb.boundary import has_control_characters
 from studyweb.errors import ServiceError
 
 REASON_MAX = 2000
@@ -39,6 +40,12 @@ def _reason(reason, *, required: bool) -> str:
         raise DecisionError("say why: the reason is kept with the decision", field="reason")
     if len(text) > REASON_MAX:
         raise DecisionError(f"the reason is longer than {REASON_MAX} characters", field="reason")
+    if has_control_characters(text, free_text=True):
+        # NUL would reach PostgreSQL as a DataError; the others would be kept and exported.
+        raise DecisionError(
+            "remove the control characters (such as NUL or escape) from the reason",
+            field="reason",
+        )
     return text
 
 

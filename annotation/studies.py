@@ -228,6 +228,10 @@ def study_update(*, study: Study, changes: dict) -> Study:
     return study
 
 
+def _article(word: str) -> str:
+    return "an" if word[:1] in "aeiou" else "a"
+
+
 def study_set_status(*, study: Study, status: str) -> Study:
     """Open, pause or close a study (the rules above); a repeat of the current status is kept."""
     if status not in Study.Status.values:
@@ -237,7 +241,7 @@ def study_set_status(*, study: Study, status: str) -> Study:
         if status != current.status:
             if status not in TRANSITIONS[current.status]:
                 raise StudyRuleError(
-                    f"a {current.status} study cannot become {status}",
+                    f"{_article(current.status)} {current.status} study cannot become {status}",
                     code="bad_transition",
                     field="status",
                 )

@@ -83,6 +83,9 @@ def study_entry(request: HttpRequest, slug: str) -> HttpResponse:
     """The study link: recognise (or register) the rater, then show their current page."""
     study = _get_study(slug)
     params = rater_api.entry_params(request.GET)
+    if params.too_long:
+        context = {"study": study, "parameter": params.too_long, "limit": rater_api.PARAM_MAX}
+        return render(request, "annotation/bad_link.html", context, status=400)
     if not study.is_open:
         # Only a researcher's pilot preview walks a study that is not open, and raters
         # who finished (or were screened out) see their end page and code again: the

@@ -14,6 +14,7 @@ query, headers, cookies, form fields, JSON strings), not field by field.
 
 from __future__ import annotations
 
+import codecs
 import json
 import logging
 import math
@@ -262,21 +263,50 @@ def _refuse_characters(request: HttpRequest, json_endpoint: bool) -> tuple[str, 
     for key, value in request.COOKIES.items():
         if _CONTROL.search(key) or _CONTROL.search(value):
             return "cookie", "a cookie holds a control character"
+    if not json_endpoint and (charset := _page_form_charset_refused(request)):
+        return "form", charset
     if _form_not_utf8(request):
         return "form", "the form body is not UTF-8 (send it as UTF-8, or name its charset)"
     # Form bodies: the API's parsers (BoundedFormParser, BoundedMultiPartParser) for
-    # every method; pages' forms field by field (studyweb.forms.PlainTextFields).
+    # every method; pages' forms field by field (studyweb.forms.PlainTextFields), so
+    # the page shows the message on its field with the rest of the form kept.
+    return None
+
+
+def _page_form_charset_refused(request: HttpRequest) -> str | None:
+    """Django reads an urlencoded page form in UTF-8 only and refuses any other charset
+    it knows (a BadRequest raised wherever ``request.POST`` is first read: by then in
+    the CSRF check of the error page itself, a 500). Refused here with a message;
+    ``utf8`` and other spellings of UTF-8 are read as UTF-8. The API decodes a named
+    charset itself (DRF's FormParser), so this is for pages only."""
+    if request.content_type != "application/x-www-form-urlencoded":
+        return None
+    named = request.content_params.get("charset")
+    if named is None:
+        return None
+    try:
+        codec = codecs.lookup(named).name
+    except LookupError:
+        return None  # unknown names are ignored by Django too: read as UTF-8
+    if codec != "utf-8":
+        return f"form bodies must be UTF-8 (this one says charset={named})"
+    if named.lower() != "utf-8":
+        request.encoding = "utf-8"
     return None
 
 
 def _form_not_utf8(request: HttpRequest) -> bool:
     """An urlencoded body said (or taken) to be UTF-8 that is not: Django would decode
     it with replacement characters, and a name saved from it would be silently
-    mangled. A body that names another charset is decoded with that one."""
+    mangled. A body that names another charset is decoded with that one (the API)."""
     if request.content_type != "application/x-www-form-urlencoded":
         return False
-    if request.content_params.get("charset", "utf-8").lower() not in ("utf-8", "utf8"):
-        return False
+    named = request.content_params.get("charset", "utf-8")
+    try:
+        if codecs.lookup(named).name != "utf-8":
+            return False
+    except LookupError:
+        pass
     body = request.body
     if not body:
         return False
@@ -309,25 +339,33 @@ class BoundaryMiddleware:
             refused = _refuse_characters(request, json_endpoint)
         except (RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent) as exc:
             if not json_endpoint:
-                raise
+                return bad_request_page(request, exc)
             return error_response("too_large", str(exc) or _too_large_detail(), 413)
         except (SuspiciousOperation, BadRequest) as exc:
             if not json_endpoint:
-                raise
+                return bad_request_page(request, exc)
             return error_response("bad_request", str(exc) or "malformed request", 400)
         if refused is not None:
             where, message = refused
             if not json_endpoint:
-                return HttpResponse(
-                    f"Bad request: {message}.", status=400, content_type="text/plain"
-                )
+                return bad_request_page(request, reason=message, field=where)
             return error_response("control_character", message, 400, {where: message})
         return self.get_response(request)
 
     def process_exception(self, request: HttpRequest, exc: Exception) -> HttpResponse | None:
         if not is_json_endpoint(request.path_info):
+            if _sqlite_id_out_of_range(exc):
+                return page_not_found(request, exc)
             return None
         return _json_for_exception(exc)
+
+
+def _sqlite_id_out_of_range(exc: BaseException) -> bool:
+    """An id past SQLite's 8-byte integers (``/admin/.../99999999999999999999/``): the
+    SQLite driver cannot even send it, where PostgreSQL answers "no such row". The
+    same answer here: no such object (a 404), not a 500. Only this message of the
+    driver's: any other OverflowError is a real fault."""
+    return isinstance(exc, OverflowError) and "SQLite INTEGER" in str(exc)
 
 
 def _store_unavailable(exc: BaseException | None) -> bool:
@@ -367,7 +405,34 @@ def bad_request(request, exception, *args, **kwargs):
         return _json_for_exception(exception) or error_response(
             "bad_request", "malformed request", 400
         )
-    return defaults.bad_request(request, exception, *args, **kwargs)
+    return bad_request_page(request, exception)
+
+
+# What a page's 400 says for Django's own refusals of a request body.
+_REFUSAL_REASONS = (
+    (RequestDataTooBig, "the form is larger than this site accepts ({limit} bytes)"),
+    (TooManyFieldsSent, "the form has more fields than this site accepts"),
+    (TooManyFilesSent, "more files than this site accepts in one form"),
+)
+
+
+def bad_request_page(
+    request: HttpRequest, exception: BaseException | None = None, *, reason: str = "", field=""
+) -> HttpResponse:
+    """A page's 400 that says what was wrong; JSON for a page's script that asked for
+    JSON (the upload form's XHR). Unlike Django's default it never reads the form
+    again (its CSRF check would: a body Django refused would raise a second time,
+    inside the error page, as a 500)."""
+    if not reason:
+        for kind, text in _REFUSAL_REASONS:
+            if isinstance(exception, kind):
+                reason = text.format(limit=f"{settings.DATA_UPLOAD_MAX_MEMORY_SIZE:,}")
+                break
+        else:
+            reason = "the request was malformed"
+    if "application/json" in request.headers.get("Accept", ""):
+        return error_response("bad_request", reason, 400, {field: reason} if field else None)
+    return HttpResponse(loader.get_template("400.html").render({"reason": reason}), status=400)
 
 
 def permission_denied(request, exception, *args, **kwargs):

@@ -19,7 +19,11 @@ class NoControlCharacters:
         self.multiline = multiline
 
     def __call__(self, value) -> None:
-        if isinstance(value, str) and has_control_characters(value, free_text=self.multiline):
+        # NUL is left to the ProhibitNullCharactersValidator every forms.CharField has:
+        # one message a problem, not two.
+        if isinstance(value, str) and has_control_characters(
+            value.replace("\x00", ""), free_text=self.multiline
+        ):
             raise ValidationError(
                 "Remove the control characters (invisible characters such as NUL or "
                 "escape) from this text.",

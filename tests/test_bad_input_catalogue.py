@@ -58,6 +58,7 @@ STUDY = {"slug": "fresh", "title": "Fresh"}
 CASES = [
     ("a", "post", "/api/v1/studies/", {**STUDY, "slug": "has spaces"}, "json", "slug"),
     ("a", "post", "/api/v1/studies/", {**STUDY, "slug": "bad"}, "json", "slug"),
+    ("a", "post", "/api/v1/studies/", {**STUDY, "slug": "Bad"}, "json", "slug"),
     ("a", "post", "/api/v1/studies/", {"slug": "no-title"}, "json", "title"),
     ("a", "post", "/api/v1/studies/", {**STUDY, "protocol": "everything"}, "json", "protocol"),
     ("a", "post", "/api/v1/studies/", {**STUDY, "scale": "acr7"}, "json", "scale"),

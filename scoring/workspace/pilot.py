@@ -6,15 +6,13 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect
+from django.shortcuts import redirect
 from django.views.decorators.http import require_POST
 
 from annotation import rater_api
-from annotation.models import Study
-from annotation.permissions import can_view_study
 from annotation.pilot import PilotRefused, pilot_start
+from scoring.workspace.access import study_for
 
 
 @login_required
@@ -22,9 +20,7 @@ from annotation.pilot import PilotRefused, pilot_start
 def study_pilot(request: HttpRequest, slug: str) -> HttpResponse:
     """POST: a fresh pilot preview, in the rater pages (consent first), with the pilot
     rater's token in the rater cookie; a refusal is told on the study page."""
-    study = get_object_or_404(Study, slug=slug)
-    if not can_view_study(request.user, study):
-        raise PermissionDenied("this study is not yours")
+    study = study_for(request, slug)  # another's study answers like a missing one: 404
     try:
         started = pilot_start(study=study, user=request.user)
     except PilotRefused as exc:

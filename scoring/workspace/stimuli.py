@@ -331,6 +331,11 @@ def _render_gallery(
     query = request.GET.copy()
     query.pop("page", None)
     query.pop("import", None)
+    # The forms on the page post back to this page of it, so a refusal is shown on
+    # the page that holds its stimulus, and a change returns the researcher there.
+    form_query = query.copy()
+    if page.number > 1:
+        form_query["page"] = str(page.number)
     context = {
         "study": study,
         "can_edit": can_edit,
@@ -341,6 +346,7 @@ def _render_gallery(
         "k": k,
         "analysis": analysis,
         "query": query.urlencode(),
+        "form_query": form_query.urlencode(),
         "total": all_stimuli.count(),
         "roles": Stimulus.Role.choices,
         "upload_form": (upload_form or UploadForm()) if can_edit else None,
@@ -395,7 +401,9 @@ def _bulk(request: HttpRequest, study: Study) -> HttpResponse:
     if action == "role" and role not in dict(Stimulus.Role.choices):
         messages.error(request, "Nothing was changed: choose the new role.")
         return back
-    found = {s.pk: s for s in Stimulus.objects.filter(study=study, pk__in=ids)}
+    # An id past 8 bytes is no stimulus (and SQLite's driver cannot even send it).
+    real = [pk for pk in ids if 0 < pk < 2**63]
+    found = {s.pk: s for s in Stimulus.objects.filter(study=study, pk__in=real)}
     done: list[str] = []
     refused: list[tuple[str, str]] = []
     for pk in dict.fromkeys(ids):  # in the page's order, each once

@@ -250,7 +250,13 @@ class StudyForm(PlainTextModelForm):
                     self.initial.setdefault(f"{row['kind']}_url", row["redirect_url"])
         for name, (low, high) in BOUNDS.items():
             field = self.fields[name]
-            field.validators.extend([MinValueValidator(low), MaxValueValidator(high)])
+            # The study's bounds replace the model field's own (a positive integer's
+            # 0): one "at least" message, not two.
+            field.validators = [
+                v
+                for v in field.validators
+                if not isinstance(v, MinValueValidator | MaxValueValidator)
+            ] + [MinValueValidator(low), MaxValueValidator(high)]
             field.widget.attrs.update({"min": low, "max": high})
         # The model's default is callable: compare edits with the stored code, not with a
         # hidden "initial-" copy of it that only a browser would post.
@@ -314,10 +320,17 @@ class StudyForm(PlainTextModelForm):
 
     def changes(self) -> dict:
         """Only the settings the researcher changed (for study_update)."""
+        # changed_data compares what was sent with the initial value; a field whose
+        # clean keeps the study's own value for a blank (when_complete) is no change.
+        # (Compared with the initial value: validation has already copied the cleaned
+        # values onto self.instance.)
+        kept = self.instance.pk is not None
         changed = {
             name: self.cleaned_data[name]
             for name in self.changed_data
-            if name not in self.locks and name not in TEXT_FIELDS
+            if name not in self.locks
+            and name not in TEXT_FIELDS
+            and not (kept and self.cleaned_data[name] == self[name].initial)
         }
         if any(name in TEXT_FIELDS for name in self.changed_data):
             changed["texts"] = self.texts()
@@ -344,7 +357,7 @@ def clone_initial(source: Study) -> dict:
 def free_slug(base: str) -> str:
     """``base``, or ``base-2``, ``base-3``... : the first slug no study uses."""
     limit = 64
-    base = base[:limit].rstrip("-") or "study"
+    base = base.lower()[:limit].rstrip("-") or "study"  # a study made before slugs were lowercase
     taken = set(
         Study.objects.filter(slug__startswith=base[: limit - 8]).values_list("slug", flat=True)
     )

@@ -38,6 +38,7 @@ from scoring.workspace import dashboard
 from scoring.workspace.access import study_for, study_to_change
 from scoring.workspace.study_forms import StudyForm, clone_initial
 from scoring.workspace.viewing import viewing_summary
+from studyweb.boundary import has_control_characters
 from studyweb.errors import ServiceError
 from studyweb.jobs import BrokerUnavailable
 
@@ -222,12 +223,16 @@ def study_clone(request: HttpRequest, slug: str) -> HttpResponse:
 def study_status(request: HttpRequest, slug: str) -> HttpResponse:
     study = study_to_change(request, slug)
     target = request.POST.get("status", "")
+    before = study.status
     try:
         study_set_status(study=study, status=target)
     except StudyRuleError as exc:
         messages.error(request, f"The study was not changed: {exc.message}.")
     else:
-        messages.success(request, f"Study {STATUS_DONE.get(target, target)}.")
+        if before == target:  # a second click, or a page left open: say nothing happened
+            messages.info(request, f"The study was already {study.get_status_display().lower()}.")
+        else:
+            messages.success(request, f"Study {STATUS_DONE.get(target, target)}.")
     return redirect("scoring:study-detail", slug=study.slug)
 
 
@@ -374,9 +379,14 @@ def _int_or_none(value):
 def scoring_job_create(request: HttpRequest, slug: str) -> HttpResponse:
     # Scoring spends the GPU workers' time: an owner's or an editor's call.
     study = study_to_change(request, slug)
-    version = ModelVersion.objects.filter(name=request.POST.get("model_version", "")).first()
+    name = request.POST.get("model_version", "")
+    # A name with NUL would reach PostgreSQL as a DataError: it names no version anyway.
+    version = (
+        None if has_control_characters(name) else ModelVersion.objects.filter(name=name).first()
+    )
     if version is None:
         messages.error(request, "choose a registered model version")
+        return redirect("scoring:agreement", slug=study.slug)
     else:
         try:
             job, created = scoring_job_start(

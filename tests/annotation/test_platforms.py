@@ -64,3 +64,26 @@ def test_the_rater_api_start_refuses_with_json(client, study):
     body = response.json()
     assert body["error"] == "link_not_accepted" and "source" in body["fields"]
     assert not Rater.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "?PROLIFIC_PID=" + "p" * 129 + "&STUDY_ID=s&SESSION_ID=x",
+        "?PROLIFIC_PID=p-2&STUDY_ID=s&SESSION_ID=" + "x" * 129,
+        "?workerId=" + "W" * 129 + "&assignmentId=A1&hitId=H1",
+    ],
+    ids=["pid", "session", "worker"],
+)
+def test_a_platform_id_too_long_to_keep_is_refused_not_cut(client, query):
+    """Cut to 128 characters, two ids that differ after it would be one rater."""
+    study = StudyFactory(slug="any-link")
+    StimulusFactory.create_batch(3, study=study)
+    response = client.get(f"/s/{study.slug}/{query}")
+    assert response.status_code == 400
+    assert 'id="bad-link"' in response.content.decode()
+    assert "longer than 128 characters" in response.content.decode()
+    assert not Rater.objects.exists()
+    longest = client.get(f"/s/{study.slug}/?PROLIFIC_PID={'p' * 128}&STUDY_ID=s&SESSION_ID=x")
+    assert longest.status_code == 200
+    assert Rater.objects.get().external_id == "p" * 128

@@ -83,7 +83,9 @@ def test_a_view_only_shared_researcher_may_preview(draft):
 def test_who_may_not_preview_gets_no_pilot_rater(draft):
     stranger = UserFactory()
     StudyFactory(owner=stranger)  # a researcher of other studies only
-    assert signed_in(stranger).post(pilot_url(draft)).status_code == 403
+    # Like a study that does not exist: whether another's slug is taken is not told.
+    assert signed_in(stranger).post(pilot_url(draft)).status_code == 404
+    assert signed_in(stranger).post("/studies/no-such-study/pilot/").status_code == 404
     anonymous = Client().post(pilot_url(draft))
     assert anonymous.status_code == 302 and anonymous.url.startswith("/accounts/login/")
     # A rater (no account, only a rater cookie, even a pilot's of another study) neither.

@@ -338,6 +338,29 @@ def test_role_change_keeps_the_filters_and_refusals_show_on_the_stimulus(as_owne
     assert Stimulus.objects.get(pk=rated.pk).role == "test"
 
 
+def test_forms_on_a_later_page_post_back_to_that_page(as_owner, study, monkeypatch):
+    """A refusal on page 2 used to render page 1, where its stimulus (and so its
+    message) was not: the researcher saw no error at all."""
+    from scoring.workspace import stimuli as gallery_views
+
+    monkeypatch.setattr(gallery_views, "PAGE_SIZE", 2)
+    StimulusFactory.create_batch(4, study=study, generator="g")
+    html = as_owner.get(gallery(study, generator="g") + "&page=2").content.decode()
+    on_page_two = re.findall(r'action="[^"]*/stimuli/(\d+)/role/\?([^"]*)"', html)
+    assert len(on_page_two) == 2
+    assert all(q == "generator=g&amp;page=2" for _, q in on_page_two), on_page_two
+    assert 'class="bulk-form"' in html and "stimuli/?generator=g&amp;page=2" in html
+    pk = int(on_page_two[0][0])
+    refused = as_owner.post(
+        reverse("scoring:stimulus-role", args=[study.slug, pk]) + "?generator=g&page=2",
+        {"role": "gold"},
+    )
+    assert refused.status_code == 400
+    assert re.search(rf'id="stimulus-{pk}-error">[^<]*expected_low', refused.content.decode())
+    first = as_owner.get(gallery(study, generator="g")).content.decode()
+    assert set(re.findall(r'/stimuli/\d+/role/\?([^"]*)"', first)) == {"generator=g"}
+
+
 def test_remove_works_when_unrated_and_is_refused_with_the_count(
     as_owner, study, django_capture_on_commit_callbacks
 ):

@@ -154,6 +154,7 @@ def test_create_with_defaults_only_needs_title_and_slug(owner_client):
     "changes, field, message",
     [
         ({"ratings_per_stimulus": "0"}, "ratings_per_stimulus", "greater than or equal to 1"),
+        ({"ratings_per_stimulus": "-1"}, "ratings_per_stimulus", "greater than or equal to 1"),
         ({"ratings_per_stimulus": "1001"}, "ratings_per_stimulus", "less than or equal to 1000"),
         ({"gold_rate": "0.7"}, "gold_rate", "less than or equal to 0.5"),
         ({"gold_rate": "nan"}, "gold_rate", "Enter a number"),
@@ -170,6 +171,7 @@ def test_create_with_defaults_only_needs_title_and_slug(owner_client):
         ({"title": ""}, "title", "This field is required"),
         ({"slug": "has spaces"}, "slug", "valid “slug”"),
         ({"slug": "new"}, "slug", "reserved"),
+        ({"slug": "Study-A"}, "slug", "lowercase"),
         ({"slug": "study-a"}, "slug", "A study already uses this slug"),
         ({"protocol": "nine-dims"}, "protocol", "Select a valid choice"),
         ({"scale": "acr11"}, "scale", "Select a valid choice"),
@@ -185,6 +187,8 @@ def test_bad_values_show_the_error_and_create_nothing(
     form = response.context["form"]
     assert field in form.errors
     assert any(message in e for e in form.errors[field]), form.errors[field]
+    # One message a problem: the study's bounds replace the model field's own.
+    assert len(form.errors[field]) == 1, form.errors[field]
     page = response.content.decode()
     assert "nothing was saved" in page
     assert f'id="id_{field}_error"' in page
@@ -264,6 +268,9 @@ def test_edit_sends_only_the_changed_settings(owner_client, study_a, monkeypatch
     assert seen == {"gold_rate": 0.25, "repeat_check": True}
     unchanged = owner_client.post(url, post_data(Study.objects.get(pk=study_a.pk)))
     assert messages_of(unchanged)[-1] == "Nothing to change."
+    # A blank "when complete" keeps the study's choice: no change either, not "Saved".
+    blank = owner_client.post(url, post_data(Study.objects.get(pk=study_a.pk), when_complete=""))
+    assert messages_of(blank)[-1] == "Nothing to change."
 
 
 def test_a_refusal_of_the_service_shows_on_its_field(owner_client, study_a, monkeypatch):
@@ -371,8 +378,20 @@ def test_open_pause_close_and_reopen(owner_client, researcher_a):
     assert "edit in admin" not in page
 
 
+def test_a_status_the_study_already_has_says_so(owner_client, researcher_a):
+    study = StudyFactory(owner=researcher_a, status=Study.Status.OPEN)
+    StimulusFactory(study=study)
+    response = status(owner_client, study, "open")
+    assert messages_of(response) == ["The study was already open."]
+    study.refresh_from_db()
+    assert study.status == Study.Status.OPEN
+
+
 def test_refused_transitions_leave_the_status(owner_client, researcher_a):
     study = StudyFactory(owner=researcher_a, status=Study.Status.DRAFT)
+    opened = StudyFactory(owner=researcher_a, status=Study.Status.OPEN)
+    response = status(owner_client, opened, "draft")
+    assert any("an open study cannot become draft" in m for m in messages_of(response))
     for target, why in [("paused", "a draft study cannot become paused"), ("gone", "unknown")]:
         response = status(owner_client, study, target)
         assert response.status_code == 302
