@@ -29,6 +29,7 @@ from annotation.models import Rater, Stimulus, Study
 from annotation.rater_flow import Progress, Step, StepKind
 from annotation.services import SubmitRefused
 from studyweb import boundary
+from studyweb.ratelimit import new_rater_wait
 
 RATER_COOKIE = "rater_token"
 RATER_HEADER = "X-Rater-Token"
@@ -475,6 +476,8 @@ def start(request: HttpRequest, slug: str) -> JsonResponse:
                 platform=platform,
                 token=request_token(request) or None,
             )
+            if created and (wait := new_rater_wait(request)) is not None:
+                raise _NewRatersLimited(wait)  # rolls the new rater back
             if pilot.is_pilot(rater) and not pilot.pilot_allowed(rater=rater, user=request.user):
                 return error(
                     "unknown_rater",
@@ -490,6 +493,14 @@ def start(request: HttpRequest, slug: str) -> JsonResponse:
         end = rater_flow.no_work(study, source, platform)
         body = {**exc.as_dict(), "outcome": _outcome_payload(end)}
         return JsonResponse(body, status=exc.status)
+    except _NewRatersLimited as exc:
+        response = error(
+            "rate_limited",
+            f"too many new raters from this address; try again in {exc.wait} s",
+            status=429,
+        )
+        response["Retry-After"] = str(exc.wait)
+        return response
     return JsonResponse(
         {
             "token": rater.token,
@@ -504,6 +515,12 @@ def start(request: HttpRequest, slug: str) -> JsonResponse:
         },
         status=201 if created else 200,
     )
+
+
+class _NewRatersLimited(Exception):
+    def __init__(self, wait: int):
+        super().__init__(wait)
+        self.wait = wait
 
 
 def _outcome_payload(end: rater_flow.Completion) -> dict:

@@ -22,6 +22,7 @@ from annotation import pilot, protocol, rater_api, rater_flow, services, studies
 from annotation.models import Rater, Session, Stimulus, Study
 from annotation.rater_flow import RaterContext, StepKind
 from annotation.services import StudyFull
+from studyweb.ratelimit import new_rater_wait
 
 DEFAULT_CONSENT = gettext_lazy(
     "This is a research study on how natural images look to people. You will see a series "
@@ -54,6 +55,16 @@ def _study_full(
     end = rater_flow.no_work(study, source, platform or {})
     context = {"study": study, "code": end.code, "target": end.target}
     return render(request, "annotation/study_full.html", context, status=409)
+
+
+def _too_many_new_raters(request: HttpRequest, study: Study, wait: int) -> HttpResponse:
+    """More new raters from this address in the hour than a study link takes
+    (studyweb.ratelimit.new_rater_wait): nothing written, and when to try again."""
+    minutes = max(1, -(-wait // 60))
+    context = {"study": study, "minutes": minutes}
+    response = render(request, "annotation/too_many_new_raters.html", context, status=429)
+    response["Retry-After"] = str(wait)
+    return response
 
 
 def _get_study(slug: str) -> Study:
@@ -106,6 +117,8 @@ def study_entry(request: HttpRequest, slug: str) -> HttpResponse:
     if params.preview:
         return render(request, "annotation/preview.html", _study_context(study))
     if params.external_id:
+        if not _already_in(request, study, params) and (wait := new_rater_wait(request)):
+            return _too_many_new_raters(request, study, wait)
         try:
             entered = rater_flow.platform_enter(
                 study=study,
@@ -238,6 +251,8 @@ def consent(request: HttpRequest, slug: str) -> HttpResponse:
         # crowd-platform rater whose cookie went missing must not become an anonymous
         # stranger (their platform id would be lost); they are told to open their link
         # again instead.
+        if wait := new_rater_wait(request):
+            return _too_many_new_raters(request, study, wait)
         try:
             rater = rater_flow.visitor_register(
                 study=study,

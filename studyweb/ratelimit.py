@@ -1,4 +1,5 @@
-"""Fixed-window rate limits for the rater endpoints, per rater token and per address.
+"""Fixed-window rate limits for the rater endpoints, per rater token and per address,
+and for new raters per address (``new_rater_wait``).
 
 Counters live in the default cache: Redis when ``CACHE_URL`` is set (shared by
 every web replica), else process memory (one process, ``make run``). Over the
@@ -86,3 +87,19 @@ def rate_limited(scope: str):
         return wrapper
 
     return decorate
+
+
+def new_rater_wait(request) -> int | None:
+    """Count one new rater registered from the request's address; the seconds to wait
+    when the address is over ``RATE_LIMIT_NEW_RATERS_PER_HOUR`` (None: go on; 0
+    disables).
+
+    A study link registers a rater (and holds their places, an hour) on the first
+    request that names a new platform id: without this, one script inventing ids
+    could fill a study's places and turn every real rater away as "full". Only
+    registrations count, so a rater coming back, and raters on other addresses, are
+    never held up; a lab of raters behind one address needs the limit raised."""
+    limit = settings.RATE_LIMIT_NEW_RATERS_PER_HOUR
+    if not limit:
+        return None
+    return _hit("new-rater:addr", client_address(request), limit, 3600)

@@ -250,6 +250,8 @@ TRUSTED_PROXY_HOPS = env_int("TRUSTED_PROXY_HOPS", 1 if BEHIND_TLS_PROXY else 0,
 # Requests per minute on the rater endpoints, per rater token and per client address.
 RATE_LIMIT_RATER_PER_MIN = env_int("RATE_LIMIT_RATER_PER_MIN", 120, minimum=0)
 RATE_LIMIT_ADDRESS_PER_MIN = env_int("RATE_LIMIT_ADDRESS_PER_MIN", 1200, minimum=0)
+# New raters per hour per client address (studyweb.ratelimit.new_rater_wait).
+RATE_LIMIT_NEW_RATERS_PER_HOUR = env_int("RATE_LIMIT_NEW_RATERS_PER_HOUR", 60, minimum=0)
 
 # --- REST framework ----------------------------------------------------------
 REST_FRAMEWORK = {

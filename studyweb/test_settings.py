@@ -47,6 +47,7 @@ CSRF_COOKIE_SAMESITE = "Lax"
 # tests/annotation/test_rater_api.py turns them on where they are the subject.
 RATE_LIMIT_RATER_PER_MIN = 0
 RATE_LIMIT_ADDRESS_PER_MIN = 0
+RATE_LIMIT_NEW_RATERS_PER_HOUR = 0
 # Several suites on one server (parallel checkouts, CI jobs, a worker's own run):
 # each its own test database, so one run never drops another's.
 if DATABASES["default"]["ENGINE"].endswith("postgresql"):  # noqa: F405

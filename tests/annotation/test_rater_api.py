@@ -128,6 +128,40 @@ def test_rate_limit_per_address(study, settings):
     assert other.get("/s/scripted/next").status_code == 403  # a different address
 
 
+def test_new_raters_per_address_are_limited_and_returning_ones_are_not(study, settings):
+    """One script inventing platform ids could otherwise hold all of a study's places
+    (each new rater's, for an hour) and turn real raters away as "full"."""
+    settings.RATE_LIMIT_NEW_RATERS_PER_HOUR = 2
+    study.platforms = ["prolific", "anonymous"]
+    study.save(update_fields=["platforms"])
+    here = Client(REMOTE_ADDR="10.1.1.1")
+
+    def enter(client, pid):
+        return client.get(f"/s/scripted/?PROLIFIC_PID={pid}&STUDY_ID=s&SESSION_ID=x-{pid}")
+
+    assert [enter(here, p).status_code for p in ("p-1", "p-2")] == [200, 200]
+    limited = enter(here, "p-3")
+    assert limited.status_code == 429 and 'id="too-many-new-raters"' in limited.text
+    assert 1 <= int(limited["Retry-After"]) <= 3601
+    assert enter(here, "p-1").status_code == 200  # back again: not a new rater
+    # The anonymous link's consent and the scripted start count alike.
+    agree = {"new_visitor": "1", "action": "agree", "items": "4"}
+    assert Client(REMOTE_ADDR="10.1.1.1").post("/s/scripted/consent", agree).status_code == 429
+    api = Client(REMOTE_ADDR="10.1.1.1")
+    answer = post(api, "/api/v1/rater/scripted/start", {"consent": True})
+    assert answer.status_code == 429 and answer.json()["error"] == "rate_limited"
+    assert int(answer["Retry-After"]) >= 1
+    assert sorted(Rater.objects.values_list("external_id", flat=True)) == ["p-1", "p-2"]
+    again = post(
+        api,
+        "/api/v1/rater/scripted/start",
+        {"consent": True, "source": "prolific", "external_id": "p-2"},
+    )
+    assert again.status_code == 200  # found again
+    assert enter(Client(REMOTE_ADDR="10.1.1.2"), "p-4").status_code == 200  # another address
+    assert Rater.objects.count() == 3
+
+
 def test_submit_before_the_minimum_viewing_time_is_a_409_that_changes_nothing(study):
     study.min_view_seconds = 30.0
     study.save(update_fields=["min_view_seconds"])
