@@ -53,6 +53,24 @@ class MetadataError(ImportAborted):
         super().__init__(f"metadata CSV line {line}, column {column!r}: {message}")
 
 
+#: At most this many bad rows of a metadata CSV are told at once.
+MAX_ROW_ERRORS = 20
+
+
+class MetadataErrors(MetadataError):
+    """Several bad rows, each told, so one upload shows everything to fix (the first
+    names the line and column, as a single MetadataError does)."""
+
+    def __init__(self, errors: list[MetadataError], more: int = 0):
+        first = errors[0]
+        self.line, self.column, self.errors = first.line, first.column, errors
+        told = "; ".join(str(e).removeprefix("metadata CSV ") for e in errors)
+        tail = f"; and {more} more" if more else ""
+        ImportAborted.__init__(
+            self, f"metadata CSV: {len(errors) + more} rows refused: {told}{tail}"
+        )
+
+
 class Rejected(Exception):
     """One file refused, with the reason shown in the report."""
 
@@ -224,7 +242,8 @@ def read_metadata_csv(data: bytes, *, study: Study | None = None) -> dict[str, M
     scale = study.scale_def if study is not None else None
 
     rows: dict[str, MetadataRow] = {}
-    line = 1
+    errors: list[MetadataError] = []
+    more = 0
     while True:
         try:
             record = next(reader)
@@ -235,65 +254,90 @@ def read_metadata_csv(data: bytes, *, study: Study | None = None) -> dict[str, M
         line = reader.line_num
         if not record or all(not cell.strip() for cell in record):
             continue  # blank lines are harmless
-        if len(record) != len(header):
-            raise MetadataError(
-                line, "-", f"expected {len(header)} fields like the header, found {len(record)}"
-            )
-        for i, cell in enumerate(record):
-            # NUL reaches PostgreSQL as an error (text and JSON alike): refused here.
-            if has_control_characters(cell):
-                raise MetadataError(line, header[i], "control characters (NUL and others)")
-        cells = dict(zip(lowered, record, strict=True))
-        for column in ("generator", "task"):
-            if len(cells.get(column, "").strip()) > MAX_LABEL_CHARS:
-                raise MetadataError(line, column, f"longer than {MAX_LABEL_CHARS} characters")
-        for column, cell in cells.items():  # the prompt and the extra columns
-            if len(cell) > MAX_PROMPT_CHARS:
-                raise MetadataError(line, column, f"longer than {MAX_PROMPT_CHARS:,} characters")
-        filename = record[name_col].strip()
-        if not filename:
-            raise MetadataError(line, header[name_col], "empty file name")
-        key = PurePosixPath(filename.replace("\\", "/")).as_posix()
-        if key in rows:
-            raise MetadataError(
-                line, header[name_col], f"{filename!r} already listed on line {rows[key].line}"
-            )
-        row = MetadataRow(line=line)
-        row.generator = cells.get("generator", "").strip()
-        row.task = cells.get("task", "").strip()
-        row.prompt = cells.get("prompt", "").strip()
-        role = cells.get("role", "").strip().lower()
-        if role:
-            if role not in ROLES:
-                raise MetadataError(line, "role", f"{role!r} is not one of {sorted(ROLES)}")
-            row.role = role
-        row.expected_low = _parse_float(cells.get("expected_low", ""), line, "expected_low")
-        row.expected_high = _parse_float(cells.get("expected_high", ""), line, "expected_high")
-        if (row.expected_low is None) != (row.expected_high is None):
-            missing = "expected_high" if row.expected_high is None else "expected_low"
-            raise MetadataError(line, missing, "give both ends of the expected range or neither")
-        if row.expected_low is not None and row.expected_low > row.expected_high:
-            raise MetadataError(line, "expected_high", "is below expected_low")
-        if scale is not None and row.expected_low is not None:
-            for col, value in (
-                ("expected_low", row.expected_low),
-                ("expected_high", row.expected_high),
-            ):
-                if not scale.minimum <= value <= scale.maximum:
-                    raise MetadataError(
-                        line,
-                        col,
-                        f"{value:g} is outside the study's scale "
-                        f"{scale.minimum:g}-{scale.maximum:g}",
-                    )
-        row.empty = tuple(c for c in KNOWN_COLUMNS[1:] if c in cells and cells[c].strip() == "")
-        row.extra = {
-            header[i]: _json_value(value)
-            for i, (name, value) in enumerate(zip(lowered, record, strict=True))
-            if i != name_col and name not in KNOWN_COLUMNS and value.strip() != ""
-        }
+        try:
+            key, row = _metadata_row(record, line, header, lowered, name_col, rows, scale)
+        except MetadataError as exc:
+            # Every bad row told at once (up to MAX_ROW_ERRORS), not one per upload.
+            if len(errors) < MAX_ROW_ERRORS:
+                errors.append(exc)
+            else:
+                more += 1
+            continue
         rows[key] = row
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise MetadataErrors(errors, more)
     return rows
+
+
+def _metadata_row(
+    record: list[str],
+    line: int,
+    header: list[str],
+    lowered: list[str],
+    name_col: int,
+    rows: dict[str, MetadataRow],
+    scale,
+) -> tuple[str, MetadataRow]:
+    """One data line of a metadata CSV, checked: (its file name key, its row)."""
+    if len(record) != len(header):
+        raise MetadataError(
+            line, "-", f"expected {len(header)} fields like the header, found {len(record)}"
+        )
+    for i, cell in enumerate(record):
+        # NUL reaches PostgreSQL as an error (text and JSON alike): refused here.
+        if has_control_characters(cell):
+            raise MetadataError(line, header[i], "control characters (NUL and others)")
+    cells = dict(zip(lowered, record, strict=True))
+    for column in ("generator", "task"):
+        if len(cells.get(column, "").strip()) > MAX_LABEL_CHARS:
+            raise MetadataError(line, column, f"longer than {MAX_LABEL_CHARS} characters")
+    for column, cell in cells.items():  # the prompt and the extra columns
+        if len(cell) > MAX_PROMPT_CHARS:
+            raise MetadataError(line, column, f"longer than {MAX_PROMPT_CHARS:,} characters")
+    filename = record[name_col].strip()
+    if not filename:
+        raise MetadataError(line, header[name_col], "empty file name")
+    key = PurePosixPath(filename.replace("\\", "/")).as_posix()
+    if key in rows:
+        raise MetadataError(
+            line, header[name_col], f"{filename!r} already listed on line {rows[key].line}"
+        )
+    row = MetadataRow(line=line)
+    row.generator = cells.get("generator", "").strip()
+    row.task = cells.get("task", "").strip()
+    row.prompt = cells.get("prompt", "").strip()
+    role = cells.get("role", "").strip().lower()
+    if role:
+        if role not in ROLES:
+            raise MetadataError(line, "role", f"{role!r} is not one of {sorted(ROLES)}")
+        row.role = role
+    row.expected_low = _parse_float(cells.get("expected_low", ""), line, "expected_low")
+    row.expected_high = _parse_float(cells.get("expected_high", ""), line, "expected_high")
+    if (row.expected_low is None) != (row.expected_high is None):
+        missing = "expected_high" if row.expected_high is None else "expected_low"
+        raise MetadataError(line, missing, "give both ends of the expected range or neither")
+    if row.expected_low is not None and row.expected_low > row.expected_high:
+        raise MetadataError(line, "expected_high", "is below expected_low")
+    if scale is not None and row.expected_low is not None:
+        for col, value in (
+            ("expected_low", row.expected_low),
+            ("expected_high", row.expected_high),
+        ):
+            if not scale.minimum <= value <= scale.maximum:
+                raise MetadataError(
+                    line,
+                    col,
+                    f"{value:g} is outside the study's scale {scale.minimum:g}-{scale.maximum:g}",
+                )
+    row.empty = tuple(c for c in KNOWN_COLUMNS[1:] if c in cells and cells[c].strip() == "")
+    row.extra = {
+        header[i]: _json_value(value)
+        for i, (name, value) in enumerate(zip(lowered, record, strict=True))
+        if i != name_col and name not in KNOWN_COLUMNS and value.strip() != ""
+    }
+    return key, row
 
 
 # --- Image checks -------------------------------------------------------------

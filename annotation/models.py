@@ -254,7 +254,9 @@ class Study(models.Model):
         "ratings per stimulus (K)", default=15, validators=study_bounds("ratings_per_stimulus")
     )
     session_size = models.PositiveIntegerField(
-        default=50, validators=study_bounds("session_size"), help_text="Test items per session."
+        default=50,
+        validators=study_bounds("session_size"),
+        help_text="Items per session, gold and repeat checks included.",
     )
     max_items_per_rater = models.PositiveIntegerField(
         null=True,

@@ -23,6 +23,7 @@ from django.db.models import F
 from django.utils import formats, timezone
 
 from annotation import assignment
+from annotation import protocol as proto
 from annotation.models import (
     PLATFORM_CHOICES,
     Rating,
@@ -220,12 +221,28 @@ def study_update(*, study: Study, changes: dict) -> Study:
                 validate_platforms(changes["platforms"])
             except ValidationError as exc:
                 raise StudyRuleError(exc.messages[0], field="platforms", status=400) from None
+        scale_before = current.scale
         for name, value in changes.items():
             setattr(current, name, value)
         current.save()
+        if current.scale != scale_before:
+            expected_ranges_rescale(current, scale_before)
         _outcomes_write(current, outcomes)
     study.refresh_from_db()
     return study
+
+
+def expected_ranges_rescale(study: Study, old_scale: str) -> int:
+    """The gold and training items' expected ranges, mapped linearly from the old
+    scale onto the study's new one (a draft's scale may change; its ranges were
+    checked against the old one on import). Left as they were, a 1-2 range on a
+    0-100 slider would fail every honest rater's gold answer. Returns how many."""
+    old, new = proto.get_scale(old_scale), study.scale_def
+    factor = (new.maximum - new.minimum) / (old.maximum - old.minimum)
+    return study.stimuli.filter(expected_low__isnull=False).update(
+        expected_low=new.minimum + (F("expected_low") - old.minimum) * factor,
+        expected_high=new.minimum + (F("expected_high") - old.minimum) * factor,
+    )
 
 
 def _article(word: str) -> str:

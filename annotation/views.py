@@ -350,7 +350,9 @@ def _instructions_context(study: Study, training_items: Iterable[Stimulus]) -> d
         }
         for s in training_items
     ]
-    return {**_study_context(study), "examples": examples}
+    # Expert answers are promised only when every example has one to show.
+    with_reference = all(ex["center"] is not None for ex in examples)
+    return {**_study_context(study), "examples": examples, "with_reference": with_reference}
 
 
 def _rate_page(
@@ -411,6 +413,11 @@ def _rate_page(
             "position": min(progress["done"] + 1, max(progress["planned"], 1)),
             "mid": f"{mid:g}",
             "config": config,
+            # The practice heading promises expert answers only when every example has one.
+            "practice_reference": mode == "training"
+            and not study.stimuli.filter(
+                role=Stimulus.Role.TRAINING, expected_low__isnull=True
+            ).exists(),
             **banner,
         },
     )

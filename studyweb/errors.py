@@ -8,6 +8,10 @@ the message; commands print it. Nothing picks a field by reading the message.
 
 from __future__ import annotations
 
+import logging
+
+from django.core.exceptions import PermissionDenied
+
 
 class ServiceError(ValueError):
     code = "invalid"
@@ -35,3 +39,15 @@ class ServiceError(ValueError):
 
     def as_dict(self) -> dict:
         return {"error": self.code, "detail": self.message, "fields": self.fields}
+
+
+class RefusalLogFilter(logging.Filter):
+    """Drops the traceback Django attaches to its log line of a refused request (403,
+    ``PermissionDenied``): the line says what was refused, and a traceback per refusal
+    buries the real faults. Every other record passes as it is."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], PermissionDenied):
+            record.exc_info = None
+            record.exc_text = None
+        return True

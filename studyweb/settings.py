@@ -351,7 +351,16 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # A refused request (403: a view-only share, another's study) is logged as one
+    # line, without the PermissionDenied traceback Django attaches: it is no fault.
+    "filters": {"refusals_without_traceback": {"()": "studyweb.errors.RefusalLogFilter"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["refusals_without_traceback"],
+        }
+    },
     "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {
         "studyweb": {"level": LOG_LEVEL},

@@ -221,3 +221,34 @@ def test_defaults_can_be_turned_off_and_development_is_plain(tmp_path):
     dev = settings_under({"DEBUG": "1", "VAR_DIR": str(tmp_path)}, NAMES)
     assert dev["TRUSTED_PROXY_HOPS"] == 0
     assert dev["SECURE_SSL_REDIRECT"] is False and dev["SECURE_HSTS_SECONDS"] == 0
+
+
+def test_a_refused_request_is_logged_without_its_traceback():
+    """The console handler's filter: a 403's PermissionDenied loses its traceback (one
+    line per refusal); a real fault keeps it."""
+    import io
+
+    from django.conf import settings as django_settings
+
+    handler_config = django_settings.LOGGING["handlers"]["console"]
+    assert "refusals_without_traceback" in handler_config["filters"]
+    from studyweb.errors import RefusalLogFilter
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(RefusalLogFilter())
+    logger = logging.getLogger("test.refusals")
+    logger.addHandler(handler)
+    try:
+        from django.core.exceptions import PermissionDenied
+
+        for exc in (PermissionDenied("view-only"), RuntimeError("a real fault")):
+            try:
+                raise exc
+            except Exception:
+                logger.warning("Forbidden (Permission denied): /studies/x/", exc_info=True)
+    finally:
+        logger.removeHandler(handler)
+    text = stream.getvalue()
+    assert text.count("Traceback") == 1 and "RuntimeError: a real fault" in text
+    assert "PermissionDenied" not in text

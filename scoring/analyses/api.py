@@ -10,7 +10,7 @@ from rest_framework.permissions import IsAuthenticated
 
 from annotation import protocol
 from annotation.api import STUDY_FILTER, VisibleStudyField, choice_param
-from annotation.permissions import can_view_study, visible_studies
+from annotation.permissions import VIEW_ONLY, can_edit_study, can_view_study, visible_studies
 from scoring.analyses.services import analysis_create
 from scoring.models import Analysis, RaterResult, StimulusResult
 from scoring.numerics import mos
@@ -111,6 +111,9 @@ class AnalysisViewSet(
         study = serializer.validated_data["study"]
         if not can_view_study(self.request.user, study):
             raise PermissionDenied("this study is not yours")
+        if not can_edit_study(self.request.user, study):
+            # It becomes the study's shown results: an owner's or an editor's call.
+            raise PermissionDenied(VIEW_ONLY)
         serializer.instance = analysis_create(
             study=study,
             method=serializer.validated_data["method"],

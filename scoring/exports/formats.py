@@ -195,6 +195,11 @@ SESSION_VIEWING_COLUMNS = [
 ]
 VIEWING_COLUMNS = [*SHOWN_COLUMNS, *SESSION_VIEWING_COLUMNS]
 RATING_COLUMNS += VIEWING_COLUMNS
+# Then the rater's status now (active, completed or excluded: a researcher's or the
+# quality checks' exclusion), so a reanalysis of the raw file can leave out whom the
+# researcher left out; the MOS dataset already does.
+RATER_COLUMNS = ["rater_status"]
+RATING_COLUMNS += RATER_COLUMNS
 
 
 def rating_rows(study: Study) -> Iterator[list]:
@@ -218,12 +223,15 @@ def rating_rows(study: Study) -> Iterator[list]:
             *dims,
             *SHOWN_COLUMNS,
             *(f"session__{c}" for c in SESSION_VIEWING_COLUMNS),
+            "rater__status",
         )
     )
     n = len(dims)
     for row in qs.iterator(chunk_size=CHUNK_ROWS):
         rid, rater, session, sid, name, role, rep, gold, secs, created, started = row[:11]
-        viewing = [v if v != "" else None for v in row[11 + n :]]  # browser "": not reported
+        # browser "": not reported
+        viewing = [v if v != "" else None for v in row[11 + n : -1]]
+        status = row[-1]
         for dim, score in zip(dims, row[11 : 11 + n], strict=True):
             if score is None:
                 continue
@@ -242,6 +250,7 @@ def rating_rows(study: Study) -> Iterator[list]:
                 created.isoformat(),
                 started.isoformat(),
                 *viewing,
+                status,
             ]
 
 
@@ -418,6 +427,7 @@ class RatingsParquet(ExportFormat):
             ("zoom", pa.float64()),
             ("browser", pa.string()),
             ("touch", pa.bool_()),
+            ("rater_status", pa.string()),
         ]
     )
 

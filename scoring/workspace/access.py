@@ -36,3 +36,11 @@ def study_to_share(request: HttpRequest, slug: str) -> Study:
     if not can_share_study(request.user, study):
         raise PermissionDenied(OWNER_ONLY_SHARES)
     return study
+
+
+def study_to_delete(request: HttpRequest, slug: str) -> Study:
+    """The study, if the user may delete it (owner or admin, as for sharing)."""
+    study = study_for(request, slug)
+    if not can_share_study(request.user, study):
+        raise PermissionDenied("only the study's owner can delete it")
+    return study

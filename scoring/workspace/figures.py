@@ -137,7 +137,13 @@ def ratings_per_image(bins: Sequence[Mapping[str, Any]], k: int) -> Spec:
                 "title": f"ratings per image (target K = {k})",
                 "axis": {"labelAngle": 0},
             },
-            "y": {"field": "count", "type": "quantitative", "title": "images"},
+            # Whole images: integer ticks (an empty study's axis read "0.000000").
+            "y": {
+                "field": "count",
+                "type": "quantitative",
+                "title": "images",
+                "axis": {"tickMinStep": 1, "format": "d"},
+            },
             "tooltip": [
                 {"field": "n", "type": "ordinal", "title": "ratings"},
                 {"field": "count", "type": "quantitative", "title": "images"},

@@ -179,7 +179,10 @@ class StudyForm(PlainTextModelForm):
             "instructions": "Describes the study; shown to raters before training.",
             "consent_text": "Shown on the consent page; a default text is used when empty.",
             "ratings_per_stimulus": "How many raters rate each test image (1 to 1000).",
-            "session_size": "Test images per session (1 to 10000).",
+            "session_size": (
+                "Images each rater rates in a session, gold and repeat checks included "
+                "(1 to 10000)."
+            ),
             "max_items_per_rater": (
                 "Most test images one rater rates over all sessions; empty: no cap."
             ),

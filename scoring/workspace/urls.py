@@ -12,6 +12,7 @@ urlpatterns = [
     path("studies/<slug:slug>/edit/", views.study_edit, name="study-edit"),
     path("studies/<slug:slug>/clone/", views.study_clone, name="study-clone"),
     path("studies/<slug:slug>/status/", views.study_status, name="study-status"),
+    path("studies/<slug:slug>/delete/", views.study_delete_page, name="study-delete"),
     path("studies/<slug:slug>/pilot/", pilot.study_pilot, name="study-pilot"),
     path("studies/<slug:slug>/sharing/", sharing.study_sharing, name="study-sharing"),
     path(

@@ -12,18 +12,22 @@ from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
 from annotation import rater_review
-from annotation.models import Study
+from annotation.assignment import holding_sessions
+from annotation.models import Rating, Study
 from annotation.permissions import (
     can_edit_study,
+    can_share_study,
     visible_studies,
 )
 from annotation.studies import (
     TRANSITIONS,
     StudyRuleError,
     study_create,
+    study_delete,
     study_set_status,
     study_update,
 )
@@ -35,7 +39,7 @@ from scoring.model_scoring.services import scoring_job_cancel, scoring_job_start
 from scoring.models import Analysis, ModelVersion, Prediction, ScoringJob
 from scoring.numerics import agreement, mos
 from scoring.workspace import dashboard
-from scoring.workspace.access import study_for, study_to_change
+from scoring.workspace.access import study_for, study_to_change, study_to_delete
 from scoring.workspace.study_forms import StudyForm, clone_initial
 from scoring.workspace.viewing import viewing_summary
 from studyweb.boundary import has_control_characters
@@ -68,13 +72,25 @@ STATUS_CONFIRM: dict[str, str] = {
 
 
 def status_actions(study: Study) -> list[dict[str, str]]:
-    """The status changes allowed from the study's current status, as buttons."""
+    """The status changes allowed from the study's current status, as buttons; pausing
+    or closing an open study says how many raters it stops mid-session (they cannot
+    go on, and get no code, until it is open again)."""
     allowed = TRANSITIONS[study.status]
+    midway = 0
+    if study.status == Study.Status.OPEN:
+        midway = holding_sessions(study, timezone.now()).count()
+    stopped = (
+        f" {midway} rater(s) are in the middle of a session: they cannot go on, and get "
+        "no completion code, until the study is open again."
+        if midway
+        else ""
+    )
     return [
         {
             "status": target,
             "label": labels.get(study.status, STATUS_VERBS[target]),
-            "confirm": STATUS_CONFIRM.get(target, ""),
+            "confirm": STATUS_CONFIRM.get(target, "")
+            + (stopped if target in STATUS_CONFIRM else ""),
         }
         for target, labels in STATUS_BUTTONS
         if target in allowed
@@ -191,9 +207,25 @@ def study_edit(request: HttpRequest, slug: str) -> HttpResponse:
                 for name in changes
             )
             messages.success(request, f"Saved: {names}.")
+            ranged = study.stimuli.filter(expected_low__isnull=False).count()
+            if "scale" in changes and ranged:
+                scale = study.scale_def
+                messages.info(
+                    request,
+                    f"The expected ranges of {ranged} gold or training image(s) were "
+                    f"rescaled to the new scale ({scale.minimum:g}-{scale.maximum:g}).",
+                )
             return redirect("scoring:study-detail", slug=study.slug)
     # The study header and its nav, with Settings as the current page.
-    context = {"form": form, "mode": "edit", "study": study, "here": "settings", "can_edit": True}
+    context = {
+        "form": form,
+        "mode": "edit",
+        "study": study,
+        "here": "settings",
+        "can_edit": True,
+        "can_delete": can_share_study(request.user, study),
+        "has_ratings": Rating.objects.filter(stimulus__study=study, is_pilot=False).exists(),
+    }
     return render(request, "workspace/study_form.html", context)
 
 
@@ -220,6 +252,26 @@ def study_clone(request: HttpRequest, slug: str) -> HttpResponse:
 
 @login_required
 @require_POST
+def study_delete_page(request: HttpRequest, slug: str) -> HttpResponse:
+    """Delete a study nobody has rated (annotation.studies.study_delete, as the API's
+    DELETE), once its slug is typed again: it cannot be undone, so the form needs no
+    script to ask first."""
+    study = study_to_delete(request, slug)
+    if request.POST.get("confirm_slug", "").strip() != study.slug:
+        messages.error(request, "The study was not deleted: type its slug exactly to confirm.")
+        return redirect(f"{reverse('scoring:study-edit', args=[study.slug])}#delete")
+    title = study.title
+    try:
+        study_delete(study=study)
+    except StudyRuleError as exc:
+        messages.error(request, f"The study was not deleted: {exc.message}.")
+        return redirect(f"{reverse('scoring:study-edit', args=[study.slug])}#delete")
+    messages.success(request, f"Study “{title}” ({slug}) deleted, with its images and files.")
+    return redirect("scoring:study-list")
+
+
+@login_required
+@require_POST
 def study_status(request: HttpRequest, slug: str) -> HttpResponse:
     study = study_to_change(request, slug)
     target = request.POST.get("status", "")
@@ -239,7 +291,9 @@ def study_status(request: HttpRequest, slug: str) -> HttpResponse:
 @login_required
 @require_POST
 def analysis_start(request: HttpRequest, slug: str) -> HttpResponse:
-    study = study_for(request, slug)
+    # An analysis becomes the study's shown results and downloads: an owner's or an
+    # editor's call, as the sharing page says (view: read the results).
+    study = study_to_change(request, slug, ANALYSES_VIEW_ONLY)
     method = request.POST.get("method", "bt500")
     reject_on = request.POST.get("reject_on", "overall")
     options = {"ci": request.POST.get("ci", dashboard.DEFAULT_CI)}
@@ -365,6 +419,11 @@ def agreement_csv(request: HttpRequest, slug: str, version: str) -> HttpResponse
         f'attachment; filename="{study.slug}-{model_version.name}-a{analysis.pk}-agreement.csv"'
     )
     return response
+
+
+ANALYSES_VIEW_ONLY = (
+    "this study is shared with you view-only: only its owner or an editor can run analyses"
+)
 
 
 def _int_or_none(value):

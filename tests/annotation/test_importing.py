@@ -186,6 +186,32 @@ def test_malformed_csv_imports_nothing(study, folder, tmp_path, csv_text, line, 
     assert Stimulus.objects.count() == 0
 
 
+def test_every_bad_row_is_told_at_once(study, folder, tmp_path):
+    """Three bad rows: one upload says all three, not one per try."""
+    from annotation.importing import MAX_ROW_ERRORS, MetadataErrors, read_metadata_csv
+
+    meta = tmp_path / "meta.csv"
+    meta.write_text(
+        "filename,role,expected_low,expected_high\n"
+        "a.png,teacher,,\n"
+        "b.jpg,gold,80,20\n"
+        "c.png,test,,\n"
+        "d.png,gold,10,abc\n"
+    )
+    with pytest.raises(CommandError) as info:
+        run("imp", folder, "--metadata", meta)
+    told = str(info.value)
+    assert "3 rows refused" in told
+    for where in ("line 2, column 'role'", "line 3, column 'expected_high'", "line 5"):
+        assert where in told, told
+    assert Stimulus.objects.count() == 0
+    many = "filename,role\n" + "".join(f"f{i}.png,teacher\n" for i in range(MAX_ROW_ERRORS + 5))
+    with pytest.raises(MetadataErrors) as capped:
+        read_metadata_csv(many.encode())
+    assert len(capped.value.errors) == MAX_ROW_ERRORS and "and 5 more" in str(capped.value)
+    assert (capped.value.line, capped.value.column) == (2, "role")
+
+
 def test_non_utf8_csv(study, folder, tmp_path):
     meta = tmp_path / "meta.csv"
     meta.write_bytes(b"filename,prompt\na.png,ok\nb.jpg,caf\xe9\n")

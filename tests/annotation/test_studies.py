@@ -178,3 +178,21 @@ def test_deleting_a_study_removes_its_files_but_not_those_a_clone_still_uses(
     assert not storage.exists(names["own"]) and not storage.exists(names["export"])
     assert storage.exists(names["shared"])  # the clone's stimulus still shows it
     assert not Study.objects.filter(pk=study.pk).exists()
+
+
+def test_a_scale_change_rescales_the_expected_ranges():
+    """A draft's gold ranges were checked on the old scale: left as they were, 1-2
+    on a 0-100 slider would fail every honest answer."""
+    study = StudyFactory(status="draft", scale="acr5")
+    low = StimulusFactory(study=study, role="gold", expected_low=1, expected_high=2)
+    high = StimulusFactory(study=study, role="training", expected_low=4, expected_high=5)
+    plain = StimulusFactory(study=study)
+    study_update(study=study, changes={"scale": "continuous"})
+    ranges = {s.pk: (s.expected_low, s.expected_high) for s in study.stimuli.all()}
+    assert ranges[low.pk] == (0, 25) and ranges[high.pk] == (75, 100)
+    assert ranges[plain.pk] == (None, None)
+    study_update(study=study, changes={"scale": "acr5"})
+    assert study.stimuli.get(pk=low.pk).expected_high == 2
+    # No change of scale, no change of range.
+    study_update(study=study, changes={"scale": "acr5", "title": "Renamed"})
+    assert study.stimuli.get(pk=high.pk).expected_low == 4

@@ -207,10 +207,13 @@ def test_consent_instructions_training_rating_completion(client, study):
     for word in ("Overall", "Technical perspective", "Rationality perspective", "Excellent"):
         assert word in html
     assert html.count('class="examples"') == 1 and "Experts: around 80" in html
+    # One example has no reference answer: none is promised for all of them.
+    assert "see how experts rated" not in html and "practice answers do not count" in html
 
     client.post(f"{entry(study)}instructions")
     page = client.get(entry(study))
     assert "annotation/rate.html" in _templates(page) and page.context["mode"] == "training"
+    assert "Practice: this answer does not count" in page.content.decode()
     first = page.context["stimulus"]
     assert first.role == "training"
     answer = post_json(
@@ -622,3 +625,14 @@ def test_training_answers_are_checked(client, study):
     assert unknown.status_code == 404
     assert post_json(client, url, "[]").json()["error"] == "not_an_object"
     assert Session.objects.get().stage == "training"
+
+
+def test_expert_answers_are_promised_when_every_example_has_one(client, study):
+    StimulusFactory(study=study, role="training", expected_low=70, expected_high=90)
+    client.get(entry(study), {"PROLIFIC_PID": "ref", "SESSION_ID": "s1"})
+    client.post(f"{entry(study)}consent", {"action": "agree"})
+    html = client.get(entry(study)).content.decode()
+    assert "see how experts rated it" in html and "do not count" not in html
+    client.post(f"{entry(study)}instructions")
+    page = client.get(entry(study)).content.decode()
+    assert "Practice: see how experts rated these" in page

@@ -109,6 +109,21 @@ def test_ratings_csv_is_long(study):
     assert all(r["rater"].startswith("R") for r in rows)  # pseudonyms, not platform ids
 
 
+def test_raw_ratings_carry_the_raters_status(study, tmp_path):
+    """A researcher's exclusion is in the raw files too, so a reanalysis can leave the
+    rater out as the MOS dataset does."""
+    excluded = Rating.objects.order_by("id").first().rater
+    excluded.status = "excluded"
+    excluded.save(update_fields=["status"])
+    rows = list(csv.DictReader(io.StringIO(_bytes(study, "ratings-csv").decode())))
+    by_status = {r["rater"]: r["rater_status"] for r in rows}
+    assert by_status[excluded.pseudonym] == "excluded"
+    assert sorted(by_status.values()) == ["active", "active", "active", "excluded"]
+    (tmp_path / "r.parquet").write_bytes(_bytes(study, "ratings-parquet"))
+    table = pq.read_table(tmp_path / "r.parquet").to_pydict()
+    assert table["rater_status"].count("excluded") == 3 * 13
+
+
 def test_json_and_parquet(study, tmp_path):
     analysis = _analysis(study, "p910")
     doc = json.loads(_bytes(study, "json"))

@@ -252,6 +252,8 @@ def test_ratings_per_image_is_a_bar_chart_of_the_counts():
     spec = figures.ratings_per_image([{"n": 0, "count": 3}, {"n": 1, "count": 5}], k=1)
     assert spec["mark"]["type"] == "bar"
     assert spec["data"]["values"] == [{"n": 0, "count": 3}, {"n": 1, "count": 5}]
+    # Counts of images: whole-number ticks, even when every count is 0.
+    assert spec["encoding"]["y"]["axis"] == {"tickMinStep": 1, "format": "d"}
 
 
 def test_every_figure_fits_its_container_and_names_the_vega_lite_schema():

@@ -244,6 +244,30 @@ def test_a_viewer_reads_scoring_jobs_but_only_an_editor_starts_or_cancels_them(
     assert job.status == "cancelled"
 
 
+def test_a_viewer_reads_analyses_but_only_an_editor_runs_one(owner, study_a, researcher_b):
+    """An analysis becomes the study's shown results and downloads: a view-only share
+    used to run one and change what the owner downloaded."""
+    from scoring.models import Analysis
+
+    StimulusFactory(study=study_a)
+    share(owner, study_a, "researcher_b", "view")
+    api, page = api_as(researcher_b), as_user(researcher_b)
+    body = {"study": study_a.slug, "method": "mean"}
+    refused = api.post("/api/v1/analyses/", body, format="json")
+    assert refused.status_code == 403 and "view-only" in refused.json()["detail"]
+    start = reverse("scoring:analysis-start", args=[study_a.slug])
+    assert page.post(start, {"method": "mean"}).status_code == 403
+    detail = page.get(reverse("scoring:study-detail", args=[study_a.slug])).content.decode()
+    assert 'id="analysis-view-only"' in detail and 'id="run-analysis"' not in detail
+    assert not Analysis.objects.exists()
+
+    share(owner, study_a, "researcher_b", "edit")
+    assert api.post("/api/v1/analyses/", body, format="json").status_code == 201
+    detail = page.get(reverse("scoring:study-detail", args=[study_a.slug])).content.decode()
+    assert 'id="run-analysis"' in detail
+    assert Analysis.objects.count() == 1
+
+
 def test_the_api_lists_gives_changes_and_takes_back_shares_for_the_owner_only(
     study_a, researcher_a, researcher_b
 ):

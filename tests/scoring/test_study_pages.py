@@ -3,6 +3,8 @@ each through the services of annotation.studies and only by the study's owner.""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.contrib.messages import get_messages
 from django.shortcuts import resolve_url
@@ -378,6 +380,21 @@ def test_open_pause_close_and_reopen(owner_client, researcher_a):
     assert "edit in admin" not in page
 
 
+def test_pause_and_close_say_how_many_raters_they_stop_midway(owner_client, researcher_a):
+    from tests.factories import rater_at_rating
+
+    study = StudyFactory(owner=researcher_a, status=Study.Status.OPEN)
+    StimulusFactory.create_batch(3, study=study)
+    detail = reverse("scoring:study-detail", args=[study.slug])
+    confirm = re.compile(r'data-confirm="([^"]*)"')
+    assert all("middle" not in c for c in confirm.findall(owner_client.get(detail).text))
+    rater_at_rating(study, "p-1")
+    rater_at_rating(study, "p-2")
+    shown = confirm.findall(owner_client.get(detail).text)
+    assert len(shown) == 2  # pause and close
+    assert all("2 rater(s) are in the middle of a session" in c for c in shown), shown
+
+
 def test_a_status_the_study_already_has_says_so(owner_client, researcher_a):
     study = StudyFactory(owner=researcher_a, status=Study.Status.OPEN)
     StimulusFactory(study=study)
@@ -595,3 +612,59 @@ def test_a_text_with_control_characters_is_refused_on_its_field(owner_client, st
     response = owner_client.post(url, post_data(study_a, **{"title__zh-hans": "a\x1bb"}))
     assert response.status_code in (200, 400) and "Remove the control characters" in response.text
     assert Study.objects.get(pk=study_a.pk).texts == {}
+
+
+# --- Delete ---------------------------------------------------------------------------
+
+
+def test_the_owner_deletes_an_unrated_study_after_typing_its_slug(owner_client, researcher_a):
+    from annotation.models import Stimulus
+
+    study = StudyFactory(owner=researcher_a, slug="to-go", status=Study.Status.DRAFT)
+    StimulusFactory.create_batch(2, study=study)
+    edit = reverse("scoring:study-edit", args=[study.slug])
+    assert 'id="delete-form"' in owner_client.get(edit).text
+    url = reverse("scoring:study-delete", args=[study.slug])
+    wrong = owner_client.post(url, {"confirm_slug": "to-g"})
+    assert wrong.status_code == 302 and wrong["Location"].endswith("/edit/#delete")
+    assert messages_of(wrong) == ["The study was not deleted: type its slug exactly to confirm."]
+    assert Study.objects.filter(slug="to-go").exists()
+    assert owner_client.get(url).status_code == 405
+    done = owner_client.post(url, {"confirm_slug": "to-go"})
+    assert done.status_code == 302 and done["Location"] == reverse("scoring:study-list")
+    assert "deleted" in messages_of(done)[0]
+    assert not Study.objects.filter(slug="to-go").exists()
+    assert not Stimulus.objects.filter(study_id=study.pk).exists()
+
+
+def test_a_rated_study_is_not_deleted_and_the_page_says_close_it(owner_client, researcher_a):
+    from tests.factories import RatingFactory
+
+    study = StudyFactory(owner=researcher_a, slug="rated", status=Study.Status.OPEN)
+    RatingFactory(stimulus=StimulusFactory(study=study))
+    page = owner_client.get(reverse("scoring:study-edit", args=[study.slug])).text
+    assert 'id="delete-refused"' in page and 'id="delete-form"' not in page
+    refused = owner_client.post(
+        reverse("scoring:study-delete", args=[study.slug]), {"confirm_slug": "rated"}
+    )
+    assert "close it instead" in messages_of(refused)[0]
+    assert Study.objects.filter(slug="rated").exists()
+
+
+@pytest.mark.parametrize("who, expected", [("editor", 403), ("viewer", 403), ("stranger", 404)])
+def test_only_the_owner_may_delete(client, researcher_a, who, expected):
+    from tests.factories import StudyShareFactory
+
+    study = StudyFactory(owner=researcher_a, slug="kept", status=Study.Status.DRAFT)
+    user = UserFactory()
+    if who != "stranger":
+        StudyShareFactory(study=study, user=user, level="edit" if who == "editor" else "view")
+    client.force_login(user)
+    response = client.post(
+        reverse("scoring:study-delete", args=[study.slug]), {"confirm_slug": "kept"}
+    )
+    assert response.status_code == expected
+    assert Study.objects.filter(slug="kept").exists()
+    if who == "editor":
+        page = client.get(reverse("scoring:study-edit", args=[study.slug])).text
+        assert 'id="delete"' not in page

@@ -87,7 +87,7 @@ def test_raw_ratings_csv_appends_the_viewing_columns(study):
     rate_all(study, silent)
     rows = list(csv.reader(io.StringIO(_bytes(study, "ratings-csv").decode())))
     header, body = rows[0], rows[1:]
-    assert header == [*EARLIER_COLUMNS, *VIEWING_COLUMNS]
+    assert header == [*EARLIER_COLUMNS, *VIEWING_COLUMNS, "rater_status"]
     assert VIEWING_COLUMNS == [
         "shown_css_width",
         "shown_css_height",
@@ -132,7 +132,7 @@ def test_raw_ratings_parquet_types_the_viewing_columns(study, tmp_path):
     rate_all(study, SessionFactory(rater=RaterFactory(study=study)))
     (tmp_path / "r.parquet").write_bytes(_bytes(study, "ratings-parquet"))
     table = pq.read_table(tmp_path / "r.parquet")
-    assert table.column_names == [*EARLIER_COLUMNS, *VIEWING_COLUMNS]
+    assert table.column_names == [*EARLIER_COLUMNS, *VIEWING_COLUMNS, "rater_status"]
     assert table.schema.field("viewport_width").type == pa.int64()
     assert table.schema.field("device_pixel_ratio").type == pa.float64()
     assert table.schema.field("touch").type == pa.bool_()
