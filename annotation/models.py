@@ -452,7 +452,7 @@ class StudyOutcome(models.Model):
     class Kind(models.TextChoices):
         COMPLETED = "completed", "Completed"
         SCREENED_OUT = "screened_out", "Screened out (excluded by quality control)"
-        NO_WORK = "no_work", "No work (study full)"
+        NO_WORK = "no_work", "No work (study full, or closed before they finished)"
 
     study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="outcomes")
     kind = models.CharField(max_length=16, choices=Kind.choices)

@@ -232,6 +232,40 @@ def study_update(*, study: Study, changes: dict) -> Study:
     return study
 
 
+#: What a copy of a stimulus does not take from its original: every other column is
+#: copied, its file too (shared, not duplicated), so a new column needs no edit here.
+STIMULUS_NOT_COPIED = ("id", "study", "created_at")
+
+
+def study_stimuli_copy(*, source: Study, target: Study) -> int:
+    """Every stimulus of ``source`` (each role, with its metadata and expected range)
+    into ``target``, a clone that has none yet, for a replication on the same images.
+    The files are shared, not copied: deleting either study keeps a file the other
+    still shows (``_files_delete``). Ranges are mapped onto the target's scale when
+    it differs. Returns how many were copied."""
+    if target.stimuli.exists():
+        raise StudyRuleError(
+            "the study already has stimuli: copy into a new clone only",
+            code="has_stimuli",
+            field="copy_stimuli",
+        )
+    names = [f.attname for f in Stimulus._meta.concrete_fields if f.name not in STIMULUS_NOT_COPIED]
+    copies = [
+        # A file by its name: the original's FieldFile would be rebound to the copy.
+        Stimulus(study=target, **{name: _stored(getattr(s, name)) for name in names})
+        for s in source.stimuli.order_by("id")
+    ]
+    with transaction.atomic():
+        Stimulus.objects.bulk_create(copies, batch_size=500)
+        if source.scale != target.scale:
+            expected_ranges_rescale(target, source.scale)
+    return len(copies)
+
+
+def _stored(value):
+    return value.name if isinstance(value, models.fields.files.FieldFile) else value
+
+
 def expected_ranges_rescale(study: Study, old_scale: str) -> int:
     """The gold and training items' expected ranges, mapped linearly from the old
     scale onto the study's new one (a draft's scale may change; its ranges were

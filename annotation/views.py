@@ -42,8 +42,15 @@ GROUP_TITLES = {
 }
 
 
-def _unavailable(request: HttpRequest, study: Study) -> HttpResponse:
-    return render(request, "annotation/study_unavailable.html", {"study": study})
+def _unavailable(request: HttpRequest, study: Study, rater: Rater | None = None) -> HttpResponse:
+    """The study is not open. A rater it closed on before they finished also gets
+    the no-work code and the way back to their platform (a crowd worker needs a code
+    to be paid for what they did); a paused study keeps them for later instead."""
+    context: dict = {"study": study}
+    if rater is not None and study.status == Study.Status.CLOSED:
+        end = rater_flow.no_work(study, rater.source, rater.platform)
+        context.update(code=end.code, target=end.target, stopped=True)
+    return render(request, "annotation/study_unavailable.html", context)
 
 
 def _study_full(
@@ -109,8 +116,10 @@ def study_entry(request: HttpRequest, slug: str) -> HttpResponse:
             rater = rater_api.rater_from_request(request, study)
         if rater is not None and not pilot.is_pilot(rater) and rater.status != Rater.Status.ACTIVE:
             return _stage_page(request, study, rater)
-        if rater is None or not pilot.is_pilot(rater):
+        if rater is None:
             return _unavailable(request, study)
+        if not pilot.is_pilot(rater):
+            return _unavailable(request, study, rater)  # active: stopped before the end
         return _pilot_refused(request, study, rater) or _stage_page(request, study, rater)
     if params.source not in study.platforms and not _already_in(request, study, params):
         return _link_not_accepted(request, study, params.source)

@@ -125,8 +125,9 @@ class StudyForm(PlainTextModelForm):
         required=False,
         max_length=64,
         help_text=(
-            "Given to raters turned away because no session's worth of work is left "
-            "(e.g. Prolific's 'no work' code); empty: no code."
+            "Given to raters turned away because no session's worth of work is left, "
+            "and to raters whose study you close before they finish (e.g. Prolific's "
+            "'no work' code); empty: no code."
         ),
     )
     no_work_url = forms.URLField(

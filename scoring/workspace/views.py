@@ -29,6 +29,7 @@ from annotation.studies import (
     study_create,
     study_delete,
     study_set_status,
+    study_stimuli_copy,
     study_update,
 )
 from scoring.analyses.services import analysis_create
@@ -233,20 +234,37 @@ def study_edit(request: HttpRequest, slug: str) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def study_clone(request: HttpRequest, slug: str) -> HttpResponse:
     source = study_to_change(request, slug)
+    copy_stimuli = request.method == "GET" or request.POST.get("copy_stimuli") == "1"
     if request.method == "POST":
         form = StudyForm(request.POST)
         if form.is_valid():
-            study = _create_from(request, form)
+            with transaction.atomic():
+                study = _create_from(request, form)
+                copied = (
+                    study_stimuli_copy(source=source, target=study)
+                    if study is not None and copy_stimuli
+                    else 0
+                )
             if study is not None:
+                then = (
+                    f"with its {copied} stimuli (the same image files)"
+                    if copied
+                    else "import its stimuli before opening it"
+                )
                 messages.success(
                     request,
-                    f"Study “{study.title}” created as a draft from “{source.title}”; "
-                    "import its stimuli before opening it.",
+                    f"Study “{study.title}” created as a draft from “{source.title}”; {then}.",
                 )
                 return redirect("scoring:study-detail", slug=study.slug)
     else:
         form = StudyForm(initial=clone_initial(source))
-    context = {"form": form, "mode": "clone", "source": source}
+    context = {
+        "form": form,
+        "mode": "clone",
+        "source": source,
+        "copy_stimuli": copy_stimuli,
+        "source_stimuli": source.stimuli.count(),
+    }
     return render(request, "workspace/study_form.html", context)
 
 

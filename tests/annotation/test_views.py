@@ -182,6 +182,27 @@ def test_unavailable_studies_show_a_clear_page(client, study, status, text):
     assert not Rater.objects.exists()
 
 
+@pytest.mark.parametrize("status", ["closed", "paused"])
+def test_a_rater_the_study_closes_on_midway_gets_the_no_work_code(client, study, status):
+    """Closed before they finished, a crowd worker needs a code to be paid for what
+    they did: the study's no-work code and the way back. Paused, they come back."""
+    from tests.factories import StudyOutcomeFactory, client_at_rating
+
+    StudyOutcomeFactory(study=study, kind="no_work", code="NW-77", platform="")
+    client_at_rating(client, study, "midway")
+    study.status = status
+    study.save()
+    html = client.get(entry(study), {"PROLIFIC_PID": "midway"}).content.decode()
+    if status == "closed":
+        assert 'id="stopped"' in html and "NW-77" in html
+        assert "ratings you gave are kept" in html
+    else:
+        assert "paused" in html and "NW-77" not in html and 'id="stopped"' not in html
+    # A visitor who never took part gets the plain page, with no code.
+    stranger = client.__class__().get(entry(study), {"PROLIFIC_PID": "new"})
+    assert "NW-77" not in stranger.content.decode()
+
+
 def test_unknown_study_is_404(client):
     assert client.get("/s/nope/").status_code == 404
     assert post_json(client, "/s/nope/submit", {}).json()["error"] == "unknown_study"

@@ -306,7 +306,9 @@ def test_clone_copies_the_settings_not_the_stimuli(owner_client, researcher_a, s
     assert form["slug"].value() == "study-a-copy"
     assert form["completion_code"].value() != study_a.completion_code
     assert not any(f.disabled for f in form.fields.values())
-    assert "are <strong>not</strong> copied" in response.content.decode()
+    assert "Sharing is not copied" in response.content.decode()
+    # Copying the stimuli is offered (ticked); a form sent without the box copies none.
+    assert 'id="copy-stimuli" checked' in response.content.decode()
 
     data = {name: form[name].value() for name in FIELDS if form[name].value() is not None}
     if data.pop("repeat_check"):
@@ -325,6 +327,44 @@ def test_clone_copies_the_settings_not_the_stimuli(owner_client, researcher_a, s
     }
     # A second clone gets the next free slug.
     assert owner_client.get(url).context["form"]["slug"].value() == "study-a-copy-2"
+
+
+def test_clone_can_copy_the_stimuli_sharing_their_files(
+    owner_client, researcher_a, django_capture_on_commit_callbacks
+):
+    """A replication on the same images: roles, metadata and ranges copied (ranges onto
+    the new scale), the files shared; deleting the clone keeps the original's files."""
+    from django.core.files.base import ContentFile
+
+    from annotation.models import Stimulus
+    from tests.factories import png_bytes
+
+    source = StudyFactory(owner=researcher_a, slug="replicated", scale="acr5")
+    gold = StimulusFactory(study=source, role="gold", expected_low=1, expected_high=2)
+    gold.image.save("gold.png", ContentFile(png_bytes()), save=True)
+    StimulusFactory(study=source, generator="SDXL", metadata={"seed": 7})
+    url = reverse("scoring:study-clone", args=[source.slug])
+    form = owner_client.get(url).text
+    assert 'id="copy-stimuli" checked' in form and "Copy its 2 stimuli" in form
+    data = {**post_data(source, slug="replica", scale="continuous"), "copy_stimuli": "1"}
+    response = owner_client.post(url, data)
+    assert response.status_code == 302, response.context["form"].errors
+    assert "with its 2 stimuli" in messages_of(response)[0]
+    clone = Study.objects.get(slug="replica")
+    copied = {s.role: s for s in clone.stimuli.all()}
+    assert copied["gold"].image.name == gold.image.name  # the same file
+    assert (copied["gold"].expected_low, copied["gold"].expected_high) == (0, 25)
+    assert copied["test"].generator == "SDXL" and copied["test"].metadata == {"seed": 7}
+    storage = gold.image.storage
+    assert storage.exists(gold.image.name)
+    with django_capture_on_commit_callbacks(execute=True) as deleting:
+        deleted = owner_client.post(
+            reverse("scoring:study-delete", args=["replica"]), {"confirm_slug": "replica"}
+        )
+    assert deleting  # the files' delete ran
+    assert deleted.status_code == 302 and not Study.objects.filter(slug="replica").exists()
+    assert storage.exists(gold.image.name)  # the original still shows it
+    assert Stimulus.objects.filter(study=source).count() == 2
 
 
 def test_clone_with_a_taken_slug_is_refused(owner_client, study_a):
