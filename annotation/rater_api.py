@@ -192,6 +192,12 @@ def step_payload(study: Study, step: Step) -> dict:
             "until": step.until.isoformat() if step.until else None,
             "seconds_left": step.seconds_left(),
         }
+    if step.kind == StepKind.UNAVAILABLE and step.end is not None:
+        return {
+            "step": step.kind.value,
+            "url": entry_url(study),
+            "outcome": _outcome_payload(step.end),
+        }
     return {"step": step.kind.value, "url": entry_url(study)}
 
 

@@ -64,6 +64,8 @@ class Step:
     claim: Claim | None = None  # RATE
     progress: Progress | None = None  # TRAIN (examples answered) and RATE (items rated)
     until: datetime | None = None  # BREAK: when it is over
+    # UNAVAILABLE on a study closed before the rater finished: the no-work outcome.
+    end: Completion | None = None
 
     def seconds_left(self, now: datetime | None = None) -> int:
         """Whole seconds of the break still to go (0 when over or not a break)."""
@@ -236,7 +238,14 @@ def next_step(*, context: RaterContext, after_rating: bool = False) -> Step:
         return Step(StepKind.DONE)
     if not study.is_open and not pilot.is_pilot(rater):
         # A researcher's pilot preview goes on whatever the status (annotation.pilot).
-        return Step(StepKind.UNAVAILABLE)
+        # Closed before they finished, a crowd rater gets the no-work code to be paid
+        # for what they did (the entry page shows the same); paused, they come back.
+        end = (
+            no_work(study, rater.source, rater.platform)
+            if study.status == Study.Status.CLOSED
+            else None
+        )
+        return Step(StepKind.UNAVAILABLE, end=end)
     # No claim during a break: its time to live would run out while resting.
     now = timezone.now()
     if session.break_until is not None and now < session.break_until:

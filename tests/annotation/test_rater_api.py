@@ -229,3 +229,25 @@ def test_concurrent_requests_of_one_session_hold_one_claim(way):
     rater = Rater.objects.get(external_id="R-1")
     assert Rating.objects.filter(rater=rater).count() == 1
     assert Claim.objects.filter(rater=rater, expires_at__gt=timezone.now()).count() == 1
+
+
+@pytest.mark.parametrize("status", ["closed", "paused"])
+def test_next_on_a_study_closed_midway_carries_the_no_work_outcome(study, status):
+    """Scripted clients get what the entry page shows: closed before the rater
+    finished, the no-work code to be paid for the work done; paused, nothing yet."""
+    from tests.factories import StudyOutcomeFactory
+
+    StudyOutcomeFactory(study=study, kind="no_work", code="NW-9", platform="")
+    token = post(
+        Client(),
+        "/api/v1/rater/scripted/start",
+        {"consent": True, "source": "prolific", "external_id": "p-mid"},
+    ).json()["token"]
+    study.status = status
+    study.save(update_fields=["status"])
+    step = Client().get("/api/v1/rater/scripted/next", HTTP_X_RATER_TOKEN=token).json()["next"]
+    assert step["step"] == "unavailable"
+    if status == "closed":
+        assert step["outcome"]["kind"] == "no_work" and step["outcome"]["code"] == "NW-9"
+    else:
+        assert "outcome" not in step
