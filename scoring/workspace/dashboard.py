@@ -30,7 +30,10 @@ CI_METHODS: dict[str, dict[str, str]] = {
     "t": {
         "label": "Student t: MOS ± t(0.975, n − 1) × SE",
         "short": "Student t, n − 1 df",
-        "help": "Wider, and honest, when an image has few ratings (below about 15).",
+        "help": (
+            "Wider, and honest, when an image has few ratings (below about 15); with two "
+            "or three it can reach past the ends of the scale, and is left unclipped."
+        ),
     },
 }
 DEFAULT_CI = "normal"
