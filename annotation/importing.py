@@ -64,10 +64,12 @@ class MetadataErrors(MetadataError):
     def __init__(self, errors: list[MetadataError], more: int = 0):
         first = errors[0]
         self.line, self.column, self.errors = first.line, first.column, errors
-        told = "; ".join(str(e).removeprefix("metadata CSV ") for e in errors)
-        tail = f"; and {more} more" if more else ""
+        # One line each (pages list them; the message reads as a list in plain text too).
+        told = [str(e).removeprefix("metadata CSV ") for e in errors]
+        if more:
+            told.append(f"and {more} more")
         ImportAborted.__init__(
-            self, f"metadata CSV: {len(errors) + more} rows refused: {told}{tail}"
+            self, f"metadata CSV: {len(errors) + more} rows refused:\n" + "\n".join(told)
         )
 
 
@@ -311,7 +313,7 @@ def _metadata_row(
     role = cells.get("role", "").strip().lower()
     if role:
         if role not in ROLES:
-            raise MetadataError(line, "role", f"{role!r} is not one of {sorted(ROLES)}")
+            raise MetadataError(line, "role", f"{role!r} is not one of {', '.join(sorted(ROLES))}")
         row.role = role
     row.expected_low = _parse_float(cells.get("expected_low", ""), line, "expected_low")
     row.expected_high = _parse_float(cells.get("expected_high", ""), line, "expected_high")

@@ -20,6 +20,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
 from django.db import IntegrityError, models, transaction
 from django.db.models import F
+from django.db.models.functions import Ceil, Floor
 from django.utils import formats, timezone
 
 from annotation import assignment
@@ -273,10 +274,16 @@ def expected_ranges_rescale(study: Study, old_scale: str) -> int:
     0-100 slider would fail every honest rater's gold answer. Returns how many."""
     old, new = proto.get_scale(old_scale), study.scale_def
     factor = (new.maximum - new.minimum) / (old.maximum - old.minimum)
-    return study.stimuli.filter(expected_low__isnull=False).update(
+    ranged = study.stimuli.filter(expected_low__isnull=False)
+    count = ranged.update(
         expected_low=new.minimum + (F("expected_low") - old.minimum) * factor,
         expected_high=new.minimum + (F("expected_high") - old.minimum) * factor,
     )
+    if new.integer:
+        # Answers are whole numbers there: widened to the whole numbers around it, or
+        # a range like 2.2-2.8 would hold no answer at all and fail every rater.
+        ranged.update(expected_low=Floor("expected_low"), expected_high=Ceil("expected_high"))
+    return count
 
 
 def _article(word: str) -> str:

@@ -479,10 +479,12 @@ def stimuli_upload(request: HttpRequest, slug: str) -> HttpResponse:
         except BrokerUnavailable as exc:
             job, warning = cast(ImportJob, exc.job), str(exc)  # sent once the broker is back
         except StimulusError as exc:
-            form.add_error(exc.field if exc.field in form.fields else None, exc.message)
+            # A message of several lines (every bad row of a metadata CSV): one each.
+            for line in exc.message.split("\n"):
+                form.add_error(exc.field if exc.field in form.fields else None, line)
     if job is None:
         if _wants_json(request):
-            fields = {name: " ".join(errors) for name, errors in form.errors.items()}
+            fields = {name: "\n".join(errors) for name, errors in form.errors.items()}
             detail = next(iter(fields.values()), "the upload was refused")
             return JsonResponse(
                 {"error": "invalid", "detail": detail, "fields": fields, "job": None}, status=400

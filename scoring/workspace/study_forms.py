@@ -174,7 +174,8 @@ class StudyForm(PlainTextModelForm):
             ),
             "title": "Shown to raters and on your study list.",
             "slug": (
-                "The study's address in rater links (letters, digits, hyphens, underscores); "
+                "The study's address in rater links (lowercase letters, digits, hyphens, "
+                "underscores); "
                 "it cannot change once the study exists."
             ),
             "instructions": "Describes the study; shown to raters before training.",

@@ -74,28 +74,39 @@ STATUS_CONFIRM: dict[str, str] = {
 
 def status_actions(study: Study) -> list[dict[str, str]]:
     """The status changes allowed from the study's current status, as buttons; pausing
-    or closing an open study says how many raters it stops mid-session (they cannot
-    go on, and get no code, until it is open again)."""
+    or closing says how many raters it stops in the middle of a session, and what
+    they get (annotation.views: a close hands them the no-work code)."""
     allowed = TRANSITIONS[study.status]
     midway = 0
-    if study.status == Study.Status.OPEN:
+    if study.status in (Study.Status.OPEN, Study.Status.PAUSED):
         midway = holding_sessions(study, timezone.now()).count()
-    stopped = (
-        f" {midway} rater(s) are in the middle of a session: they cannot go on, and get "
-        "no completion code, until the study is open again."
-        if midway
-        else ""
-    )
     return [
         {
             "status": target,
             "label": labels.get(study.status, STATUS_VERBS[target]),
-            "confirm": STATUS_CONFIRM.get(target, "")
-            + (stopped if target in STATUS_CONFIRM else ""),
+            "confirm": (
+                STATUS_CONFIRM[target] + _midway_note(study, target, midway)
+                if target in STATUS_CONFIRM
+                else ""
+            ),
         }
         for target, labels in STATUS_BUTTONS
         if target in allowed
     ]
+
+
+def _midway_note(study: Study, target: str, midway: int) -> str:
+    if not midway:
+        return ""
+    raters = f"{midway} rater{'s are' if midway != 1 else ' is'} in the middle of a session"
+    if target == Study.Status.PAUSED:
+        return f" {raters}: they cannot go on until you resume it."
+    if study.outcomes.filter(kind="no_work").exclude(code="").exists():
+        return f" {raters}: they stop, and get the study's no-work code."
+    return (
+        f" {raters}: they stop, and are told to return to their platform (no no-work "
+        "code is set, so they get no code)."
+    )
 
 
 @login_required
@@ -226,6 +237,7 @@ def study_edit(request: HttpRequest, slug: str) -> HttpResponse:
         "can_edit": True,
         "can_delete": can_share_study(request.user, study),
         "has_ratings": Rating.objects.filter(stimulus__study=study, is_pilot=False).exists(),
+        "delete_mistyped": request.GET.get("delete") == "mistyped",
     }
     return render(request, "workspace/study_form.html", context)
 
@@ -247,13 +259,12 @@ def study_clone(request: HttpRequest, slug: str) -> HttpResponse:
                 )
             if study is not None:
                 then = (
-                    f"with its {copied} stimuli (the same image files)"
+                    f", with its {copied} stimuli (the same image files)."
                     if copied
-                    else "import its stimuli before opening it"
+                    else ": import its stimuli before opening it."
                 )
                 messages.success(
-                    request,
-                    f"Study “{study.title}” created as a draft from “{source.title}”; {then}.",
+                    request, f"Study “{study.title}” created as a draft from “{source.title}”{then}"
                 )
                 return redirect("scoring:study-detail", slug=study.slug)
     else:
@@ -275,15 +286,15 @@ def study_delete_page(request: HttpRequest, slug: str) -> HttpResponse:
     DELETE), once its slug is typed again: it cannot be undone, so the form needs no
     script to ask first."""
     study = study_to_delete(request, slug)
+    back = reverse("scoring:study-edit", args=[study.slug])
     if request.POST.get("confirm_slug", "").strip() != study.slug:
-        messages.error(request, "The study was not deleted: type its slug exactly to confirm.")
-        return redirect(f"{reverse('scoring:study-edit', args=[study.slug])}#delete")
+        # Said in the delete card itself (the page opens on it), not at the page's top.
+        return redirect(f"{back}?delete=mistyped#delete")
     title = study.title
     try:
         study_delete(study=study)
-    except StudyRuleError as exc:
-        messages.error(request, f"The study was not deleted: {exc.message}.")
-        return redirect(f"{reverse('scoring:study-edit', args=[study.slug])}#delete")
+    except StudyRuleError:
+        return redirect(f"{back}?delete=rated#delete")  # rated meanwhile
     messages.success(request, f"Study “{title}” ({slug}) deleted, with its images and files.")
     return redirect("scoring:study-list")
 

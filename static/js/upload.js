@@ -75,9 +75,12 @@
     var fieldError = function (name, message) {
       var list = document.getElementById("id_" + name + "_error");
       if (!list) { return false; }
-      var item = document.createElement("li");
-      item.textContent = message;
-      list.appendChild(item);
+      // One item per line: a metadata CSV's bad rows come one to a line.
+      String(message).split("\n").forEach(function (line) {
+        var item = document.createElement("li");
+        item.textContent = line;
+        list.appendChild(item);
+      });
       list.hidden = false;
       document.getElementById("row-" + name).classList.add("has-error");
       return true;

@@ -193,6 +193,13 @@ def test_a_scale_change_rescales_the_expected_ranges():
     assert ranges[plain.pk] == (None, None)
     study_update(study=study, changes={"scale": "acr5"})
     assert study.stimuli.get(pk=low.pk).expected_high == 2
+    # Onto whole-number answers a range is widened to whole numbers: 30-45 of 100
+    # maps to 2.2-2.8, which no answer on 1-5 could fall in.
+    study_update(study=study, changes={"scale": "continuous"})
+    study.stimuli.filter(pk=low.pk).update(expected_low=30, expected_high=45)
+    study_update(study=study, changes={"scale": "acr5"})
+    narrow = study.stimuli.get(pk=low.pk)
+    assert (narrow.expected_low, narrow.expected_high) == (2, 3)
     # No change of scale, no change of range.
     study_update(study=study, changes={"scale": "acr5", "title": "Renamed"})
     assert study.stimuli.get(pk=high.pk).expected_low == 4

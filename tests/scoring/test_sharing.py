@@ -256,7 +256,10 @@ def test_a_viewer_reads_analyses_but_only_an_editor_runs_one(owner, study_a, res
     refused = api.post("/api/v1/analyses/", body, format="json")
     assert refused.status_code == 403 and "view-only" in refused.json()["detail"]
     start = reverse("scoring:analysis-start", args=[study_a.slug])
-    assert page.post(start, {"method": "mean"}).status_code == 403
+    refused_page = page.post(start, {"method": "mean"})
+    # The 403 page says why, not only "no access".
+    assert refused_page.status_code == 403
+    assert "only its owner or an editor can run analyses" in refused_page.content.decode()
     detail = page.get(reverse("scoring:study-detail", args=[study_a.slug])).content.decode()
     assert 'id="analysis-view-only"' in detail and 'id="run-analysis"' not in detail
     assert not Analysis.objects.exists()

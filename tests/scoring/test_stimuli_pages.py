@@ -295,6 +295,25 @@ def test_a_broken_csv_is_refused_on_its_field_and_nothing_changes(as_owner, stud
     assert not ImportJob.objects.exists() and not study.stimuli.exists()
 
 
+def test_every_bad_csv_row_is_its_own_item_on_the_page_and_in_json(as_owner, study):
+    bad = b"filename,role,expected_low,expected_high\na.png,goldd,,\nb.png,gold,80,20\n"
+    url = reverse("scoring:stimuli-upload", args=[study.slug])
+
+    def send(**headers):
+        files = {"files": named(png_bytes(), "a.png"), "metadata": named(bad, "m.csv")}
+        return as_owner.post(url, {**files, "default_role": "test"}, headers=headers)
+
+    html = send().content.decode()
+    error = re.search(r'id="id_metadata_error">(.*?)</ul>', html, re.S).group(1)
+    items = re.findall(r"<li>(.*?)</li>", error, re.S)
+    assert len(items) == 3 and "2 rows refused" in items[0], items
+    assert "line 2, column &#x27;role&#x27;" in items[1] and "gold, test, training" in items[1]
+    assert "line 3, column &#x27;expected_high&#x27;" in items[2]
+    lines = send(**{"X-Requested-With": "XMLHttpRequest"}).json()["fields"]["metadata"]
+    assert len(lines.split("\n")) == 3
+    assert not ImportJob.objects.exists() and not study.stimuli.exists()
+
+
 def test_the_upload_url_shows_the_gallery_form_on_get(as_owner, study):
     response = as_owner.get(reverse("scoring:stimuli-upload", args=[study.slug]))
     assert response.status_code == 302 and response["Location"].endswith("/stimuli/#upload")

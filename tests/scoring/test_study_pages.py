@@ -421,6 +421,8 @@ def test_open_pause_close_and_reopen(owner_client, researcher_a):
 
 
 def test_pause_and_close_say_how_many_raters_they_stop_midway(owner_client, researcher_a):
+    import html
+
     from tests.factories import rater_at_rating
 
     study = StudyFactory(owner=researcher_a, status=Study.Status.OPEN)
@@ -430,9 +432,20 @@ def test_pause_and_close_say_how_many_raters_they_stop_midway(owner_client, rese
     assert all("middle" not in c for c in confirm.findall(owner_client.get(detail).text))
     rater_at_rating(study, "p-1")
     rater_at_rating(study, "p-2")
+    pause, close = confirm.findall(owner_client.get(detail).text)
+    assert "2 raters are in the middle of a session" in pause
+    assert "cannot go on until you resume it" in pause
+    assert "no no-work code is set, so they get no code" in close
+    from tests.factories import StudyOutcomeFactory
+
+    StudyOutcomeFactory(study=study, kind="no_work", code="NW-1")
+    close = html.unescape(confirm.findall(owner_client.get(detail).text)[1])
+    assert "they stop, and get the study's no-work code" in close
+    # Paused, closing stops the same raters: counted too.
+    study.status = Study.Status.PAUSED
+    study.save(update_fields=["status"])
     shown = confirm.findall(owner_client.get(detail).text)
-    assert len(shown) == 2  # pause and close
-    assert all("2 rater(s) are in the middle of a session" in c for c in shown), shown
+    assert any("2 raters are in the middle of a session" in c for c in shown), shown
 
 
 def test_a_status_the_study_already_has_says_so(owner_client, researcher_a):
@@ -666,13 +679,16 @@ def test_the_owner_deletes_an_unrated_study_after_typing_its_slug(owner_client, 
     assert 'id="delete-form"' in owner_client.get(edit).text
     url = reverse("scoring:study-delete", args=[study.slug])
     wrong = owner_client.post(url, {"confirm_slug": "to-g"})
-    assert wrong.status_code == 302 and wrong["Location"].endswith("/edit/#delete")
-    assert messages_of(wrong) == ["The study was not deleted: type its slug exactly to confirm."]
+    assert wrong.status_code == 302 and wrong["Location"].endswith("/edit/?delete=mistyped#delete")
+    told = owner_client.get(wrong["Location"]).text  # in the card, as an alert
+    assert 'id="delete-error" role="alert"' in told and 'aria-invalid="true"' in told
     assert Study.objects.filter(slug="to-go").exists()
     assert owner_client.get(url).status_code == 405
     done = owner_client.post(url, {"confirm_slug": "to-go"})
     assert done.status_code == 302 and done["Location"] == reverse("scoring:study-list")
     assert "deleted" in messages_of(done)[0]
+    listed = owner_client.get(done["Location"]).text  # the study list shows it
+    assert 'id="messages" role="status"' in listed and "(to-go) deleted" in listed
     assert not Study.objects.filter(slug="to-go").exists()
     assert not Stimulus.objects.filter(study_id=study.pk).exists()
 
@@ -687,7 +703,8 @@ def test_a_rated_study_is_not_deleted_and_the_page_says_close_it(owner_client, r
     refused = owner_client.post(
         reverse("scoring:study-delete", args=[study.slug]), {"confirm_slug": "rated"}
     )
-    assert "close it instead" in messages_of(refused)[0]
+    assert refused["Location"].endswith("?delete=rated#delete")
+    assert 'id="delete-refused"' in owner_client.get(refused["Location"]).text
     assert Study.objects.filter(slug="rated").exists()
 
 
