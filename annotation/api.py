@@ -40,6 +40,7 @@ from annotation.models import (
     StudyShare,
 )
 from annotation.permissions import (
+    OWNER_ONLY_DELETE,
     OWNER_ONLY_SHARES,
     can_edit_study,
     can_share_study,
@@ -113,7 +114,7 @@ class StudyAccess(BasePermission):
         if request.method in ("GET", "HEAD", "OPTIONS"):
             return can_view_study(request.user, obj)
         if request.method == "DELETE":
-            self.message = "only the study's owner can delete it"
+            self.message = OWNER_ONLY_DELETE
             return can_share_study(request.user, obj)
         return can_edit_study(request.user, obj)
 

@@ -370,10 +370,16 @@ def _claiming(session: Session, now, make: Callable[[Session, datetime], Claim |
     ``_claim_test``'s attempts is its own transaction, so the stimulus rows an
     attempt locked are released before the next one waits for others."""
     with transaction.atomic():
-        statements.lock_session(session.pk)
-        if statements.live_claim_id(session.pk, now) is not None:
-            return _live_claim(session, now)
-        return make(session, now)
+        return _claimed_meanwhile(session, now) or make(session, now)
+
+
+def _claimed_meanwhile(session: Session, now) -> Claim | None:
+    """First in each claiming transaction: the session's claiming lock, then its live
+    claim read again (another request of the session may have claimed meanwhile)."""
+    statements.lock_session(session.pk)
+    if statements.live_claim_id(session.pk, now) is None:
+        return None
+    return _live_claim(session, now)
 
 
 def _claim_test(session: Session, now) -> Claim | None:
@@ -386,9 +392,8 @@ def _claim_test(session: Session, now) -> Claim | None:
         if not ids:
             return None
         with transaction.atomic():
-            statements.lock_session(session.pk)
-            if statements.live_claim_id(session.pk, now) is not None:
-                return _live_claim(session, now)  # another request of the session claimed
+            if claimed := _claimed_meanwhile(session, now):
+                return claimed
             if attempt <= SKIP_LOCKED_TRIES:
                 # The first candidate nobody else holds, one row at a time: a rater
                 # locks only the stimulus it claims (and any it finds full on the way),

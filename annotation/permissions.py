@@ -34,6 +34,7 @@ def visible_study_or_404(user, slug: str) -> Study:
 # The refusal a view-only share meets on a change, on pages and in the API alike.
 VIEW_ONLY = "this study is shared with you view-only: only its owner or an editor can change it"
 OWNER_ONLY_SHARES = "only the study's owner can share it"
+OWNER_ONLY_DELETE = "only the study's owner can delete it"
 
 
 def share_level(user, study: Study) -> str | None:

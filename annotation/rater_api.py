@@ -29,7 +29,7 @@ from annotation.models import Rater, Stimulus, Study
 from annotation.rater_flow import Progress, Step, StepKind
 from annotation.services import SubmitRefused
 from studyweb import boundary
-from studyweb.ratelimit import new_rater_wait
+from studyweb.ratelimit import limited_response, new_rater_wait
 
 RATER_COOKIE = "rater_token"
 RATER_HEADER = "X-Rater-Token"
@@ -500,13 +500,7 @@ def start(request: HttpRequest, slug: str) -> JsonResponse:
         body = {**exc.as_dict(), "outcome": _outcome_payload(end)}
         return JsonResponse(body, status=exc.status)
     except _NewRatersLimited as exc:
-        response = error(
-            "rate_limited",
-            f"too many new raters from this address; try again in {exc.wait} s",
-            status=429,
-        )
-        response["Retry-After"] = str(exc.wait)
-        return response
+        return limited_response("too many new raters from this address", exc.wait)
     return JsonResponse(
         {
             "token": rater.token,

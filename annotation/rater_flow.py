@@ -238,14 +238,7 @@ def next_step(*, context: RaterContext, after_rating: bool = False) -> Step:
         return Step(StepKind.DONE)
     if not study.is_open and not pilot.is_pilot(rater):
         # A researcher's pilot preview goes on whatever the status (annotation.pilot).
-        # Closed before they finished, a crowd rater gets the no-work code to be paid
-        # for what they did (the entry page shows the same); paused, they come back.
-        end = (
-            no_work(study, rater.source, rater.platform)
-            if study.status == Study.Status.CLOSED
-            else None
-        )
-        return Step(StepKind.UNAVAILABLE, end=end)
+        return Step(StepKind.UNAVAILABLE, end=stopped_outcome(study, rater))
     # No claim during a break: its time to live would run out while resting.
     now = timezone.now()
     if session.break_until is not None and now < session.break_until:
@@ -481,6 +474,15 @@ def no_work(study: Study, source: str, platform: Mapping[str, str]) -> Completio
     back to their platform (nothing of theirs was written)."""
     code, url = outcome_code(study, StudyOutcome.Kind.NO_WORK, source)
     return Completion(code, outcome_target(source, platform, code, url), Progress(0, 0), "no_work")
+
+
+def stopped_outcome(study: Study, rater: Rater) -> Completion | None:
+    """What a rater the study was closed on before they finished gets: the no-work
+    code and the way back, so a crowd worker can be paid for what they did. None
+    while the study is only paused (they come back) or not closed."""
+    if study.status != Study.Status.CLOSED:
+        return None
+    return no_work(study, rater.source, rater.platform)
 
 
 def completion_target(study: Study, rater: Rater) -> dict | None:

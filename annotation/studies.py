@@ -353,11 +353,17 @@ def study_complete_check(*, study: Study) -> bool:
     return True
 
 
+def study_has_ratings(study: Study) -> bool:
+    """Whether anybody rated the study (previews do not count): such a study is data,
+    closed rather than deleted."""
+    return Rating.objects.filter(stimulus__study=study, is_pilot=False).exists()
+
+
 def study_delete(*, study: Study) -> None:
     """Delete a study nobody has rated; pilot ratings (the researchers' previews) go with it."""
     with transaction.atomic():
         ratings = Rating.objects.filter(stimulus__study=study)
-        if ratings.filter(is_pilot=False).exists():
+        if study_has_ratings(study):
             raise StudyRuleError(
                 "the study has ratings: close it instead of deleting",
                 code="has_ratings",

@@ -47,8 +47,8 @@ def _unavailable(request: HttpRequest, study: Study, rater: Rater | None = None)
     the no-work code and the way back to their platform (a crowd worker needs a code
     to be paid for what they did); a paused study keeps them for later instead."""
     context: dict = {"study": study}
-    if rater is not None and study.status == Study.Status.CLOSED:
-        end = rater_flow.no_work(study, rater.source, rater.platform)
+    end = rater_flow.stopped_outcome(study, rater) if rater is not None else None
+    if end is not None:
         context.update(code=end.code, target=end.target, stopped=True)
     return render(request, "annotation/study_unavailable.html", context)
 

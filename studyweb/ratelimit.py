@@ -54,6 +54,16 @@ def _hit(scope: str, key: str, limit: int, window: int) -> int | None:
     return None
 
 
+def limited_response(what: str, wait: int) -> JsonResponse:
+    """The JSON 429 of a limit, with ``Retry-After``."""
+    response = JsonResponse(
+        {"error": "rate_limited", "detail": f"{what}; try again in {wait} s", "fields": {}},
+        status=429,
+    )
+    response["Retry-After"] = str(wait)
+    return response
+
+
 def rate_limited(scope: str):
     """Decorator for rater views: RATE_LIMIT_RATER_PER_MIN per token, RATE_LIMIT_ADDRESS_PER_MIN
     per address (0 disables)."""
@@ -72,16 +82,7 @@ def rate_limited(scope: str):
             for kind, key, limit in checks:
                 wait = _hit(f"{scope}:{kind}", key, limit, 60)
                 if wait is not None:
-                    response = JsonResponse(
-                        {
-                            "error": "rate_limited",
-                            "detail": f"too many requests; try again in {wait} s",
-                            "fields": {},
-                        },
-                        status=429,
-                    )
-                    response["Retry-After"] = str(wait)
-                    return response
+                    return limited_response("too many requests", wait)
             return view(request, *args, **kwargs)
 
         return wrapper

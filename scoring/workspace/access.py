@@ -9,6 +9,7 @@ from django.http import HttpRequest
 
 from annotation.models import Study
 from annotation.permissions import (
+    OWNER_ONLY_DELETE,
     OWNER_ONLY_SHARES,
     VIEW_ONLY,
     can_edit_study,
@@ -42,5 +43,5 @@ def study_to_delete(request: HttpRequest, slug: str) -> Study:
     """The study, if the user may delete it (owner or admin, as for sharing)."""
     study = study_for(request, slug)
     if not can_share_study(request.user, study):
-        raise PermissionDenied("only the study's owner can delete it")
+        raise PermissionDenied(OWNER_ONLY_DELETE)
     return study

@@ -17,7 +17,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from annotation import rater_review
 from annotation.assignment import holding_sessions
-from annotation.models import Rating, Study
+from annotation.models import Study
 from annotation.permissions import (
     can_edit_study,
     can_share_study,
@@ -28,6 +28,7 @@ from annotation.studies import (
     StudyRuleError,
     study_create,
     study_delete,
+    study_has_ratings,
     study_set_status,
     study_stimuli_copy,
     study_update,
@@ -219,8 +220,8 @@ def study_edit(request: HttpRequest, slug: str) -> HttpResponse:
                 for name in changes
             )
             messages.success(request, f"Saved: {names}.")
-            ranged = study.stimuli.filter(expected_low__isnull=False).count()
-            if "scale" in changes and ranged:
+            ranged = "scale" in changes and study.stimuli.filter(expected_low__isnull=False).count()
+            if ranged:
                 scale = study.scale_def
                 messages.info(
                     request,
@@ -236,7 +237,7 @@ def study_edit(request: HttpRequest, slug: str) -> HttpResponse:
         "here": "settings",
         "can_edit": True,
         "can_delete": can_share_study(request.user, study),
-        "has_ratings": Rating.objects.filter(stimulus__study=study, is_pilot=False).exists(),
+        "has_ratings": study_has_ratings(study),
         "delete_mistyped": request.GET.get("delete") == "mistyped",
     }
     return render(request, "workspace/study_form.html", context)
